@@ -1,0 +1,40 @@
+// The compiled runtime's entry points, as the headers call them. Like
+// oneTBB's r1 layer: a short list of plain functions over the type-erased
+// graph description; everything behind them lives in runtime/.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include <penstock/context.hpp>
+#include <penstock/graph_description.hpp>
+#include <penstock/run_report.hpp>
+
+namespace penstock::detail::r1 {
+
+// The values of one run: a slot per node and per parameter.
+class run_state;
+
+struct run_outcome {
+  std::shared_ptr<run_state> state;
+  run_report report;
+};
+
+// Runs the graph. Throws param_error before running anything if a parameter
+// is unknown, missing or malformed.
+run_outcome execute(const graph_description& graph, const run_options& options);
+
+// The output slot of node `index` after a run (a std::optional<T>*), or
+// null if that node did not succeed or its value was released.
+const void* output_slot(const run_state& state, std::size_t index) noexcept;
+
+// Runs element_fn for i in [0, n) as parallel tasks, each with its own
+// context (element index set), retrying each element `retries` times. The
+// first failure is rethrown, naming the element.
+void for_each_element(const context& node_ctx, std::size_t n, std::uint32_t retries,
+                      void (*element_fn)(void* data, std::size_t i, context& element_ctx), void* data);
+
+// The command-line interface shared by every pipeline binary.
+int main(const graph_description& graph, int argc, const char* const* argv);
+
+}  // namespace penstock::detail::r1

@@ -1,0 +1,56 @@
+// Compile-time diagnostics. Each error is a type that is declared and never
+// defined: when penstock reports one, the compiler prints its name and its
+// arguments (the step, the position, the types), so the message reads like a
+// sentence. The comment beside each says how to fix the code.
+#pragma once
+
+#include <cstddef>
+
+#include <penstock/fixed_string.hpp>
+
+namespace penstock::error {
+
+// Argument `Position` (0-based, not counting a leading ps::context&) of step
+// `Step` has type `Given`, but the step's callable takes `Expected`.
+// Fix: pass a node or constant of type `Expected`, or change the callable.
+template <fixed_string Step, std::size_t Position, class Expected, class Given>
+struct step_argument_mismatch;
+
+// Step `Step` was applied to `Given` arguments but its callable takes
+// `Expected` (not counting a leading ps::context&).
+template <fixed_string Step, std::size_t Expected, std::size_t Given>
+struct step_argument_count_mismatch;
+
+// The callable of step `Step` cannot be called with arguments of these types
+// (reported for generic callables, whose parameter types are unknown).
+template <fixed_string Step, class... Given>
+struct step_not_invocable_with;
+
+// Step `Step` returns void, so it has no value to pass on or cache.
+// Fix: return the result (a model, a table, a metric) instead of storing it.
+template <fixed_string Step, class Callable>
+struct step_returns_void;
+
+// Two different steps are named `Step` in one pipeline (their callables or
+// inputs differ). Step names identify nodes, cached values and run records.
+// Fix: give one of them another name.
+template <fixed_string Step, class First, class Second>
+struct duplicate_step_name;
+
+// ps::map<"Step"> was applied to a node of type `Given`, which is not a
+// std::vector. Fix: map over a node<std::vector<T>>.
+template <fixed_string Step, class Given>
+struct map_input_not_a_vector;
+
+}  // namespace penstock::error
+
+namespace penstock::detail {
+
+// Instantiating report<E>() is how a check fails: `E` is incomplete, so the
+// compiler's first error line names E and its arguments.
+template <class E>
+constexpr bool report() {
+  return sizeof(E) == 0;
+}
+
+}  // namespace penstock::detail

@@ -1,0 +1,79 @@
+// The seam between the header-only DSL and the compiled runtime: a flat,
+// type-erased description of a pipeline. The DSL lowers every pipeline to one
+// of these; the runtime (planner, executor, CLI) sees nothing else. Plain
+// structs and function pointers only: no Hana, no templates.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <penstock/context.hpp>
+#include <penstock/options.hpp>
+
+namespace penstock {
+
+enum class node_kind : std::uint8_t {
+  step,  // one task
+  map,   // one node, one task per element of its input vector
+};
+
+enum class input_kind : std::uint8_t {
+  node,      // the output of another node (`index` is the producer's index)
+  param,     // a pipeline parameter (`index` into graph_description::params)
+  constant,  // a value fixed when the pipeline was written (held by the step)
+};
+
+struct input_description {
+  input_kind kind = input_kind::constant;
+  std::uint32_t index = 0;
+  std::string_view type;        // the value type the step receives
+  std::string_view projection;  // "" or the member / element taken from the producer
+};
+
+// A value slot is an opaque, heap-allocated std::optional<T>; the functions
+// below are the only way the runtime touches one.
+struct slot_functions {
+  void* (*create)() = nullptr;
+  void (*destroy)(void* slot) noexcept = nullptr;
+  void (*clear)(void* slot) noexcept = nullptr;  // drops the value early
+  bool (*has_value)(const void* slot) noexcept = nullptr;
+  // A short printable form of the value ("0.9467"), or "" if it has none.
+  std::string (*format)(const void* slot) = nullptr;
+};
+
+struct param_description {
+  std::string_view name;
+  std::string_view type;
+  bool has_default = false;
+  const void* param = nullptr;  // the parameter's shared state (name, default)
+  slot_functions slot;
+  // Stores the default (if any) into a fresh slot.
+  void (*set_default)(const void* param, void* slot) = nullptr;
+  // Parses `text` into the slot; throws std::invalid_argument saying why.
+  void (*parse)(void* slot, std::string_view text) = nullptr;
+};
+
+struct node_description {
+  std::string_view name;
+  node_kind kind = node_kind::step;
+  std::string_view output_type;
+  std::span<const input_description> inputs;
+  step_options options;
+  const void* step = nullptr;  // the step's callable and constants
+  // Runs the step once. inputs[j] is the slot of input j (null for
+  // constants); may_move[j] says the value may be moved from (this is its
+  // last consumer). Writes the result into `output`. Throws on failure.
+  void (*run)(const void* step, void* const* inputs, const bool* may_move, void* output, context& ctx) = nullptr;
+  slot_functions slot;
+};
+
+struct graph_description {
+  std::string_view name;
+  std::span<const node_description> nodes;  // in topological order
+  std::span<const param_description> params;
+  std::span<const std::uint32_t> outputs;  // indices into nodes
+};
+
+}  // namespace penstock

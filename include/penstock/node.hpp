@@ -1,0 +1,93 @@
+// ps::node<T, Graph, Projection>: the typed handle a step application returns.
+// T is the value it carries; Graph lists (as a type) every step it depends on,
+// so a pipeline's structure is known at compile time. ps::get splits a node
+// whose value is a struct or tuple into typed nodes.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <penstock/detail/graph_list.hpp>
+#include <penstock/detail/step_instance.hpp>
+
+namespace penstock {
+
+namespace detail {
+template <class Graph>
+struct last_step;
+template <class... Steps>
+struct last_step<graph<Steps...>> {
+  using type = typename decltype((std::type_identity<Steps>{}, ...))::type;
+};
+
+// Applies Inner, then Outer: ps::get on a node that is already a projection.
+template <class Inner, class Outer>
+struct composed_projection {
+  static constexpr std::string_view label = Outer::label;
+  template <class V>
+  static constexpr auto& apply(V& v) noexcept {
+    return Outer::apply(Inner::apply(v));
+  }
+};
+template <class Inner, class Outer>
+using compose_t = std::conditional_t<std::is_same_v<Inner, whole_value>, Outer, composed_projection<Inner, Outer>>;
+}  // namespace detail
+
+template <class T, class Graph, class Projection = detail::whole_value>
+class node {
+ public:
+  using value_type = T;
+  using graph_type = Graph;
+  using projection_type = Projection;
+  using producer_type = typename detail::last_step<Graph>::type;
+
+  explicit node(std::shared_ptr<const producer_type> producer) : producer_(std::move(producer)) {}
+
+  [[nodiscard]] const std::shared_ptr<const producer_type>& producer() const noexcept { return producer_; }
+  [[nodiscard]] static constexpr std::string_view step_name() noexcept { return producer_type::step_name.view(); }
+
+ private:
+  std::shared_ptr<const producer_type> producer_;
+};
+
+// What a step application returns when a compile-time check failed. The check
+// has already reported the error; anything built on an error_node is an
+// error_node too, so the user sees one error, not a cascade.
+struct error_node {
+  using value_type = void;
+};
+
+template <class N>
+inline constexpr bool is_node_v = false;
+template <class T, class G, class P>
+inline constexpr bool is_node_v<node<T, G, P>> = true;
+
+// ps::get<I>(n): element I of a node whose value is a tuple or pair.
+template <std::size_t I, class T, class G, class P>
+requires requires { typename std::tuple_element<I, T>::type; }
+[[nodiscard]] auto get(const node<T, G, P>& n) {
+  using element = std::remove_cvref_t<std::tuple_element_t<I, T>>;
+  return node<element, G, detail::compose_t<P, detail::element_projection<I>>>(n.producer());
+}
+
+// ps::get<&Split::train>(n): one member of a node whose value is a struct.
+template <auto Member, class T, class G, class P>
+requires std::is_member_object_pointer_v<decltype(Member)> && requires(const T& v) { v.*Member; }
+[[nodiscard]] auto get(const node<T, G, P>& n) {
+  using member = std::remove_cvref_t<decltype(std::declval<const T&>().*Member)>;
+  return node<member, G, detail::compose_t<P, detail::member_projection<Member>>>(n.producer());
+}
+
+template <std::size_t I>
+[[nodiscard]] error_node get(const error_node&) {
+  return {};
+}
+template <auto Member>
+[[nodiscard]] error_node get(const error_node&) {
+  return {};
+}
+
+}  // namespace penstock

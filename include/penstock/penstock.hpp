@@ -1,0 +1,18 @@
+// The umbrella header: everything a pipeline author needs.
+//   #include <penstock/penstock.hpp>
+//   namespace ps = penstock;
+#pragma once
+
+#include <penstock/context.hpp>
+#include <penstock/error.hpp>
+#include <penstock/fixed_string.hpp>
+#include <penstock/graph_description.hpp>
+#include <penstock/main.hpp>
+#include <penstock/map.hpp>
+#include <penstock/node.hpp>
+#include <penstock/options.hpp>
+#include <penstock/param.hpp>
+#include <penstock/pipeline.hpp>
+#include <penstock/run_report.hpp>
+#include <penstock/step.hpp>
+#include <penstock/version.hpp>

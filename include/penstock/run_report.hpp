@@ -1,0 +1,97 @@
+// What a run did: per-step status, attempts and time, and the run's summary.
+// Returned by pipeline::run and printed by `run`.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace penstock {
+
+enum class step_status : std::uint8_t {
+  not_run,  // never started (run interrupted before it)
+  succeeded,
+  failed,     // threw on every attempt
+  timed_out,  // exceeded .timeout()
+  skipped,    // an input failed, so it could not run
+  cancelled,  // stopped by an interrupt while running
+};
+
+[[nodiscard]] constexpr const char* to_string(step_status s) noexcept {
+  switch (s) {
+    case step_status::not_run: return "not run";
+    case step_status::succeeded: return "succeeded";
+    case step_status::failed: return "failed";
+    case step_status::timed_out: return "timed out";
+    case step_status::skipped: return "skipped";
+    case step_status::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+struct step_report {
+  std::string name;
+  step_status status = step_status::not_run;
+  std::uint32_t attempts = 0;
+  std::chrono::nanoseconds duration{0};
+  std::string error;  // the last attempt's message, for failed / timed out steps
+};
+
+enum class progress_mode : std::uint8_t {
+  automatic,  // a live line on a terminal, plain lines otherwise
+  live,
+  lines,
+  none,
+};
+
+struct run_options {
+  std::size_t threads = 0;  // 0: one per core
+  progress_mode progress = progress_mode::none;
+  // name=value pairs, parsed by each parameter's type
+  std::vector<std::pair<std::string, std::string>> params;
+  // When set and true, no new steps start and running ones see
+  // context::stop_requested(). ps::main points it at its Ctrl-C flag.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+struct run_report {
+  std::string pipeline;
+  std::vector<step_report> steps;  // in topological order
+  std::chrono::nanoseconds wall{0};
+  bool interrupted = false;
+
+  [[nodiscard]] bool ok() const noexcept {
+    if (interrupted) return false;
+    for (const auto& s : steps)
+      if (s.status != step_status::succeeded) return false;
+    return true;
+  }
+  [[nodiscard]] std::size_t count(step_status s) const noexcept {
+    std::size_t n = 0;
+    for (const auto& r : steps) n += r.status == s ? 1 : 0;
+    return n;
+  }
+  [[nodiscard]] const step_report* find(std::string_view name) const noexcept {
+    for (const auto& r : steps)
+      if (r.name == name) return &r;
+    return nullptr;
+  }
+  // "pipeline 'churn': 5 succeeded, 1 failed, 2 skipped in 1.23 s" plus one
+  // line per failed step with its message.
+  [[nodiscard]] std::string summary() const;
+};
+
+// Thrown by pipeline::run when a parameter is unknown, missing or malformed:
+// before any step runs.
+class param_error : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+}  // namespace penstock

@@ -1,0 +1,118 @@
+// ps::step<"name">(callable): a named, typed pipeline step. Applied to nodes,
+// parameters and constants it returns a ps::node of the callable's result.
+// Every application is checked at compile time; a mistake is reported once,
+// as a penstock::error type naming the step, the position and the types.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#include <penstock/detail/arguments.hpp>
+#include <penstock/detail/callable_traits.hpp>
+#include <penstock/detail/graph_list.hpp>
+#include <penstock/detail/option_setters.hpp>
+#include <penstock/detail/step_instance.hpp>
+#include <penstock/error.hpp>
+#include <penstock/node.hpp>
+
+namespace penstock {
+
+namespace detail {
+
+// The graph of a new step: its inputs' graphs merged, then itself. Reports a
+// name used by two different steps.
+template <fixed_string Name, class Self, class... Args>
+constexpr auto graph_with() {
+  using merged = merge_all<typename traits_of<Args>::graph_type...>;
+  if constexpr (merged::conflict::any) {
+    using c = typename first_conflict<typename merged::conflict>::type;
+    (void)report<error::duplicate_step_name<c::first::step_name, typename c::first::callable_type,
+                                            typename c::second::callable_type>>();
+    return std::type_identity<void>{};
+  } else if constexpr (!std::is_void_v<step_named_t<Name, typename merged::type>>) {
+    using existing = step_named_t<Name, typename merged::type>;
+    (void)report<error::duplicate_step_name<Name, typename existing::callable_type, typename Self::callable_type>>();
+    return std::type_identity<void>{};
+  } else {
+    return std::type_identity<decltype(typename merged::type{} + graph<Self>{})>{};
+  }
+}
+
+}  // namespace detail
+
+template <fixed_string Name, class F>
+class step_definition : public detail::option_setters<step_definition<Name, F>> {
+  friend class detail::option_setters<step_definition>;
+
+ public:
+  static constexpr auto name = Name;
+
+  explicit step_definition(F fn) : fn_(std::move(fn)) {}
+
+  template <class... Args>
+  [[nodiscard]] auto operator()(Args&&... args) const {
+    if constexpr ((detail::is_error_v<Args> || ...)) {
+      return error_node{};
+    } else if constexpr (detail::known_signature_v<F>) {
+      constexpr std::size_t arity = detail::data_arity<F>();
+      if constexpr (arity != sizeof...(Args)) {
+        (void)detail::report<error::step_argument_count_mismatch<Name, arity, sizeof...(Args)>>();
+        return error_node{};
+      } else if constexpr (constexpr std::size_t bad = detail::first_mismatch<F, Args...>(); bad < sizeof...(Args)) {
+        using given = typename detail::traits_of<std::tuple_element_t<bad, std::tuple<Args...>>>::given;
+        (void)detail::report<error::step_argument_mismatch<Name, bad, detail::data_param_t<F, bad>, given>>();
+        return error_node{};
+      } else {
+        return apply<detail::takes_context<F>(), typename detail::callable_traits<F>::result>(
+            std::index_sequence_for<Args...>{}, std::forward<Args>(args)...);
+      }
+    } else if constexpr (!detail::invocable_with<F, Args...>()) {
+      (void)detail::report<error::step_not_invocable_with<Name, typename detail::traits_of<Args>::given...>>();
+      return error_node{};
+    } else {
+      constexpr bool with_context = detail::generic_takes_context<F, Args...>();
+      using result = decltype([]<class... G>(std::type_identity<G>...) {
+        if constexpr (with_context) {
+          return std::invoke(std::declval<const F&>(), std::declval<context&>(), std::declval<const G&>()...);
+        } else {
+          return std::invoke(std::declval<const F&>(), std::declval<const G&>()...);
+        }
+      }(std::type_identity<typename detail::traits_of<Args>::given>{}...));
+      return apply<with_context, result>(std::index_sequence_for<Args...>{}, std::forward<Args>(args)...);
+    }
+  }
+
+ private:
+  template <bool WithContext, class Result, std::size_t... I, class... Args>
+  auto apply(std::index_sequence<I...>, Args&&... args) const {
+    if constexpr (std::is_void_v<Result>) {
+      (void)detail::report<error::step_returns_void<Name, F>>();
+      return error_node{};
+    } else {
+      using R = std::remove_cvref_t<Result>;
+      using self =
+          detail::step_instance<Name, F, WithContext, R,
+                                typename detail::traits_of<Args>::template kind<detail::expected_t<F, I, Args>>...>;
+      using graph_t = typename decltype(detail::graph_with<Name, self, Args...>())::type;
+      if constexpr (std::is_void_v<graph_t>) {
+        return error_node{};
+      } else {
+        auto instance = std::make_shared<const self>(
+            fn_, this->options_,
+            detail::traits_of<Args>::template store<detail::expected_t<F, I, Args>>(std::forward<Args>(args))...);
+        return node<R, graph_t>(std::move(instance));
+      }
+    }
+  }
+
+  F fn_;
+};
+
+template <fixed_string Name, class F>
+[[nodiscard]] step_definition<Name, std::decay_t<F>> step(F&& fn) {
+  return step_definition<Name, std::decay_t<F>>(std::forward<F>(fn));
+}
+
+}  // namespace penstock
