@@ -23,16 +23,28 @@ struct table {
   std::vector<float> y;  // 0 or 1
   [[nodiscard]] std::size_t rows() const { return y.size(); }
   [[nodiscard]] std::size_t cols() const { return features.size(); }
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(features, x, y);
+  }
 };
 
 struct split_tables {
   table train;
   table test;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(train, test);
+  }
 };
 
 struct model {
   std::vector<float> weights;
   float bias = 0;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(weights, bias);
+  }
 };
 
 // The last column is the label.

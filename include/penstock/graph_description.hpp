@@ -5,11 +5,13 @@
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include <penstock/context.hpp>
+#include <penstock/digest.hpp>
 #include <penstock/options.hpp>
 
 namespace penstock {
@@ -41,6 +43,11 @@ struct slot_functions {
   bool (*has_value)(const void* slot) noexcept = nullptr;
   // A short printable form of the value ("0.9467"), or "" if it has none.
   std::string (*format)(const void* slot) = nullptr;
+  // Content digest, serialization and deserialization through
+  // value_traits<T>; all three are null when T is not serializable.
+  digest (*hash)(const void* slot) = nullptr;
+  digest (*save)(const void* slot, std::ostream& out) = nullptr;  // returns the digest of what it wrote
+  void (*load)(void* slot, std::istream& in) = nullptr;
 };
 
 struct param_description {
@@ -61,6 +68,13 @@ struct node_description {
   std::string_view output_type;
   std::span<const input_description> inputs;
   step_options options;
+  // Stable across processes and builds: the step's name, version, output
+  // type fingerprint, and each input's kind and source (producer and
+  // projection, parameter name and type, or a constant's content digest).
+  digest identity;
+  // False when the output type or a constant cannot be serialized, so the
+  // step's result can never be cached.
+  bool cacheable = false;
   const void* step = nullptr;  // the step's callable and constants
   // Runs the step once. inputs[j] is the slot of input j (null for
   // constants); may_move[j] says the value may be moved from (this is its

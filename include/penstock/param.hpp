@@ -10,8 +10,8 @@
 #include <type_traits>
 #include <utility>
 
-#include <penstock/detail/format_value.hpp>
 #include <penstock/detail/parse_value.hpp>
+#include <penstock/detail/slot.hpp>
 #include <penstock/detail/type_name.hpp>
 #include <penstock/graph_description.hpp>
 
@@ -24,19 +24,6 @@ struct param_state {
   std::optional<T> default_value;
 };
 
-template <class T>
-slot_functions slot_functions_for() {
-  return {
-      .create = []() -> void* { return new std::optional<T>(); },
-      .destroy = [](void* slot) noexcept { delete static_cast<std::optional<T>*>(slot); },
-      .clear = [](void* slot) noexcept { static_cast<std::optional<T>*>(slot)->reset(); },
-      .has_value = [](const void* slot) noexcept { return static_cast<const std::optional<T>*>(slot)->has_value(); },
-      .format = [](const void* slot) -> std::string {
-        const auto& value = *static_cast<const std::optional<T>*>(slot);
-        return value ? format_value(*value) : std::string();
-      },
-  };
-}
 }  // namespace detail
 
 template <class T>

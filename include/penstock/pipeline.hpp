@@ -29,8 +29,8 @@ namespace penstock {
 // values are released as soon as their last consumer has run.
 class run_result {
  public:
-  run_result(detail::r1::run_outcome outcome, std::shared_ptr<const void> keep_alive)
-      : outcome_(std::move(outcome)), keep_alive_(std::move(keep_alive)) {}
+  run_result(detail::r1::run_outcome outcome, const graph_description& graph, std::shared_ptr<const void> keep_alive)
+      : outcome_(std::move(outcome)), graph_(&graph), keep_alive_(std::move(keep_alive)) {}
 
   [[nodiscard]] const run_report& report() const noexcept { return outcome_.report; }
   [[nodiscard]] bool ok() const noexcept { return outcome_.report.ok(); }
@@ -38,15 +38,15 @@ class run_result {
   // The value of an output node. Throws std::logic_error naming the step if
   // it has none (the step failed, or the node is not an output).
   template <class T, class G, class P>
-  [[nodiscard]] const T& value(const node<T, G, P>& n) const {
+  [[nodiscard]] const T& value(const node<T, G, P>&) const {
     using producer = typename node<T, G, P>::producer_type;
-    const auto index = detail::index_of(G{}, producer::step_name.view());
-    const void* slot = detail::r1::output_slot(*outcome_.state, index);
+    constexpr std::string_view name = producer::step_name.view();
+    const void* slot = nullptr;
+    for (std::size_t i = 0; i < graph_->nodes.size(); ++i)
+      if (graph_->nodes[i].name == name) slot = detail::r1::output_slot(*outcome_.state, i);
     if (slot == nullptr) {
-      throw std::logic_error(
-          std::string("step '")
-              .append(producer::step_name.view())
-              .append("' has no value in this run: it did not succeed, or it is not an output of the pipeline"));
+      throw std::logic_error(std::string("step '").append(name).append(
+          "' has no value in this run: it did not succeed, or it is not an output of the pipeline"));
     }
     const auto& whole = **static_cast<const std::optional<typename producer::output_type>*>(slot);
     return P::apply(whole);
@@ -54,6 +54,7 @@ class run_result {
 
  private:
   detail::r1::run_outcome outcome_;
+  const graph_description* graph_;
   std::shared_ptr<const void> keep_alive_;
 };
 
@@ -94,7 +95,7 @@ class typed_pipeline<Name, detail::graph<Steps...>> {
   [[nodiscard]] const graph_description& description() const noexcept { return lowered_->description; }
 
   [[nodiscard]] run_result run(const run_options& options = {}) const {
-    return run_result(detail::r1::execute(lowered_->description, options), lowered_);
+    return run_result(detail::r1::execute(lowered_->description, options), lowered_->description, lowered_);
   }
 
  private:

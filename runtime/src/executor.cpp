@@ -156,13 +156,14 @@ class executor {
   void run_node(std::uint32_t i) {
     const node_description& node = graph_.nodes[i];
     step_report& report = reports_[i];
-    if (input_failed_[i].load(std::memory_order_relaxed)) {
-      report.status = step_status::skipped;
+    // After an interrupt nothing starts, and nothing is blamed on its inputs.
+    if (stop_->load(std::memory_order_relaxed)) {
+      report.status = step_status::not_run;
       release_inputs(node);
       return;
     }
-    if (stop_->load(std::memory_order_relaxed)) {
-      report.status = step_status::not_run;
+    if (input_failed_[i].load(std::memory_order_relaxed)) {
+      report.status = step_status::skipped;
       release_inputs(node);
       return;
     }

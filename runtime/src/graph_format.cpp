@@ -122,8 +122,8 @@ std::string describe(const graph_description& graph) {
     if (n.options.retries != 0) opts += fmt::format(" retries={}", n.options.retries);
     if (n.options.timeout.count() != 0)
       opts += fmt::format(" timeout={:.3f}s", std::chrono::duration<double>(n.options.timeout).count());
-    out += fmt::format("  {}{}({}) -> {}{}\n", n.kind == node_kind::map ? "map " : "", n.name, inputs, n.output_type,
-                       opts);
+    out += fmt::format("  {}{}({}) -> {}{}  [id {}{}]\n", n.kind == node_kind::map ? "map " : "", n.name, inputs,
+                       n.output_type, opts, n.identity.hex().substr(0, 12), n.cacheable ? "" : ", not cacheable");
   }
   return out;
 }

@@ -91,7 +91,7 @@ constexpr std::size_t first_mismatch() {
   return []<std::size_t... I>(std::index_sequence<I...>) {
     constexpr std::array<bool, sizeof...(Args) + 1> fits{argument_fits<expected_t<F, I, Args>, Args>()..., false};
     std::size_t i = 0;
-    while (i < sizeof...(Args) && fits[i]) ++i;
+    while (fits[i]) ++i;  // fits ends with false, so this stops at sizeof...(Args) at the latest
     return i;
   }
   (std::index_sequence_for<Args...>{});

@@ -21,11 +21,14 @@
 #include <penstock/context.hpp>
 #include <penstock/detail/callable_traits.hpp>
 #include <penstock/detail/runtime_api.hpp>
+#include <penstock/detail/slot.hpp>
 #include <penstock/detail/type_name.hpp>
+#include <penstock/digest.hpp>
 #include <penstock/fixed_string.hpp>
 #include <penstock/graph_description.hpp>
 #include <penstock/options.hpp>
 #include <penstock/param.hpp>
+#include <penstock/value_traits.hpp>
 
 namespace penstock::detail {
 
@@ -160,6 +163,14 @@ std::string_view projection_label() {
   }
 }
 
+// The part of a node's identity that does not depend on its inputs.
+template <class R>
+hasher identity_prefix(std::string_view name, node_kind kind, const step_options& options) {
+  hasher h;
+  h.update(name).update_value(kind).update_value(options.version).update(value_traits<R>::type_fingerprint());
+  return h;
+}
+
 template <class T>
 bool equal_constants(const T& a, const T& b) {
   if constexpr (std::equality_comparable<T>) {
@@ -234,6 +245,22 @@ class step_instance final : public step_base {
     d.step = this;
     d.run = &run;
     d.slot = slot_functions_for<R>();
+    hasher id = identity_prefix<R>(Name.view(), node_kind::step, options);
+    bool cacheable = value_traits<R>::cacheable;
+    for_each_arg([&]<std::size_t I, class A>() {
+      id.update_value(A::kind);
+      if constexpr (A::kind == input_kind::node) {
+        id.update(A::producer_name.view()).update(projection_label<A>());
+      } else if constexpr (A::kind == input_kind::param) {
+        id.update(std::get<I>(args_).name()).update(display_name<typename A::value_type>());
+      } else if constexpr (value_traits<typename A::value_type>::cacheable) {
+        id.update(value_traits<typename A::value_type>::hash(std::get<I>(args_)));
+      } else {
+        cacheable = false;  // a constant penstock cannot hash
+      }
+    });
+    d.identity = id.finish();
+    d.cacheable = cacheable;
     (inputs.push_back({.kind = Args::kind,
                        .index = 0,
                        .type = display_name<typename Args::value_type>(),
@@ -337,6 +364,12 @@ class map_instance final : public step_base {
     d.step = this;
     d.run = &run;
     d.slot = slot_functions_for<output_type>();
+    d.identity = identity_prefix<output_type>(Name.view(), node_kind::map, options)
+                     .update_value(input_kind::node)
+                     .update(Input::producer_name.view())
+                     .update(projection_label<Input>())
+                     .finish();
+    d.cacheable = value_traits<output_type>::cacheable;
     inputs.push_back({.kind = input_kind::node,
                       .index = 0,
                       .type = display_name<typename Input::value_type>(),

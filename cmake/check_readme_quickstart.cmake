@@ -1,0 +1,20 @@
+# Fails unless the README's quick start is exactly examples/quickstart.cpp, so
+# the program users copy is the one CI builds and runs.
+# Usage: cmake -DREADME=... -DEXAMPLE=... -P check_readme_quickstart.cmake
+file(READ ${README} readme)
+string(FIND "${readme}" "## Quick start" start)
+if(start EQUAL -1)
+  message(FATAL_ERROR "README has no '## Quick start' section")
+endif()
+string(SUBSTRING "${readme}" ${start} -1 readme)
+string(FIND "${readme}" "```cpp\n" open)
+string(SUBSTRING "${readme}" ${open} -1 readme)
+string(LENGTH "```cpp\n" skip)
+string(SUBSTRING "${readme}" ${skip} -1 readme)
+string(FIND "${readme}" "```" close)
+string(SUBSTRING "${readme}" 0 ${close} snippet)
+file(READ ${EXAMPLE} example)
+if(NOT snippet STREQUAL example)
+  message(FATAL_ERROR "README quick start differs from ${EXAMPLE}")
+endif()
+message(STATUS "README quick start matches ${EXAMPLE}")

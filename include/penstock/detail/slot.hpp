@@ -1,0 +1,42 @@
+// slot_functions_for<T>(): how the runtime creates, clears, prints, hashes and
+// (de)serializes a value slot (a heap-allocated std::optional<T>) without
+// knowing T. Hashing and serialization go through value_traits<T>, and are
+// null for types that cannot be serialized.
+#pragma once
+
+#include <istream>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include <penstock/detail/format_value.hpp>
+#include <penstock/graph_description.hpp>
+#include <penstock/value_traits.hpp>
+
+namespace penstock::detail {
+
+template <class T>
+slot_functions slot_functions_for() {
+  slot_functions f{
+      .create = []() -> void* { return new std::optional<T>(); },
+      .destroy = [](void* slot) noexcept { delete static_cast<std::optional<T>*>(slot); },
+      .clear = [](void* slot) noexcept { static_cast<std::optional<T>*>(slot)->reset(); },
+      .has_value = [](const void* slot) noexcept { return static_cast<const std::optional<T>*>(slot)->has_value(); },
+      .format = [](const void* slot) -> std::string {
+        const auto& value = *static_cast<const std::optional<T>*>(slot);
+        return value ? format_value(*value) : std::string();
+      },
+  };
+  if constexpr (value_traits<T>::cacheable) {
+    f.hash = [](const void* slot) { return value_traits<T>::hash(**static_cast<const std::optional<T>*>(slot)); };
+    f.save = [](const void* slot, std::ostream& out) {
+      return value_traits<T>::save(out, **static_cast<const std::optional<T>*>(slot));
+    };
+    f.load = [](void* slot, std::istream& in) {
+      static_cast<std::optional<T>*>(slot)->emplace(value_traits<T>::load(in));
+    };
+  }
+  return f;
+}
+
+}  // namespace penstock::detail

@@ -1,0 +1,152 @@
+// value_traits<T>: the one trait through which penstock serializes and
+// hashes a value: cereal's binary archive for the bytes, XXH3-128 of those
+// bytes (computed while they are written) for its content digest. Any type
+// with a cereal serialize() or save()/load() works; standard containers and
+// arithmetic types work out of the box. Specialize it to give a type a faster
+// or different representation.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <istream>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <streambuf>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <cereal/archives/binary.hpp>
+#include <cereal/types/array.hpp>
+#include <cereal/types/chrono.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/unordered_set.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
+
+#include <penstock/detail/type_name.hpp>
+#include <penstock/digest.hpp>
+
+namespace penstock {
+
+namespace detail {
+template <class T>
+inline constexpr bool cereal_archivable_v =
+    cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value&&
+        cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
+
+// cereal's overloads for standard containers accept any element type and
+// fail inside cereal when the element has no serialize(); look inside.
+template <class T>
+struct elements_archivable : std::true_type {};
+template <class T>
+inline constexpr bool deep_archivable_v = cereal_archivable_v<T>&& elements_archivable<T>::value;
+
+template <class T, class A>
+struct elements_archivable<std::vector<T, A>> : std::bool_constant<deep_archivable_v<T>> {};
+template <class T, std::size_t N>
+struct elements_archivable<std::array<T, N>> : std::bool_constant<deep_archivable_v<T>> {};
+template <class T>
+struct elements_archivable<std::optional<T>> : std::bool_constant<deep_archivable_v<T>> {};
+template <class A, class B>
+struct elements_archivable<std::pair<A, B>> : std::bool_constant<deep_archivable_v<A> && deep_archivable_v<B>> {};
+template <class... T>
+struct elements_archivable<std::tuple<T...>> : std::bool_constant<(deep_archivable_v<T> && ...)> {};
+template <class... T>
+struct elements_archivable<std::variant<T...>> : std::bool_constant<(deep_archivable_v<T> && ...)> {};
+template <class K, class C, class A>
+struct elements_archivable<std::set<K, C, A>> : std::bool_constant<deep_archivable_v<K>> {};
+template <class K, class H, class E, class A>
+struct elements_archivable<std::unordered_set<K, H, E, A>> : std::bool_constant<deep_archivable_v<K>> {};
+template <class K, class V, class C, class A>
+struct elements_archivable<std::map<K, V, C, A>> : std::bool_constant<deep_archivable_v<K> && deep_archivable_v<V>> {};
+template <class K, class V, class H, class E, class A>
+struct elements_archivable<std::unordered_map<K, V, H, E, A>>
+    : std::bool_constant<deep_archivable_v<K> && deep_archivable_v<V>> {};
+}  // namespace detail
+
+// A type penstock can store and hash: cereal can write and read it (all the
+// way down its elements), and it can be default-constructed to load into.
+template <class T>
+concept serializable = detail::deep_archivable_v<T> && std::is_default_constructible_v<T>;
+
+namespace detail {
+// A streambuf that hashes what is written to it and passes it on to
+// `next` (or nowhere): the content digest costs no second pass.
+class hashing_streambuf final : public std::streambuf {
+ public:
+  explicit hashing_streambuf(std::streambuf* next = nullptr) noexcept : next_(next) {}
+  [[nodiscard]] digest finish() const noexcept { return hash_.finish(); }
+
+ protected:
+  std::streamsize xsputn(const char* data, std::streamsize n) override {
+    hash_.update(data, static_cast<std::size_t>(n));
+    return next_ != nullptr ? next_->sputn(data, n) : n;
+  }
+  int_type overflow(int_type ch) override {
+    if (traits_type::eq_int_type(ch, traits_type::eof())) return traits_type::not_eof(ch);
+    const char c = traits_type::to_char_type(ch);
+    return xsputn(&c, 1) == 1 ? ch : traits_type::eof();
+  }
+
+ private:
+  hasher hash_;
+  std::streambuf* next_;
+};
+}  // namespace detail
+
+template <class T>
+struct value_traits {
+  static constexpr bool cacheable = serializable<T>;
+
+  // Identifies the stored representation: the type's name and this trait's
+  // format version. Part of a cache key, so a changed layout never reads old
+  // bytes.
+  static digest type_fingerprint() noexcept {
+    return hasher().update(detail::type_name<T>()).update_value(std::uint32_t{1}).finish();
+  }
+
+  // Writes the value to `out` and returns the digest of the bytes written.
+  static digest save(std::ostream& out, const T& value) requires cacheable {
+    detail::hashing_streambuf tee(out.rdbuf());
+    std::ostream hashed(&tee);
+    {
+      cereal::BinaryOutputArchive archive(hashed);
+      archive(value);
+    }
+    return tee.finish();
+  }
+
+  static T load(std::istream& in) requires cacheable {
+    T value{};
+    cereal::BinaryInputArchive archive(in);
+    archive(value);
+    return value;
+  }
+
+  // The content digest: the hash of the bytes save() would write.
+  static digest hash(const T& value) requires cacheable {
+    detail::hashing_streambuf sink;
+    std::ostream hashed(&sink);
+    {
+      cereal::BinaryOutputArchive archive(hashed);
+      archive(value);
+    }
+    return sink.finish();
+  }
+};
+
+}  // namespace penstock
