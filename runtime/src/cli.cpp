@@ -4,10 +4,15 @@
 //   describe
 // Exit codes: 0 success, 1 a step failed, 2 bad command line or parameter,
 // 130 interrupted by Ctrl-C.
+#include <pthread.h>
+#include <signal.h>
 #include <atomic>
+
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -24,13 +29,50 @@ namespace penstock::detail::r1 {
 
 namespace {
 
-std::atomic<bool> interrupted{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the Ctrl-C handler needs a lock-free flag");
+// Ctrl-C during `run`. SIGINT is blocked in the calling thread before the run
+// starts (so in every thread the run creates) and a watcher thread takes it
+// with sigwait: the flag is set by an ordinary thread, not a signal handler,
+// and no step is interrupted in the middle of a system call. A second Ctrl-C
+// ends the process at once.
+class interrupt_watcher {
+ public:
+  interrupt_watcher() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals_, &previous_mask_);
+    thread_ = std::thread([this] { watch(); });
+  }
+  interrupt_watcher(const interrupt_watcher&) = delete;
+  interrupt_watcher& operator=(const interrupt_watcher&) = delete;
+  ~interrupt_watcher() {
+    done_.store(true);
+    pthread_kill(thread_.native_handle(), SIGINT);  // wakes sigwait
+    thread_.join();
+    pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
+  }
 
-extern "C" void on_interrupt(int) {
-  interrupted.store(true);
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
-}
+  [[nodiscard]] const std::atomic<bool>* flag() const noexcept { return &interrupted_; }
+
+ private:
+  void watch() {
+    for (int count = 0;;) {
+      int signal = 0;
+      if (sigwait(&signals_, &signal) != 0 || done_.load()) return;
+      if (++count == 1) {
+        interrupted_.store(true);
+        fmt::print(stderr, "\ninterrupted: letting running steps stop; press Ctrl-C again to quit at once\n");
+      } else {
+        std::_Exit(130);
+      }
+    }
+  }
+
+  sigset_t signals_{};
+  sigset_t previous_mask_{};
+  std::atomic<bool> interrupted_{false};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
 
 std::pair<std::string, std::string> split_param(const std::string& text) {
   const auto eq = text.find('=');
@@ -46,19 +88,17 @@ int run_command(const graph_description& graph, const std::vector<std::string>& 
   options.threads = threads;
   options.progress = quiet ? progress_mode::none : progress_mode::automatic;
   for (const auto& p : params) options.params.push_back(split_param(p));
-  options.stop = &interrupted;
-
-  interrupted.store(false);
-  auto previous = std::signal(SIGINT, on_interrupt);
   run_outcome outcome;
-  try {
-    outcome = execute(graph, options);
-  } catch (const param_error& e) {
-    std::signal(SIGINT, previous);
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 2;
+  {
+    interrupt_watcher watcher;
+    options.stop = watcher.flag();
+    try {
+      outcome = execute(graph, options);
+    } catch (const param_error& e) {
+      fmt::print(stderr, "error: {}\n", e.what());
+      return 2;
+    }
   }
-  std::signal(SIGINT, previous);
 
   const run_report& report = outcome.report;
   for (auto index : graph.outputs) {

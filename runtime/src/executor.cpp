@@ -129,6 +129,9 @@ class executor {
       for (auto i : sources) tasks_.run([this, i] { run_from(i); });
       tasks_.wait();
     });
+    // Pairs with the release in run_from: every report and output written by
+    // a worker happens before the caller reads it.
+    (void)finished_.load(std::memory_order_acquire);
   }
 
   std::vector<step_report> take_reports() { return std::move(reports_); }
@@ -148,12 +151,19 @@ class executor {
           next = s;
         }
       }
-      if (next == none) return;
+      if (next == none) break;
       i = next;
     }
+    // The task's last act: pairs with the acquire after tasks_.wait().
+    finished_.fetch_add(1, std::memory_order_release);
   }
 
   void run_node(std::uint32_t i) {
+    // Acquire what every producer released when it counted this node down.
+    // The thread that reached zero may have handed the node to this one
+    // through oneTBB's queues; this load makes the edge explicit (and visible
+    // to ThreadSanitizer, which cannot see inside an uninstrumented libtbb).
+    (void)pending_[i].load(std::memory_order_acquire);
     const node_description& node = graph_.nodes[i];
     step_report& report = reports_[i];
     // After an interrupt nothing starts, and nothing is blamed on its inputs.
@@ -273,6 +283,7 @@ class executor {
   std::vector<std::uint32_t> real_consumer_end_;
   std::vector<std::uint32_t> consumers_;
   std::vector<step_report> reports_;
+  std::atomic<std::size_t> finished_{0};
   tbb::task_group tasks_;
 };
 
