@@ -135,7 +135,7 @@ model train(ps::context& ctx, const table& t, float learning_rate, int epochs) {
     const float n = static_cast<float>(t.rows());
     for (std::size_t j = 0; j < t.cols(); ++j) m.weights[j] -= learning_rate * grad[j] / n;
     m.bias -= learning_rate * grad_bias / n;
-    if (epoch % 100 == 0 || epoch == epochs)
+    if (epoch % std::max(1, epochs / 10) == 0 || epoch == epochs)
       ctx.log("epoch " + std::to_string(epoch) + " loss " + std::to_string(loss / n));
   }
   return m;
