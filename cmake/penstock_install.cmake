@@ -1,0 +1,45 @@
+# Install rules and the CMake package for `cmake --install`:
+#   include/penstock/...                   the DSL headers and the generated version.hpp
+#   lib/libpenstock_runtime.a              the runtime
+#   lib/cmake/penstock/penstockConfig.cmake, penstockConfigVersion.cmake,
+#                      penstockTargets*.cmake (penstock::penstock, penstock::runtime)
+# Included from the top-level CMakeLists.txt once both targets exist.
+# penstock has no standalone command-line tool yet; each pipeline binary
+# carries the shared CLI, so there is no executable to install.
+if(NOT PENSTOCK_INSTALL)
+  return()
+endif()
+
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(PENSTOCK_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/penstock
+  CACHE STRING "Where penstockConfig.cmake is installed, relative to the prefix")
+mark_as_advanced(PENSTOCK_INSTALL_CMAKEDIR)
+
+# Exported as penstock::runtime, the same name as the ALIAS inside the build.
+set_target_properties(penstock_runtime PROPERTIES EXPORT_NAME runtime)
+
+# The installed include directory comes from penstock_runtime's
+# $<INSTALL_INTERFACE:include> (runtime/CMakeLists.txt), hence no INCLUDES
+# DESTINATION here; the headers go to the same place.
+install(TARGETS penstock penstock_runtime
+  EXPORT penstockTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT penstock_Development)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/penstock
+  DESTINATION include COMPONENT penstock_Development
+  FILES_MATCHING PATTERN "*.hpp")
+install(FILES ${PROJECT_BINARY_DIR}/generated/penstock/version.hpp
+  DESTINATION include/penstock COMPONENT penstock_Development)
+
+install(EXPORT penstockTargets
+  NAMESPACE penstock::
+  DESTINATION ${PENSTOCK_INSTALL_CMAKEDIR} COMPONENT penstock_Development)
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/penstockConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/penstockConfig.cmake
+  INSTALL_DESTINATION ${PENSTOCK_INSTALL_CMAKEDIR})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/penstockConfigVersion.cmake
+  VERSION ${PROJECT_VERSION}
+  COMPATIBILITY SameMajorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/penstockConfig.cmake ${PROJECT_BINARY_DIR}/penstockConfigVersion.cmake
+  DESTINATION ${PENSTOCK_INSTALL_CMAKEDIR} COMPONENT penstock_Development)
