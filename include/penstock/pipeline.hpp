@@ -135,8 +135,8 @@ class typed_pipeline<Name, detail::graph<Steps...>> {
                                             .append(Name.view())
                                             .append("': step '")
                                             .append(s->name())
-                                            .append("' is applied twice with different arguments; give each "
-                                                    "application its own name"));
+                                            .append("' is applied twice with different callables or arguments; give"
+                                                    " each application its own name"));
           }
           continue;  // an equivalent application: one node
         }

@@ -180,6 +180,17 @@ bool equal_constants(const T& a, const T& b) {
   }
 }
 
+// Two callables of one type: function pointers compare by address, stateless
+// lambdas are always the same, and anything else is assumed different.
+template <class F>
+bool same_callable(const F& a, const F& b) {
+  if constexpr (std::equality_comparable<F>) {
+    return a == b;
+  } else {
+    return std::is_empty_v<F>;
+  }
+}
+
 template <class A>
 bool same_argument(const typename A::storage& a, const typename A::storage& b) {
   if constexpr (A::kind == input_kind::node) {
@@ -228,7 +239,7 @@ class step_instance final : public step_base {
 
   [[nodiscard]] bool same_application(const step_base& other) const override {
     const auto* o = dynamic_cast<const step_instance*>(&other);
-    if (o == nullptr || o->options.version != options.version) return false;
+    if (o == nullptr || o->options.version != options.version || !same_callable(fn_, o->fn_)) return false;
     bool same = true;
     for_each_arg(
         [&]<std::size_t I, class A>() { same = same && same_argument<A>(std::get<I>(args_), std::get<I>(o->args_)); });
@@ -353,7 +364,8 @@ class map_instance final : public step_base {
   void params(std::vector<param_description>&) const override {}
   [[nodiscard]] bool same_application(const step_base& other) const override {
     const auto* o = dynamic_cast<const map_instance*>(&other);
-    return o != nullptr && o->options.version == options.version && o->input_->name() == input_->name();
+    return o != nullptr && o->options.version == options.version && same_callable(fn_, o->fn_) &&
+           o->input_->name() == input_->name();
   }
 
   void describe(node_description& d, std::vector<input_description>& inputs) const {
