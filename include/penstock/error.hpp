@@ -47,10 +47,12 @@ struct map_input_not_a_vector;
 namespace penstock::detail {
 
 // Instantiating report<E>() is how a check fails: `E` is incomplete, so the
-// compiler's first error line names E and its arguments.
+// compiler's first error line names E and its arguments. A variable template,
+// not a function template: g++ instantiates a function template's body at the
+// end of the translation unit, after any error in the user's own code, while
+// a variable template's initializer is instantiated at the step application,
+// so the penstock error is printed first and points at the mistake.
 template <class E>
-constexpr bool report() {
-  return sizeof(E) == 0;
-}
+inline constexpr auto report = [] { return sizeof(E) == 0; };
 
 }  // namespace penstock::detail

@@ -85,9 +85,10 @@ template <std::size_t I>
 [[nodiscard]] error_node get(const error_node&) {
   return {};
 }
+// Constrained like its node overload: for get<0>, `auto Member` would also
+// match, and the call would be ambiguous (a second error after the first).
 template <auto Member>
-[[nodiscard]] error_node get(const error_node&) {
-  return {};
-}
+requires std::is_member_object_pointer_v<decltype(Member)>
+[[nodiscard]] error_node get(const error_node&) { return {}; }
 
 }  // namespace penstock

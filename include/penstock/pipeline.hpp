@@ -30,7 +30,7 @@ namespace penstock {
 class run_result {
  public:
   run_result(detail::r1::run_outcome outcome, const graph_description& graph, std::shared_ptr<const void> keep_alive)
-      : outcome_(std::move(outcome)), graph_(&graph), keep_alive_(std::move(keep_alive)) {}
+      : keep_alive_(std::move(keep_alive)), outcome_(std::move(outcome)), graph_(&graph) {}
 
   [[nodiscard]] const run_report& report() const noexcept { return outcome_.report; }
   [[nodiscard]] bool ok() const noexcept { return outcome_.report.ok(); }
@@ -53,9 +53,11 @@ class run_result {
   }
 
  private:
+  // Declared first so it is destroyed last: the run state's destructor reads
+  // the graph description that keep_alive_ owns.
+  std::shared_ptr<const void> keep_alive_;
   detail::r1::run_outcome outcome_;
   const graph_description* graph_;
-  std::shared_ptr<const void> keep_alive_;
 };
 
 template <fixed_string Name, class Graph>

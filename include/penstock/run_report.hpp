@@ -53,8 +53,9 @@ enum class progress_mode : std::uint8_t {
 struct run_options {
   std::size_t threads = 0;  // 0: one per core
   progress_mode progress = progress_mode::none;
-  // name=value pairs, parsed by each parameter's type
-  std::vector<std::pair<std::string, std::string>> params;
+  // name=value pairs, parsed by each parameter's type. The `{}` keeps g++'s
+  // -Wmissing-field-initializers quiet for run({.threads = 2}).
+  std::vector<std::pair<std::string, std::string>> params{};
   // When set and true, no new steps start and running ones see
   // context::stop_requested(). ps::main points it at its Ctrl-C flag.
   const std::atomic<bool>* stop = nullptr;

@@ -73,13 +73,15 @@ class step_definition : public detail::option_setters<step_definition<Name, F>> 
       return error_node{};
     } else {
       constexpr bool with_context = detail::generic_takes_context<F, Args...>();
-      using result = decltype([]<class... G>(std::type_identity<G>...) {
+      // The lambda's body is instantiated (it is not an unevaluated operand),
+      // so it names the result type through invoke_result_t, never declval.
+      using result = typename decltype([]<class... G>(std::type_identity<G>...) {
         if constexpr (with_context) {
-          return std::invoke(std::declval<const F&>(), std::declval<context&>(), std::declval<const G&>()...);
+          return std::type_identity<std::invoke_result_t<const F&, context&, const G&...>>{};
         } else {
-          return std::invoke(std::declval<const F&>(), std::declval<const G&>()...);
+          return std::type_identity<std::invoke_result_t<const F&, const G&...>>{};
         }
-      }(std::type_identity<typename detail::traits_of<Args>::given>{}...));
+      }(std::type_identity<typename detail::traits_of<Args>::given>{}...))::type;
       return apply<with_context, result>(std::index_sequence_for<Args...>{}, std::forward<Args>(args)...);
     }
   }

@@ -143,16 +143,19 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
 
   auto* describe_cmd = app.add_subcommand("describe", "list the parameters and the steps with their types");
 
+  // CLI11's own codes (105, 106, 109...) fold into the documented 2; help
+  // and --version stay 0.
+  const auto parse_failed = [&app](const CLI::ParseError& e) { return app.exit(e) == 0 ? 0 : 2; };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return parse_failed(e);
   }
 
   try {
     if (run->parsed()) return run_command(graph, params, threads, quiet);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return parse_failed(e);
   }
   if (graph_cmd->parsed()) {
     fmt::print("{}", format == "dot" ? to_dot(graph) : to_mermaid(graph));

@@ -304,8 +304,11 @@ run_outcome execute(const graph_description& graph, const run_options& options) 
   outcome.report.steps = exec.take_reports();
   outcome.report.wall = clock::now() - start;
   outcome.report.interrupted = options.stop != nullptr && options.stop->load();
+  // A value that was released after its last consumer is not handed out:
+  // output_slot() must return null for it, not an empty optional.
   for (std::size_t i = 0; i < graph.nodes.size(); ++i)
-    outcome.state->succeeded[i] = outcome.report.steps[i].status == step_status::succeeded;
+    outcome.state->succeeded[i] = outcome.report.steps[i].status == step_status::succeeded &&
+                                  graph.nodes[i].slot.has_value(outcome.state->node_slots[i]);
   return outcome;
 }
 

@@ -125,9 +125,17 @@ inline constexpr bool is_node_arg_v = A::kind == input_kind::node;
 // value's last consumer, and a copy otherwise. Never copies for const T&.
 template <class Param, class T>
 struct argument_passer {
+  struct no_copy {};
+  // Only a non-const reference parameter may need a copy of its own. Other
+  // passers hold no std::optional<T>, which g++ -O2 -fsanitize=address would
+  // otherwise flag with -Wmaybe-uninitialized.
+  static constexpr bool reads_only =
+      std::is_lvalue_reference_v<Param> && std::is_const_v<std::remove_reference_t<Param>>;
+  static constexpr bool may_own = std::is_reference_v<Param> && !reads_only;
+
   T* source;
   bool movable;
-  std::optional<T> owned{};
+  [[no_unique_address]] std::conditional_t<may_own, std::optional<T>, no_copy> owned{};
 
   decltype(auto) get() {
     if constexpr (std::is_lvalue_reference_v<Param> && std::is_const_v<std::remove_reference_t<Param>>) {
