@@ -2,8 +2,8 @@
 
     conan create conan --profile:all conan/profiles/system --build=missing
 
-(scripts/conan_create.sh does this offline, with oneTBB, fmt, CLI11, cereal
-and xxHash taken from the system through the profile's [platform_requires].)
+(scripts/conan_create.sh does this offline, with oneTBB, fmt, CLI11, cereal,
+xxHash and SQLite taken from the system through the profile's [platform_requires].)
 The build is penstock's own CMake, which finds those libraries itself, and
 the package carries penstock's own CMake config (find_package(penstock)),
 which finds them again with find_dependency.
@@ -51,6 +51,7 @@ class PenstockConan(ConanFile):
         self.requires("cli11/[>=2.1 <3]")
         self.requires("cereal/[>=1.3 <2]")
         self.requires("xxhash/[>=0.8 <0.9]")
+        self.requires("sqlite3/[>=3.40 <4]")
 
     def validate(self):
         check_min_cppstd(self, 20)
@@ -83,7 +84,7 @@ class PenstockConan(ConanFile):
         runtime = self.cpp_info.components["runtime"]
         runtime.set_property("cmake_target_name", "penstock::runtime")
         runtime.libs = ["penstock_runtime"]
-        runtime.requires = ["onetbb::onetbb", "fmt::fmt", "cli11::cli11"]
+        runtime.requires = ["onetbb::onetbb", "fmt::fmt", "cli11::cli11", "sqlite3::sqlite3"]
         if self.settings.os in ("Linux", "FreeBSD"):
             runtime.system_libs = ["pthread"]
 

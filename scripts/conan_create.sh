@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and tests the Conan 2 package (conan/) offline: oneTBB, fmt, CLI11,
-# cereal and xxHash come from the system through conan/profiles/system's
+# cereal, xxHash and SQLite come from the system through conan/profiles/system's
 # [platform_requires]. Conan itself is installed from PyPI into a virtual
 # environment under build/ (Debian's Python refuses system-wide pip installs),
 # and CONAN_HOME lives under build/ too, so nothing outside the checkout is

@@ -1,0 +1,1390 @@
+// cache_store: blobs as files named by digest, an SQLite index (WAL) of
+// key -> digest, leases and in-use marks. The rules it keeps are listed in
+// cache_store.hpp; the comments here say how each step keeps them.
+#include "cache_store.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <istream>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <random>
+#include <streambuf>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+namespace penstock::detail::r1 {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using sys_clock = std::chrono::system_clock;
+
+// Reads and writes go in pieces of this size so that each piece is hashed
+// while it is still in the CPU cache.
+constexpr std::size_t io_chunk = std::size_t{1} << 20;
+// Linux transfers at most this much in one read() / write() call.
+constexpr std::size_t max_io = 0x7ffff000;
+// A temporary file nobody touched for this long is abandoned, whoever wrote it.
+constexpr auto abandoned_after = std::chrono::hours(24);
+constexpr int schema_version = 1;
+
+std::string errno_text(int error) { return std::generic_category().message(error); }
+
+using digest_bytes = std::array<unsigned char, 16>;
+
+// Digests are stored as 16 bytes, high word first, so that their hex form
+// (digest::hex) and their byte form sort alike.
+digest_bytes to_bytes(const digest& d) noexcept {
+  digest_bytes out{};
+  for (int i = 0; i < 8; ++i) {
+    out[static_cast<std::size_t>(i)] = static_cast<unsigned char>(d.high >> (56 - 8 * i));
+    out[static_cast<std::size_t>(8 + i)] = static_cast<unsigned char>(d.low >> (56 - 8 * i));
+  }
+  return out;
+}
+
+std::optional<digest> digest_from(const void* data, int size) noexcept {
+  if (data == nullptr || size != 16) return std::nullopt;
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  digest d;
+  for (int i = 0; i < 8; ++i) {
+    d.high = (d.high << 8) | bytes[i];
+    d.low = (d.low << 8) | bytes[8 + i];
+  }
+  return d;
+}
+
+std::optional<digest> digest_from_hex(std::string_view hex) noexcept {
+  if (hex.size() != 32) return std::nullopt;
+  digest d;
+  for (std::size_t i = 0; i < 32; ++i) {
+    const char c = hex[i];
+    std::uint64_t v = 0;
+    if (c >= '0' && c <= '9') {
+      v = static_cast<std::uint64_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      v = static_cast<std::uint64_t>(c - 'a' + 10);
+    } else {
+      return std::nullopt;
+    }
+    std::uint64_t& word = i < 16 ? d.high : d.low;
+    word = (word << 4) | v;
+  }
+  return d;
+}
+
+struct digest_hash {
+  std::size_t operator()(const digest& d) const noexcept {
+    return static_cast<std::size_t>(d.low ^ (d.high * 0x9e3779b97f4a7c15ULL));
+  }
+};
+using digest_set = std::unordered_set<digest, digest_hash>;
+
+std::int64_t to_ns(sys_clock::time_point t) noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+sys_clock::time_point from_ns(std::int64_t ns) noexcept {
+  return sys_clock::time_point(std::chrono::duration_cast<sys_clock::duration>(std::chrono::nanoseconds(ns)));
+}
+// now + ttl without overflow.
+std::int64_t expiry(std::int64_t now, std::chrono::nanoseconds ttl) noexcept {
+  const std::int64_t t = std::max<std::int64_t>(ttl.count(), 0);
+  return now > std::numeric_limits<std::int64_t>::max() - t ? std::numeric_limits<std::int64_t>::max() : now + t;
+}
+
+class unique_fd {
+ public:
+  explicit unique_fd(int fd = -1) noexcept : fd_(fd) {}
+  unique_fd(const unique_fd&) = delete;
+  unique_fd& operator=(const unique_fd&) = delete;
+  ~unique_fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  [[nodiscard]] int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  // close() with its error reported: for a file just written, a failed
+  // close can mean lost data.
+  void close(const fs::path& file) {
+    const int fd = std::exchange(fd_, -1);
+    if (fd >= 0 && ::close(fd) != 0 && errno != EINTR) {
+      throw cache_error(fmt::format("cannot close {}: {}", file.string(), errno_text(errno)));
+    }
+  }
+
+ private:
+  int fd_;
+};
+
+void write_all(int fd, const std::byte* data, std::size_t size, const fs::path& file) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, std::min(size, max_io));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw cache_error(fmt::format("cannot write {}: {}", file.string(), errno_text(errno)));
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+void sync_file(int fd, const fs::path& file) {
+  if (::fsync(fd) != 0) throw cache_error(fmt::format("cannot fsync {}: {}", file.string(), errno_text(errno)));
+}
+
+void sync_directory(const fs::path& dir) {
+  const unique_fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw cache_error(fmt::format("cannot open directory {}: {}", dir.string(), errno_text(errno)));
+  sync_file(fd.get(), dir);
+}
+
+// mkdir that tolerates an existing directory; a new one is made durable
+// before a blob is renamed into it.
+void ensure_directory(const fs::path& dir) {
+  if (::mkdir(dir.c_str(), 0755) == 0) {
+    sync_directory(dir.parent_path());
+  } else if (errno == ENOENT) {  // blobs/ itself was removed behind our back
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw cache_error(fmt::format("cannot create directory {}: {}", dir.string(), ec.message()));
+    sync_directory(dir.parent_path());
+  } else if (errno != EEXIST) {
+    throw cache_error(fmt::format("cannot create directory {}: {}", dir.string(), errno_text(errno)));
+  }
+}
+
+// True unless the process certainly does not exist (or is a zombie: a child
+// killed but not reaped yet still answers kill(pid, 0)).
+bool process_alive(std::int64_t pid) {
+  if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return false;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
+  std::ifstream stat_file("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(stat_file, text)) return true;  // no /proc: trust kill()
+  const auto paren = text.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= text.size()) return true;
+  const char state = text[paren + 2];
+  return state != 'Z' && state != 'X';
+}
+
+std::string host_name() {
+  std::array<char, 256> name{};
+  if (::gethostname(name.data(), name.size() - 1) != 0) return "unknown-host";
+  return name.data();
+}
+
+digest_bytes random_token() {
+  digest_bytes token{};
+  std::size_t got = 0;
+  while (got < token.size()) {
+    const ssize_t n = ::getrandom(token.data() + got, token.size() - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      std::random_device device;  // getrandom unavailable: fall back
+      for (auto& b : token) b = static_cast<unsigned char>(device());
+      return token;
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  return token;
+}
+
+// Reads an in-memory buffer as a stream, for load().
+class memory_streambuf final : public std::streambuf {
+ public:
+  explicit memory_streambuf(std::span<std::byte> bytes) {
+    auto* begin = reinterpret_cast<char*>(bytes.data());
+    setg(begin, begin, begin + bytes.size());
+  }
+};
+
+// Writes to a file descriptor through a buffer, hashing every byte on its
+// way out. Large writes (a cereal vector of floats is one sputn) bypass the
+// buffer. Errors are kept, not thrown: std::ostream would swallow them.
+class hashing_file_streambuf final : public std::streambuf {
+ public:
+  explicit hashing_file_streambuf(int fd) : fd_(fd), buffer_(io_chunk) {
+    setp(buffer_.data(), buffer_.data() + buffer_.size());
+  }
+  [[nodiscard]] int error() const noexcept { return error_; }
+  [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
+  [[nodiscard]] digest finish() const noexcept { return hash_.finish(); }
+
+ protected:
+  int sync() override { return drain() ? 0 : -1; }
+  int_type overflow(int_type ch) override {
+    if (!drain()) return traits_type::eof();
+    if (!traits_type::eq_int_type(ch, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(ch);
+      pbump(1);
+    }
+    return traits_type::not_eof(ch);
+  }
+  std::streamsize xsputn(const char* data, std::streamsize n) override {
+    if (n <= 0) return 0;
+    const auto size = static_cast<std::size_t>(n);
+    const auto room = static_cast<std::size_t>(epptr() - pptr());
+    if (size <= room) {
+      std::memcpy(pptr(), data, size);
+      pbump(static_cast<int>(size));
+    } else if (size < buffer_.size()) {  // top the buffer up, write it, keep the rest
+      std::memcpy(pptr(), data, room);
+      pbump(static_cast<int>(room));
+      if (!drain()) return 0;
+      std::memcpy(pptr(), data + room, size - room);
+      pbump(static_cast<int>(size - room));
+    } else if (!drain() || !emit(data, size)) {
+      return 0;
+    }
+    return n;
+  }
+
+ private:
+  bool drain() {
+    const auto pending = static_cast<std::size_t>(pptr() - pbase());
+    setp(buffer_.data(), buffer_.data() + buffer_.size());
+    return emit(buffer_.data(), pending);
+  }
+  bool emit(const char* data, std::size_t size) {
+    if (error_ != 0) return false;
+    while (size > 0) {
+      const std::size_t piece = std::min(size, io_chunk);
+      hash_.update(data, piece);
+      std::size_t done = 0;
+      while (done < piece) {
+        const ssize_t w = ::write(fd_, data + done, piece - done);
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          error_ = errno;
+          return false;
+        }
+        done += static_cast<std::size_t>(w);
+      }
+      size_ += piece;
+      data += piece;
+      size -= piece;
+    }
+    return true;
+  }
+
+  int fd_;
+  std::vector<char> buffer_;
+  hasher hash_;
+  std::uint64_t size_ = 0;
+  int error_ = 0;
+};
+
+// The index schema. Digests and keys are 16-byte blobs; times are
+// nanoseconds since the Unix epoch. in_use holds the marks of readers and
+// writers (see cache_store.hpp); leases the right to compute a key.
+constexpr const char* schema_sql = R"sql(
+CREATE TABLE IF NOT EXISTS entries(
+  key BLOB PRIMARY KEY,
+  digest BLOB NOT NULL,
+  size INTEGER NOT NULL,
+  type BLOB NOT NULL,
+  run_id TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  last_used INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_digest ON entries(digest);
+CREATE INDEX IF NOT EXISTS entries_by_use ON entries(last_used);
+CREATE TABLE IF NOT EXISTS leases(
+  key BLOB PRIMARY KEY,
+  owner BLOB NOT NULL,
+  id INTEGER NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  expires INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS in_use(
+  digest BLOB NOT NULL,
+  owner BLOB NOT NULL,
+  id INTEGER NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  expires INTEGER NOT NULL,
+  PRIMARY KEY(digest, owner, id)
+) WITHOUT ROWID;
+)sql";
+
+constexpr const char* select_entry_sql =
+    "SELECT key, digest, size, type, run_id, created, last_used FROM entries WHERE key = ?1";
+constexpr const char* insert_entry_sql =
+    "INSERT OR REPLACE INTO entries(key, digest, size, type, run_id, created, last_used) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)";
+constexpr const char* touch_entry_sql = "UPDATE entries SET last_used = ?2 WHERE key = ?1";
+constexpr const char* delete_entry_sql = "DELETE FROM entries WHERE key = ?1";
+constexpr const char* delete_entries_of_digest_sql = "DELETE FROM entries WHERE digest = ?1";
+constexpr const char* insert_mark_sql =
+    "INSERT OR REPLACE INTO in_use(digest, owner, id, pid, host, expires) VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+constexpr const char* delete_mark_sql = "DELETE FROM in_use WHERE digest = ?1 AND owner = ?2 AND id = ?3";
+constexpr const char* select_marks_sql = "SELECT digest, owner, id, pid, host, expires FROM in_use";
+constexpr const char* select_lease_sql = "SELECT owner, id, pid, host, expires FROM leases WHERE key = ?1";
+constexpr const char* insert_lease_sql =
+    "INSERT OR REPLACE INTO leases(key, owner, id, pid, host, expires) VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+constexpr const char* delete_lease_sql = "DELETE FROM leases WHERE key = ?1 AND owner = ?2 AND id = ?3";
+constexpr const char* renew_lease_sql = "UPDATE leases SET expires = ?4 WHERE key = ?1 AND owner = ?2 AND id = ?3";
+constexpr const char* select_leases_sql = "SELECT key, owner, id, pid, host, expires FROM leases";
+constexpr const char* select_lru_sql = "SELECT key, digest, size, last_used FROM entries ORDER BY last_used, created";
+constexpr const char* select_digests_sql = "SELECT DISTINCT digest FROM entries";
+// A row any of whose columns has the wrong type or length can only be
+// removed: nothing in it can be trusted.
+constexpr const char* delete_bad_rows_sql =
+    "DELETE FROM entries WHERE typeof(key) != 'blob' OR length(key) != 16 OR typeof(digest) != 'blob' "
+    "OR length(digest) != 16 OR typeof(size) != 'integer' OR size < 0 OR typeof(type) != 'blob' "
+    "OR length(type) != 16 OR typeof(run_id) != 'text' OR typeof(created) != 'integer' "
+    "OR typeof(last_used) != 'integer'";
+constexpr const char* count_entries_sql = "SELECT count(*) FROM entries";
+constexpr const char* count_blobs_sql =
+    "SELECT count(*), coalesce(sum(size), 0) FROM (SELECT digest, max(size) AS size FROM entries "
+    "WHERE typeof(size) = 'integer' GROUP BY digest)";
+constexpr const char* count_leases_sql = "SELECT count(*) FROM leases";
+
+// A prepared statement in use: bound, stepped, and reset when it goes out of scope.
+class query {
+ public:
+  query(sqlite3* db, sqlite3_stmt* statement, const fs::path& file) noexcept
+      : db_(db), statement_(statement), file_(file) {}
+  query(const query&) = delete;
+  query& operator=(const query&) = delete;
+  ~query() {
+    sqlite3_reset(statement_);
+    sqlite3_clear_bindings(statement_);
+  }
+
+  query& bind(int index, const digest& d) {
+    const auto bytes = to_bytes(d);
+    return check(sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT));
+  }
+  query& bind(int index, const digest_bytes& bytes) {
+    return check(sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT));
+  }
+  query& bind(int index, std::int64_t value) { return check(sqlite3_bind_int64(statement_, index, value)); }
+  query& bind(int index, std::string_view text) {
+    return check(sqlite3_bind_text64(statement_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
+
+  // True while there is a row.
+  bool step() {
+    const int rc = sqlite3_step(statement_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    fail(rc);
+  }
+  void run() {
+    while (step()) {
+    }
+  }
+
+  [[nodiscard]] int type(int column) const noexcept { return sqlite3_column_type(statement_, column); }
+  [[nodiscard]] std::int64_t integer(int column) const noexcept { return sqlite3_column_int64(statement_, column); }
+  [[nodiscard]] std::optional<digest> digest_at(int column) const noexcept {
+    if (type(column) != SQLITE_BLOB) return std::nullopt;
+    const void* data = sqlite3_column_blob(statement_, column);
+    return digest_from(data, sqlite3_column_bytes(statement_, column));
+  }
+  [[nodiscard]] std::optional<digest_bytes> token_at(int column) const noexcept {
+    auto d = digest_at(column);
+    if (!d) return std::nullopt;
+    return to_bytes(*d);
+  }
+  [[nodiscard]] std::string text(int column) const {
+    const auto* data = sqlite3_column_text(statement_, column);
+    if (data == nullptr) return {};
+    return {reinterpret_cast<const char*>(data), static_cast<std::size_t>(sqlite3_column_bytes(statement_, column))};
+  }
+
+ private:
+  query& check(int rc) {
+    if (rc != SQLITE_OK) fail(rc);
+    return *this;
+  }
+  [[noreturn]] void fail(int rc) const {
+    throw cache_error(fmt::format("cache index {}: {} ({}) in \"{}\"", file_.string(), sqlite3_errmsg(db_),
+                                  sqlite3_errstr(rc), sqlite3_sql(statement_)));
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* statement_;
+  const fs::path& file_;
+};
+
+struct owner_row {
+  digest_bytes owner{};
+  std::int64_t id = 0;
+  std::int64_t pid = 0;
+  std::string host;
+  std::int64_t expires = 0;
+};
+
+// Reads owner, id, pid, host, expires from columns first.. first+4.
+std::optional<owner_row> read_owner(const query& q, int first) {
+  auto owner = q.token_at(first);
+  if (!owner || q.type(first + 1) != SQLITE_INTEGER || q.type(first + 2) != SQLITE_INTEGER ||
+      q.type(first + 3) != SQLITE_TEXT || q.type(first + 4) != SQLITE_INTEGER) {
+    return std::nullopt;
+  }
+  return owner_row{*owner, q.integer(first + 1), q.integer(first + 2), q.text(first + 3), q.integer(first + 4)};
+}
+
+// Parses the columns of select_entry_sql; on failure says which column is bad.
+std::optional<cache_entry> read_entry(const query& q, std::string& why) {
+  cache_entry e;
+  const auto key = q.digest_at(0);
+  const auto content = q.digest_at(1);
+  const auto type = q.digest_at(3);
+  if (!key) {
+    why = "the key is not 16 bytes";
+  } else if (!content) {
+    why = "the digest column is not a 16-byte blob";
+  } else if (q.type(2) != SQLITE_INTEGER || q.integer(2) < 0) {
+    why = "the size column is not a non-negative integer";
+  } else if (!type) {
+    why = "the type column is not a 16-byte blob";
+  } else if (q.type(4) != SQLITE_TEXT) {
+    why = "the run_id column is not text";
+  } else if (q.type(5) != SQLITE_INTEGER || q.type(6) != SQLITE_INTEGER) {
+    why = "the created / last_used columns are not integers";
+  } else {
+    e.key = *key;
+    e.content = *content;
+    e.size = static_cast<std::uint64_t>(q.integer(2));
+    e.type = *type;
+    e.run_id = q.text(4);
+    e.created = from_ns(q.integer(5));
+    e.last_used = from_ns(q.integer(6));
+    return e;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string_view to_string(cache_status status) noexcept {
+  switch (status) {
+    case cache_status::hit: return "hit";
+    case cache_status::absent: return "absent";
+    case cache_status::blob_missing: return "blob missing";
+    case cache_status::blob_truncated: return "blob truncated";
+    case cache_status::blob_corrupt: return "blob corrupt";
+    case cache_status::index_corrupt: return "index row corrupt";
+  }
+  return "unknown";
+}
+
+fs::path default_cache_directory() {
+  if (const char* home = std::getenv("PENSTOCK_HOME"); home != nullptr && *home != '\0') {
+    return fs::absolute(home);
+  }
+  return fs::current_path() / ".penstock";
+}
+
+struct cache_store::state {
+  fs::path directory;
+  fs::path blobs;
+  fs::path index_file;
+  cache_store_options options;
+  // Who we are, in leases and marks.
+  pid_t pid = ::getpid();
+  std::string host = host_name();
+  std::string host_tag = hasher().update(host).finish().hex().substr(0, 8);
+  digest_bytes token = random_token();
+
+  std::mutex mutex;  // guards everything below
+  sqlite3* db = nullptr;
+  std::unordered_map<const char*, sqlite3_stmt*> statements;
+  std::int64_t next_id = 1;
+  std::int64_t last_stamp = 0;
+  std::minstd_rand jitter{std::random_device{}()};
+
+  state(const fs::path& dir, cache_store_options opts)
+      : directory(fs::absolute(dir)),
+        blobs(directory / "blobs"),
+        index_file(directory / "index.sqlite"),
+        options(std::move(opts)) {}
+  state(const state&) = delete;
+  state& operator=(const state&) = delete;
+  ~state() {
+    // A forked child leaves the parent's connection alone: closing it could
+    // checkpoint or unlink the parent's WAL (SQLite: no connection across fork).
+    if (::getpid() != pid) return;
+    for (auto& [sql, statement] : statements) sqlite3_finalize(statement);
+    sqlite3_close_v2(db);
+  }
+
+  [[nodiscard]] std::unique_lock<std::mutex> lock() {
+    if (::getpid() != pid) {
+      throw cache_error(fmt::format(
+          "the cache store on {} was opened in process {} and used in its forked child {}; open a new one there",
+          directory.string(), pid, ::getpid()));
+    }
+    return std::unique_lock(mutex);
+  }
+
+  [[nodiscard]] std::int64_t now() const { return to_ns(options.clock ? options.clock() : sys_clock::now()); }
+  // Strictly increasing within this store, so last-use order is exact.
+  std::int64_t stamp() {
+    last_stamp = std::max(now(), last_stamp + 1);
+    return last_stamp;
+  }
+
+  [[noreturn]] void fail(int rc, std::string_view what) const {
+    std::string hint;
+    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+      hint = fmt::format("; another process held it for longer than {} ms", options.busy_timeout.count());
+    } else if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT) {
+      hint = "; the index is damaged: delete it (or the whole cache directory) to start afresh";
+    }
+    throw cache_error(fmt::format("cache index {}: {}: {}{}", index_file.string(), what,
+                                  db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc), hint));
+  }
+
+  void exec(const char* sql) {
+    if (const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr); rc != SQLITE_OK) fail(rc, sql);
+  }
+
+  query prepare(const char* sql) {
+    auto [it, inserted] = statements.try_emplace(sql, nullptr);
+    if (inserted) {
+      if (const int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &it->second, nullptr);
+          rc != SQLITE_OK) {
+        statements.erase(it);
+        fail(rc, fmt::format("cannot prepare \"{}\"", sql));
+      }
+    }
+    return query(db, it->second, index_file);
+  }
+
+  void open() {
+    std::error_code ec;
+    fs::create_directories(blobs, ec);
+    if (ec) throw cache_error(fmt::format("cannot create cache directory {}: {}", blobs.string(), ec.message()));
+    const int rc = sqlite3_open_v2(index_file.c_str(), &db,
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) fail(rc, "cannot open");
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, static_cast<int>(std::min<std::int64_t>(options.busy_timeout.count(), 1 << 30)));
+    // Switching to WAL needs a moment alone with the file; when several
+    // processes open a fresh cache at once, some are told to retry.
+    const auto give_up = std::chrono::steady_clock::now() + options.busy_timeout;
+    for (;;) {
+      const int wal = sqlite3_exec(db, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+      if (wal == SQLITE_OK) break;
+      if ((wal & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > give_up) fail(wal, "cannot enable WAL");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    // NORMAL: a commit is not fsync'ed at once, but a crash loses at most the
+    // last commits, never consistency; and a lost row is only a miss, since
+    // every blob is fsync'ed before its row is written.
+    exec("PRAGMA synchronous=NORMAL");
+    exec("BEGIN IMMEDIATE");
+    try {
+      std::int64_t version = 0;
+      {
+        auto q = prepare("PRAGMA user_version");
+        if (q.step()) version = q.integer(0);
+      }
+      if (version > schema_version) {
+        throw cache_error(fmt::format("cache index {} has schema version {}, newer than this penstock's ({})",
+                                      index_file.string(), version, schema_version));
+      }
+      exec(schema_sql);
+      exec(fmt::format("PRAGMA user_version={}", schema_version).c_str());
+      exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+      throw;
+    }
+  }
+
+  // Is the owner of a lease or mark still there?
+  [[nodiscard]] bool live(const owner_row& o, std::int64_t at) const {
+    if (o.expires <= at) return false;
+    if (o.host != host) return true;  // another host: only the expiry tells
+    if (o.pid == pid) return true;
+    return process_alive(o.pid);
+  }
+
+  [[nodiscard]] std::string describe(const owner_row& o, std::int64_t at) const {
+    const double seconds = static_cast<double>(o.expires - at) / 1e9;
+    return fmt::format("process {} on {} ({} {:.1f} s{})", o.pid, o.host, seconds >= 0 ? "expires in" : "expired",
+                       std::abs(seconds), o.host == host && !process_alive(o.pid) ? ", process gone" : "");
+  }
+
+  std::int64_t mark(const digest& content) {
+    auto guard = lock();
+    const std::int64_t id = next_id++;
+    prepare(insert_mark_sql)
+        .bind(1, content)
+        .bind(2, token)
+        .bind(3, id)
+        .bind(4, std::int64_t{pid})
+        .bind(5, std::string_view(host))
+        .bind(6, expiry(now(), options.mark_ttl))
+        .run();  // autocommit: one statement is one transaction
+    return id;
+  }
+
+  void unmark(const digest& content, std::int64_t id) {
+    prepare(delete_mark_sql).bind(1, content).bind(2, token).bind(3, id).run();
+  }
+
+  // Removes a mark when an operation is cut short by an exception.
+  void unmark_after_failure(const digest& content, std::int64_t id) noexcept {
+    try {
+      auto guard = lock();
+      unmark(content, id);
+    } catch (const std::exception& e) {
+      // The failure being propagated matters more; the mark is dropped by the
+      // first gc after this process exits (or when it expires).
+      std::fprintf(stderr, "penstock: %s (an in-use mark on blob %s stays until it expires)\n", e.what(),
+                   content.hex().c_str());
+    }
+  }
+
+  [[nodiscard]] fs::path blob_path(const digest& content) const {
+    const std::string hex = content.hex();
+    return blobs / hex.substr(0, 2) / hex;
+  }
+
+  [[nodiscard]] fs::path temporary_path() {
+    const digest_bytes r = random_token();
+    return blobs / fmt::format(".tmp-{}-{}-{:02x}", host_tag, pid, fmt::join(r.begin(), r.begin() + 8, ""));
+  }
+
+  // Writes the bytes to a fresh temporary file and fsyncs it.
+  [[nodiscard]] fs::path write_temporary(std::span<const std::byte> bytes) {
+    fs::path temp = temporary_path();
+    unique_fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+    if (!fd) throw cache_error(fmt::format("cannot create {}: {}", temp.string(), errno_text(errno)));
+    try {
+      write_all(fd.get(), bytes.data(), bytes.size(), temp);
+      sync_file(fd.get(), temp);
+      fd.close(temp);
+    } catch (...) {
+      ::unlink(temp.c_str());
+      throw;
+    }
+    return temp;
+  }
+
+  // Puts a blob in place (unless one with this digest is there) and then the
+  // index row naming it; see the integrity rules in cache_store.hpp. Either
+  // `temp` is a complete, fsync'ed file, or it is empty and `bytes` are written.
+  put_result publish(const digest& key, const digest& content, std::uint64_t size, const put_info& info, fs::path temp,
+                     std::span<const std::byte> bytes) {
+    std::int64_t mark_id = 0;
+    try {
+      mark_id = mark(content);  // gc leaves the blob alone from here on
+    } catch (...) {
+      if (!temp.empty()) ::unlink(temp.c_str());
+      throw;
+    }
+    put_result result{content, size, false};
+    try {
+      const fs::path target = blob_path(content);
+      ensure_directory(target.parent_path());
+      struct stat existing {};
+      const bool present = ::stat(target.c_str(), &existing) == 0 && S_ISREG(existing.st_mode) &&
+                           static_cast<std::uint64_t>(existing.st_size) == size;
+      if (present) {
+        if (!temp.empty()) ::unlink(temp.c_str());
+        temp.clear();
+      } else {
+        if (temp.empty()) temp = write_temporary(bytes);
+        // Replaces a stale file of the wrong size, if any, atomically.
+        if (::rename(temp.c_str(), target.c_str()) != 0) {
+          throw cache_error(
+              fmt::format("cannot rename {} to {}: {}", temp.string(), target.string(), errno_text(errno)));
+        }
+        temp.clear();
+        sync_directory(target.parent_path());
+        result.wrote_blob = true;
+      }
+      auto guard = lock();
+      exec("BEGIN IMMEDIATE");
+      try {
+        prepare(insert_entry_sql)
+            .bind(1, key)
+            .bind(2, content)
+            .bind(3, static_cast<std::int64_t>(size))
+            .bind(4, info.type)
+            .bind(5, info.run_id)
+            .bind(6, stamp())
+            .run();
+        unmark(content, mark_id);
+        exec("COMMIT");
+      } catch (...) {
+        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+        throw;
+      }
+    } catch (...) {
+      if (!temp.empty()) ::unlink(temp.c_str());
+      unmark_after_failure(content, mark_id);
+      throw;
+    }
+    return result;
+  }
+
+  // Deletes the rows naming a bad blob and the blob itself, if the file at
+  // its path is still the one that was read (a writer may have just renamed
+  // a good copy over it). Called under the lock, in a transaction.
+  void drop_bad_blob(const digest& content, const struct stat* seen) {
+    const fs::path path = blob_path(content);
+    struct stat now_there {};
+    if (seen != nullptr && ::stat(path.c_str(), &now_there) == 0) {
+      if (now_there.st_ino != seen->st_ino || now_there.st_dev != seen->st_dev) return;
+      // Failing to remove it is no error: the rows go anyway, and a writer
+      // renames a good copy over a bad file.
+      if (S_ISDIR(now_there.st_mode)) {
+        ::rmdir(path.c_str());
+      } else {
+        ::unlink(path.c_str());
+      }
+    }
+    prepare(delete_entries_of_digest_sql).bind(1, content).run();
+  }
+};
+
+// ---- cache_store -------------------------------------------------------------
+
+cache_store::cache_store(const fs::path& directory, cache_store_options options)
+    : state_(std::make_unique<state>(directory, std::move(options))) {
+  state_->open();
+}
+
+cache_store::~cache_store() = default;
+
+const fs::path& cache_store::directory() const noexcept { return state_->directory; }
+fs::path cache_store::blob_path(const digest& content) const { return state_->blob_path(content); }
+fs::path cache_store::index_path() const { return state_->index_file; }
+
+put_result cache_store::put(const digest& key, std::span<const std::byte> bytes, const put_info& info) {
+  // Hashing first (4x faster than write + fsync here, SSE2 XXH3 at 6 GB/s)
+  // lets an already stored blob cost no write at all: the common case when a
+  // rerun step produces the same output (early cutoff).
+  const digest content = hasher().update(bytes.data(), bytes.size()).finish();
+  return state_->publish(key, content, bytes.size(), info, {}, bytes);
+}
+
+put_result cache_store::put(const digest& key, const std::function<digest(std::ostream&)>& write,
+                            const put_info& info) {
+  auto& s = *state_;
+  const fs::path temp = s.temporary_path();
+  unique_fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+  if (!fd) throw cache_error(fmt::format("cannot create {}: {}", temp.string(), errno_text(errno)));
+  digest content;
+  std::uint64_t size = 0;
+  try {
+    hashing_file_streambuf buffer(fd.get());
+    std::ostream out(&buffer);
+    const digest claimed = write(out);
+    out.flush();
+    if (buffer.error() != 0) {
+      throw cache_error(fmt::format("cannot write the value of cache key {} to {}: {}", key.hex(), temp.string(),
+                                    errno_text(buffer.error())));
+    }
+    if (!out) {
+      throw cache_error(
+          fmt::format("writing the value of cache key {} to {} failed (stream error)", key.hex(), temp.string()));
+    }
+    content = buffer.finish();
+    size = buffer.size();
+    if (claimed != content) {
+      throw cache_error(
+          fmt::format("the save function for cache key {} returned digest {}, but the bytes it wrote hash to {}",
+                      key.hex(), claimed.hex(), content.hex()));
+    }
+    sync_file(fd.get(), temp);
+    fd.close(temp);
+  } catch (...) {
+    ::unlink(temp.c_str());
+    throw;
+  }
+  return s.publish(key, content, size, info, temp, {});
+}
+
+cache_result cache_store::lookup(const digest& key) {
+  auto& s = *state_;
+  auto guard = s.lock();
+  cache_result result;
+  std::string why;
+  {
+    auto q = s.prepare(select_entry_sql);
+    q.bind(1, key);
+    if (!q.step()) return result;
+    if (auto e = read_entry(q, why)) {
+      result.status = cache_status::hit;
+      result.entry = std::move(*e);
+      return result;
+    }
+  }
+  s.prepare(delete_entry_sql).bind(1, key).run();
+  result.status = cache_status::index_corrupt;
+  result.message = fmt::format("cache entry {}: its row in {} is unreadable ({}); the row was removed", key.hex(),
+                               s.index_file.string(), why);
+  return result;
+}
+
+std::vector<cache_result> cache_store::lookup(std::span<const digest> keys) {
+  auto& s = *state_;
+  auto guard = s.lock();
+  std::vector<cache_result> results(keys.size());
+  std::vector<std::size_t> unreadable;
+  s.exec("BEGIN");  // one read transaction, one snapshot
+  try {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      auto q = s.prepare(select_entry_sql);
+      q.bind(1, keys[i]);
+      if (!q.step()) continue;
+      std::string why;
+      if (auto e = read_entry(q, why)) {
+        results[i].status = cache_status::hit;
+        results[i].entry = std::move(*e);
+      } else {
+        results[i].status = cache_status::index_corrupt;
+        results[i].message = fmt::format("cache entry {}: its row in {} is unreadable ({}); the row was removed",
+                                         keys[i].hex(), s.index_file.string(), why);
+        unreadable.push_back(i);
+      }
+    }
+    s.exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+    throw;
+  }
+  for (const std::size_t i : unreadable) s.prepare(delete_entry_sql).bind(1, keys[i]).run();
+  return results;
+}
+
+void cache_store::touch(std::span<const digest> keys) {
+  auto& s = *state_;
+  auto guard = s.lock();
+  s.exec("BEGIN IMMEDIATE");
+  try {
+    const std::int64_t at = s.stamp();
+    for (const auto& key : keys) s.prepare(touch_entry_sql).bind(1, key).bind(2, at).run();
+    s.exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+    throw;
+  }
+}
+
+cache_result cache_store::get(const digest& key,
+                              const std::function<std::span<std::byte>(const cache_entry&)>& destination) {
+  auto& s = *state_;
+  cache_result result;
+  std::int64_t mark_id = 0;
+  // 1. Find the row and mark its blob in use, in one transaction: gc either
+  //    ran before (and the row is gone) or sees the mark.
+  {
+    auto guard = s.lock();
+    s.exec("BEGIN IMMEDIATE");
+    try {
+      std::optional<cache_entry> entry;
+      std::string why;
+      bool found = false;
+      {
+        auto q = s.prepare(select_entry_sql);
+        q.bind(1, key);
+        if (q.step()) {
+          found = true;
+          entry = read_entry(q, why);
+        }
+      }
+      if (found && !entry) {
+        s.prepare(delete_entry_sql).bind(1, key).run();
+        result.status = cache_status::index_corrupt;
+        result.message = fmt::format("cache entry {}: its row in {} is unreadable ({}); the row was removed", key.hex(),
+                                     s.index_file.string(), why);
+      } else if (entry) {
+        mark_id = s.next_id++;
+        s.prepare(insert_mark_sql)
+            .bind(1, entry->content)
+            .bind(2, s.token)
+            .bind(3, mark_id)
+            .bind(4, std::int64_t{s.pid})
+            .bind(5, std::string_view(s.host))
+            .bind(6, expiry(s.now(), s.options.mark_ttl))
+            .run();
+        const std::int64_t used = s.stamp();
+        s.prepare(touch_entry_sql).bind(1, key).bind(2, used).run();
+        entry->last_used = from_ns(used);
+        result.entry = std::move(*entry);
+      }
+      s.exec("COMMIT");
+      if (!found || !entry) return result;
+    } catch (...) {
+      sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+      throw;
+    }
+  }
+  const cache_entry& entry = result.entry;
+  const digest content = entry.content;
+
+  // 2. Read and verify, outside the lock.
+  const fs::path path = s.blob_path(content);
+  struct stat seen {};
+  bool opened = false;
+  try {
+    const std::span<std::byte> into = destination(entry);
+    if (into.size() != entry.size) {
+      throw std::invalid_argument(fmt::format("cache entry {}: the destination holds {} bytes, the value {}", key.hex(),
+                                              into.size(), entry.size));
+    }
+    unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      const int error = errno;
+      if (error == ENOENT || error == ENOTDIR) {
+        result.status = cache_status::blob_missing;
+        result.message =
+            fmt::format("cache entry {}: blob {} (digest {}) is missing", key.hex(), path.string(), content.hex());
+      } else if (error == EIO) {
+        result.status = cache_status::blob_corrupt;
+        result.message = fmt::format("cache entry {}: blob {} (digest {}) cannot be opened: {}", key.hex(),
+                                     path.string(), content.hex(), errno_text(error));
+      } else {
+        throw cache_error(
+            fmt::format("cannot open blob {} of cache entry {}: {}", path.string(), key.hex(), errno_text(error)));
+      }
+    } else if (::fstat(fd.get(), &seen) != 0) {
+      throw cache_error(fmt::format("cannot stat blob {}: {}", path.string(), errno_text(errno)));
+    } else {
+      opened = true;
+      if (!S_ISREG(seen.st_mode)) {
+        result.status = cache_status::blob_corrupt;
+        result.message = fmt::format("cache entry {}: blob {} (digest {}) is not a regular file", key.hex(),
+                                     path.string(), content.hex());
+      } else if (static_cast<std::uint64_t>(seen.st_size) != entry.size) {
+        result.status = cache_status::blob_truncated;
+        result.message =
+            fmt::format("cache entry {}: blob {} (digest {}) has {} bytes, the index says {}", key.hex(), path.string(),
+                        content.hex(), static_cast<std::uint64_t>(seen.st_size), entry.size);
+      } else {
+        ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+        hasher hash;
+        std::size_t done = 0;
+        int read_error = 0;
+        while (done < into.size()) {
+          const std::size_t want = std::min(into.size() - done, io_chunk);
+          const ssize_t n = ::read(fd.get(), into.data() + done, want);
+          if (n < 0) {
+            if (errno == EINTR) continue;
+            read_error = errno;
+            break;
+          }
+          if (n == 0) break;
+          hash.update(into.data() + done, static_cast<std::size_t>(n));
+          done += static_cast<std::size_t>(n);
+        }
+        if (read_error != 0) {
+          if (read_error != EIO) {
+            throw cache_error(fmt::format("cannot read blob {} of cache entry {}: {}", path.string(), key.hex(),
+                                          errno_text(read_error)));
+          }
+          result.status = cache_status::blob_corrupt;
+          result.message = fmt::format("cache entry {}: blob {} (digest {}) cannot be read: {}", key.hex(),
+                                       path.string(), content.hex(), errno_text(read_error));
+        } else if (done != into.size()) {
+          result.status = cache_status::blob_truncated;
+          result.message = fmt::format("cache entry {}: blob {} (digest {}) ended after {} of {} bytes", key.hex(),
+                                       path.string(), content.hex(), done, entry.size);
+        } else if (const digest actual = hash.finish(); actual != content) {
+          result.status = cache_status::blob_corrupt;
+          result.message = fmt::format("cache entry {}: blob {} does not match its digest {} (its bytes hash to {})",
+                                       key.hex(), path.string(), content.hex(), actual.hex());
+        } else {
+          result.status = cache_status::hit;
+        }
+      }
+    }
+  } catch (...) {
+    s.unmark_after_failure(content, mark_id);
+    throw;
+  }
+
+  // 3. Unmark; a bad blob goes, with every row that names it.
+  auto guard = s.lock();
+  s.exec("BEGIN IMMEDIATE");
+  try {
+    s.unmark(content, mark_id);
+    if (!result.hit()) {
+      s.drop_bad_blob(content, opened ? &seen : nullptr);
+      result.message += "; the blob and the index rows naming it were removed, the value will be recomputed";
+    }
+    s.exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+    throw;
+  }
+  return result;
+}
+
+cache_result cache_store::get(const digest& key, std::vector<std::byte>& out) {
+  return get(key, [&out](const cache_entry& e) {
+    out.resize(e.size);
+    return std::span<std::byte>(out);
+  });
+}
+
+cache_result cache_store::load(const digest& key, const std::function<void(std::istream&)>& read) {
+  std::vector<std::byte> bytes;
+  cache_result result = get(key, bytes);
+  if (!result.hit()) return result;
+  memory_streambuf buffer(bytes);
+  std::istream in(&buffer);
+  try {
+    read(in);
+  } catch (const std::exception& e) {
+    throw cache_error(fmt::format("cannot load the value of cache entry {} from blob {}: {}", key.hex(),
+                                  state_->blob_path(result.entry.content).string(), e.what()));
+  }
+  return result;
+}
+
+bool cache_store::erase(const digest& key) {
+  auto& s = *state_;
+  auto guard = s.lock();
+  s.prepare(delete_entry_sql).bind(1, key).run();
+  return sqlite3_changes(s.db) > 0;
+}
+
+lease_attempt cache_store::try_acquire(const digest& key, std::chrono::seconds ttl) {
+  auto& s = *state_;
+  auto guard = s.lock();
+  lease_attempt attempt;
+  s.exec("BEGIN IMMEDIATE");
+  try {
+    const std::int64_t at = s.now();
+    bool cached = false;
+    bool bad_row = false;
+    {
+      auto q = s.prepare(select_entry_sql);
+      q.bind(1, key);
+      if (q.step()) {
+        std::string why;
+        cached = read_entry(q, why).has_value();
+        bad_row = !cached;
+      }
+    }
+    if (bad_row) s.prepare(delete_entry_sql).bind(1, key).run();  // recomputing replaces it anyway
+    std::optional<owner_row> holder;
+    if (!cached) {
+      auto q = s.prepare(select_lease_sql);
+      q.bind(1, key);
+      if (q.step()) holder = read_owner(q, 0);
+    }
+    if (cached) {
+      attempt.status = lease_status::cached;
+    } else if (holder && s.live(*holder, at)) {
+      attempt.status = lease_status::held;
+      attempt.holder = holder->owner == s.token ? std::string("this cache store") : s.describe(*holder, at);
+    } else {
+      if (holder) attempt.holder = s.describe(*holder, at);
+      const std::int64_t id = s.next_id++;
+      s.prepare(insert_lease_sql)
+          .bind(1, key)
+          .bind(2, s.token)
+          .bind(3, id)
+          .bind(4, std::int64_t{s.pid})
+          .bind(5, std::string_view(s.host))
+          .bind(6, expiry(at, ttl))
+          .run();
+      attempt.status = lease_status::acquired;
+      attempt.lease = cache_lease(this, key, static_cast<std::uint64_t>(id));
+    }
+    s.exec("COMMIT");
+  } catch (...) {
+    attempt.lease.store_ = nullptr;                             // the row was rolled back
+    sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+    throw;
+  }
+  return attempt;
+}
+
+lease_attempt cache_store::acquire_or_wait(const digest& key, std::chrono::seconds ttl,
+                                           std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::microseconds(1000);
+  constexpr auto longest = std::chrono::microseconds(50'000);
+  for (;;) {
+    lease_attempt attempt = try_acquire(key, ttl);
+    if (attempt.status != lease_status::held) return attempt;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return attempt;
+    std::chrono::microseconds wait = pause;
+    {
+      // Up to a quarter of jitter, so that waiters do not poll in step.
+      auto guard = state_->lock();
+      wait += std::chrono::microseconds(state_->jitter() % static_cast<unsigned>(pause.count() / 4 + 1));
+    }
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(wait, deadline - now));  // polling, not synchronisation
+    pause = std::min(pause * 2, longest);
+  }
+}
+
+cache_stats cache_store::stats() {
+  auto& s = *state_;
+  auto guard = s.lock();
+  cache_stats out;
+  s.exec("BEGIN");  // one snapshot for all three counts
+  try {
+    {
+      auto q = s.prepare(count_entries_sql);
+      if (q.step()) out.entries = static_cast<std::uint64_t>(q.integer(0));
+    }
+    {
+      auto q = s.prepare(count_blobs_sql);
+      if (q.step()) {
+        out.blobs = static_cast<std::uint64_t>(q.integer(0));
+        out.bytes = static_cast<std::uint64_t>(q.integer(1));
+      }
+    }
+    {
+      auto q = s.prepare(count_leases_sql);
+      if (q.step()) out.leases = static_cast<std::uint64_t>(q.integer(0));
+    }
+    s.exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+    throw;
+  }
+  return out;
+}
+
+gc_result cache_store::gc(const gc_limits& limits) {
+  auto& s = *state_;
+  auto guard = s.lock();
+  gc_result out;
+  // One write transaction for all of it: a put or get that marks a digest
+  // waits for it, then finds the world gc left (see cache_store.hpp).
+  s.exec("BEGIN IMMEDIATE");
+  try {
+    const std::int64_t at = s.now();
+
+    // Stale leases and marks go; the live ones protect what they name.
+    digest_set leased;
+    digest_set in_use;
+    {
+      auto sweep = [&](const char* select_sql, const char* delete_sql, digest_set& live_set) {
+        std::vector<std::pair<std::optional<digest>, owner_row>> stale;
+        {
+          auto q = s.prepare(select_sql);
+          while (q.step()) {
+            const auto first = q.digest_at(0);
+            const auto owner = read_owner(q, 1);
+            if (first && owner && s.live(*owner, at)) {
+              live_set.insert(*first);
+            } else if (first && owner) {
+              stale.emplace_back(first, *owner);
+            } else {
+              stale.emplace_back(std::nullopt, owner_row{});
+            }
+          }
+        }
+        for (const auto& [first, owner] : stale) {
+          if (!first) continue;  // an unreadable row: removed below
+          s.prepare(delete_sql).bind(1, *first).bind(2, owner.owner).bind(3, owner.id).run();
+          out.stale_marks_removed += static_cast<std::uint64_t>(sqlite3_changes(s.db));
+        }
+      };
+      sweep(select_leases_sql, delete_lease_sql, leased);
+      sweep(select_marks_sql, delete_mark_sql, in_use);
+      // Rows too damaged to name an owner protect nothing.
+      s.exec(
+          "DELETE FROM leases WHERE typeof(key) != 'blob' OR length(key) != 16 OR typeof(owner) != 'blob' "
+          "OR length(owner) != 16 OR typeof(id) != 'integer' OR typeof(pid) != 'integer' OR typeof(host) != 'text' "
+          "OR typeof(expires) != 'integer'");
+      out.stale_marks_removed += static_cast<std::uint64_t>(sqlite3_changes(s.db));
+      s.exec(
+          "DELETE FROM in_use WHERE typeof(digest) != 'blob' OR length(digest) != 16 OR typeof(owner) != 'blob' "
+          "OR length(owner) != 16 OR typeof(id) != 'integer' OR typeof(pid) != 'integer' OR typeof(host) != 'text' "
+          "OR typeof(expires) != 'integer'");
+      out.stale_marks_removed += static_cast<std::uint64_t>(sqlite3_changes(s.db));
+    }
+
+    s.prepare(delete_bad_rows_sql).run();
+    out.bad_rows_removed = static_cast<std::uint64_t>(sqlite3_changes(s.db));
+
+    // Least recently used first.
+    struct lru_row {
+      digest key;
+      digest content;
+      std::uint64_t size;
+      std::int64_t last_used;
+    };
+    std::vector<lru_row> rows;
+    std::unordered_map<digest, std::pair<std::uint64_t, std::uint64_t>, digest_hash> blobs;  // -> (rows, size)
+    std::uint64_t total = 0;
+    {
+      auto q = s.prepare(select_lru_sql);
+      while (q.step()) {
+        const auto row_key = q.digest_at(0);
+        const auto row_content = q.digest_at(1);
+        if (!row_key || !row_content) continue;  // cannot happen: bad rows were deleted above
+        lru_row r{*row_key, *row_content, static_cast<std::uint64_t>(q.integer(2)), q.integer(3)};
+        auto& [count, size] = blobs[r.content];
+        if (count++ == 0) {
+          size = r.size;
+          total += r.size;
+        }
+        rows.push_back(r);
+      }
+    }
+    const std::int64_t max_age = limits.max_age.count();
+    for (const auto& r : rows) {
+      const bool too_old = at - r.last_used > max_age;
+      if (!too_old && total <= limits.max_bytes) break;  // the rest are younger, and the budget holds
+      if (leased.contains(r.key) || in_use.contains(r.content)) {
+        ++out.skipped_in_use;
+        continue;
+      }
+      s.prepare(delete_entry_sql).bind(1, r.key).run();
+      ++out.entries_removed;
+      auto& [count, size] = blobs[r.content];
+      if (--count == 0) {
+        total -= size;
+        const fs::path path = s.blob_path(r.content);
+        if (::unlink(path.c_str()) == 0) {
+          ++out.blobs_removed;
+          out.bytes_freed += size;
+        } else if (errno != ENOENT) {
+          throw cache_error(fmt::format("cannot remove blob {}: {}", path.string(), errno_text(errno)));
+        }
+      }
+    }
+
+    // Files no row names: blobs whose writer died between rename and index
+    // (or whose rows were removed as corrupt), and dead writers' temporaries.
+    digest_set named;
+    {
+      auto q = s.prepare(select_digests_sql);
+      while (q.step()) {
+        if (auto d = q.digest_at(0)) named.insert(*d);
+      }
+    }
+    const auto abandoned = fs::file_time_type::clock::now() - abandoned_after;
+    auto temporary_is_dead = [&](const fs::directory_entry& file) {
+      // .tmp-<host tag>-<pid>-<random>
+      const std::string name = file.path().filename().string();
+      const auto dash = name.find('-', 5);
+      const auto dash2 = dash == std::string::npos ? dash : name.find('-', dash + 1);
+      std::error_code ec;
+      const auto written = file.last_write_time(ec);
+      if (!ec && written < abandoned) return true;
+      if (dash2 == std::string::npos || name.compare(5, dash - 5, s.host_tag) != 0) return false;
+      const std::string pid_text = name.substr(dash + 1, dash2 - dash - 1);
+      char* end = nullptr;
+      const long long writer = std::strtoll(pid_text.c_str(), &end, 10);
+      if (end == pid_text.c_str() || *end != '\0') return false;
+      return writer != s.pid && !process_alive(writer);
+    };
+    auto remove_file = [&](const fs::path& path, std::uint64_t& counter) {
+      if (::unlink(path.c_str()) == 0) {
+        ++counter;
+      } else if (errno != ENOENT) {
+        throw cache_error(fmt::format("cannot remove {}: {}", path.string(), errno_text(errno)));
+      }
+    };
+    std::error_code ec;
+    for (const auto& top : fs::directory_iterator(s.blobs, ec)) {
+      const std::string name = top.path().filename().string();
+      if (name.starts_with(".tmp-")) {
+        if (temporary_is_dead(top)) remove_file(top.path(), out.temporaries_removed);
+        continue;
+      }
+      std::error_code type_error;
+      if (name.size() != 2 || !top.is_directory(type_error)) continue;
+      for (const auto& file : fs::directory_iterator(top.path(), ec)) {
+        const auto d = digest_from_hex(file.path().filename().string());
+        if (!d || d->hex().substr(0, 2) != name) continue;  // not ours: leave it
+        if (!named.contains(*d) && !in_use.contains(*d)) remove_file(file.path(), out.orphans_removed);
+      }
+    }
+    if (ec) throw cache_error(fmt::format("cannot list {}: {}", s.blobs.string(), ec.message()));
+    s.exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+    throw;
+  }
+  return out;
+}
+
+// ---- cache_lease -------------------------------------------------------------
+
+cache_lease::cache_lease(cache_lease&& other) noexcept
+    : store_(std::exchange(other.store_, nullptr)), key_(other.key_), id_(other.id_) {}
+
+cache_lease& cache_lease::operator=(cache_lease&& other) noexcept {
+  if (this != &other) {
+    if (held()) {
+      try {
+        release();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "penstock: %s (the lease on cache key %s expires on its own)\n", e.what(),
+                     key_.hex().c_str());
+      }
+    }
+    store_ = std::exchange(other.store_, nullptr);
+    key_ = other.key_;
+    id_ = other.id_;
+  }
+  return *this;
+}
+
+cache_lease::~cache_lease() {
+  if (!held()) return;
+  try {
+    release();
+  } catch (const std::exception& e) {
+    // A destructor cannot throw; the lease expires on its own.
+    std::fprintf(stderr, "penstock: %s (the lease on cache key %s expires on its own)\n", e.what(), key_.hex().c_str());
+  }
+}
+
+bool cache_lease::renew(std::chrono::seconds ttl) {
+  if (!held()) return false;
+  auto& s = *store_->state_;
+  auto guard = s.lock();
+  s.prepare(renew_lease_sql)
+      .bind(1, key_)
+      .bind(2, s.token)
+      .bind(3, static_cast<std::int64_t>(id_))
+      .bind(4, expiry(s.now(), ttl))
+      .run();
+  return sqlite3_changes(s.db) > 0;
+}
+
+bool cache_lease::release() {
+  if (!held()) return false;
+  auto& s = *store_->state_;
+  auto guard = s.lock();
+  s.prepare(delete_lease_sql).bind(1, key_).bind(2, s.token).bind(3, static_cast<std::int64_t>(id_)).run();
+  store_ = nullptr;
+  return sqlite3_changes(s.db) > 0;
+}
+
+}  // namespace penstock::detail::r1

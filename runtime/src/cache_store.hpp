@@ -1,0 +1,250 @@
+// cache_store: the content-addressed store behind the step cache (design.md,
+// "Caching model"). Blobs are files named by the XXH3-128 digest of their
+// bytes; an SQLite index (WAL) maps each step-run key to its output digest and
+// holds the leases and in-use marks that let processes share one directory.
+// Private to the runtime: the executor and the CLI are its users.
+//
+// Layout of a cache directory:
+//   blobs/<first 2 hex digits>/<32 hex digits>   one file per content digest, read-only
+//   blobs/.tmp-<host>-<pid>-<random>             a blob being written (renamed into place when done)
+//   index.sqlite (+ -wal, -shm)                  tables entries, leases, in_use
+//
+// Integrity rules (each one is tested in tests/test_cache_store.cpp):
+// * A blob appears under its final name only complete and fsync'ed (temporary
+//   file, fsync, rename, fsync of the directory), and before the index row
+//   that names it is committed. A reader therefore never sees half a value.
+// * get() hashes every byte it reads and compares with the digest before it
+//   reports a hit. A missing, truncated or corrupt blob, or an unreadable
+//   index row, is a miss with its own status and a message naming the key, the
+//   digest and the file; the bad blob and the rows naming it are removed, so
+//   the next run recomputes and stores it again.
+// * gc never removes an entry whose key is leased, nor a blob that has a live
+//   in-use mark. get() marks the digest before it opens the blob and unmarks
+//   it when it has read and verified it; put() marks it before it checks for
+//   an existing blob and unmarks it in the transaction that writes the index
+//   row. gc deletes rows and unlinks blobs inside one write transaction, so a
+//   mark is either seen by gc or placed after gc finished unlinking.
+// * A lease or mark is live while its expiry is in the future and, when it
+//   was taken on this host, its owner process is alive; a dead owner's lease
+//   is taken over at once, and its marks are dropped by the next gc.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iosfwd>
+#include <limits>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <penstock/digest.hpp>
+
+namespace penstock::detail::r1 {
+
+// $PENSTOCK_HOME if it is set and not empty, else .penstock under the current
+// working directory (made absolute).
+[[nodiscard]] std::filesystem::path default_cache_directory();
+
+// A failure of the store itself (the directory cannot be written, the index
+// cannot be opened or is locked for too long, a disk error while writing).
+// Corrupt cache content is never reported this way: see cache_status.
+class cache_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class cache_status : std::uint8_t {
+  hit,             // the value, verified against its digest
+  absent,          // no entry for the key: an ordinary miss
+  blob_missing,    // the index names a blob that does not exist
+  blob_truncated,  // the blob's size differs from the index's
+  blob_corrupt,    // the blob's bytes do not hash to its digest, or cannot be read
+  index_corrupt,   // the index row cannot be parsed
+};
+// All statuses but hit and absent are reported misses: the message says what
+// was wrong and what was removed.
+[[nodiscard]] std::string_view to_string(cache_status status) noexcept;
+
+struct cache_entry {
+  digest key;      // the step-run key
+  digest content;  // XXH3-128 of the stored bytes
+  std::uint64_t size = 0;
+  digest type;         // the output type's fingerprint (value_traits<T>::type_fingerprint())
+  std::string run_id;  // the run that produced it
+  std::chrono::system_clock::time_point created;
+  std::chrono::system_clock::time_point last_used;
+};
+
+struct cache_result {
+  cache_status status = cache_status::absent;
+  cache_entry entry;    // meaningful when status is hit
+  std::string message;  // empty for hit and absent
+  [[nodiscard]] bool hit() const noexcept { return status == cache_status::hit; }
+  explicit operator bool() const noexcept { return hit(); }
+};
+
+struct put_info {
+  digest type;
+  std::string_view run_id;
+};
+
+struct put_result {
+  digest content;
+  std::uint64_t size = 0;
+  bool wrote_blob = false;  // false: a blob with this digest was already stored
+};
+
+struct cache_stats {
+  std::uint64_t entries = 0;  // index rows
+  std::uint64_t blobs = 0;    // distinct digests the index names
+  std::uint64_t bytes = 0;    // their sizes, each blob counted once
+  std::uint64_t leases = 0;   // lease rows, live or not
+};
+
+struct gc_limits {
+  // Least recently used entries go first until the blobs they name fit in
+  // max_bytes; any entry not used for longer than max_age goes too.
+  std::uint64_t max_bytes = std::numeric_limits<std::uint64_t>::max();
+  std::chrono::nanoseconds max_age = std::chrono::nanoseconds::max();
+};
+
+struct gc_result {
+  std::uint64_t entries_removed = 0;
+  std::uint64_t blobs_removed = 0;
+  std::uint64_t bytes_freed = 0;
+  std::uint64_t skipped_in_use = 0;       // entries gc wanted to remove but were leased or being read
+  std::uint64_t bad_rows_removed = 0;     // unparsable index rows
+  std::uint64_t orphans_removed = 0;      // blobs no entry names (a writer died between rename and index)
+  std::uint64_t temporaries_removed = 0;  // blobs/.tmp-* of dead writers
+  std::uint64_t stale_marks_removed = 0;  // expired leases and in-use marks, or their owner died
+};
+
+struct cache_store_options {
+  // How long a write transaction waits for another process's (SQLite busy_timeout).
+  std::chrono::milliseconds busy_timeout{30'000};
+  // Expiry of the in-use mark a reader or writer holds; only matters when the
+  // owner runs on another host (on this host a dead owner's mark is dropped).
+  std::chrono::seconds mark_ttl{3600};
+  // The time source for created / last_used / expiry stamps; empty: system_clock. For tests.
+  std::function<std::chrono::system_clock::time_point()> clock;
+};
+
+class cache_store;
+
+// The right to compute one key, held by one cache_store. Move-only; released
+// by release() or by the destructor. Must not outlive its store.
+class cache_lease {
+ public:
+  cache_lease() = default;
+  cache_lease(cache_lease&& other) noexcept;
+  cache_lease& operator=(cache_lease&& other) noexcept;
+  cache_lease(const cache_lease&) = delete;
+  cache_lease& operator=(const cache_lease&) = delete;
+  ~cache_lease();
+
+  [[nodiscard]] bool held() const noexcept { return store_ != nullptr; }
+  [[nodiscard]] const digest& key() const noexcept { return key_; }
+  // Extends the expiry to now + ttl. False if the lease was lost (it expired
+  // and another owner took it over).
+  bool renew(std::chrono::seconds ttl);
+  // Gives the key back. False if it had already been taken over. Idempotent.
+  bool release();
+
+ private:
+  friend class cache_store;
+  cache_lease(cache_store* store, const digest& key, std::uint64_t id) noexcept : store_(store), key_(key), id_(id) {}
+  cache_store* store_ = nullptr;
+  digest key_;
+  std::uint64_t id_ = 0;  // distinguishes this store's leases on the same key over time
+};
+
+enum class lease_status : std::uint8_t {
+  acquired,  // the caller computes the key, then put()s it and releases the lease
+  held,      // another owner computes it: retry later (or use acquire_or_wait)
+  cached,    // an entry for the key exists: get() it
+};
+
+struct lease_attempt {
+  lease_status status = lease_status::held;
+  cache_lease lease;   // held when status is acquired
+  std::string holder;  // who holds it (held), or whose stale lease was taken over (acquired); else empty
+};
+
+// One directory, one SQLite connection. Thread-safe: index work is
+// serialized on an internal mutex, blob I/O runs outside it. Not usable
+// across fork(): the child opens its own store (using the parent's throws).
+class cache_store {
+ public:
+  explicit cache_store(const std::filesystem::path& directory, cache_store_options options = {});
+  cache_store(const cache_store&) = delete;
+  cache_store& operator=(const cache_store&) = delete;
+  ~cache_store();
+
+  [[nodiscard]] const std::filesystem::path& directory() const noexcept;
+  [[nodiscard]] std::filesystem::path blob_path(const digest& content) const;
+  [[nodiscard]] std::filesystem::path index_path() const;
+
+  // Stores contiguous bytes under `key` (replacing what the key named). The
+  // fast path: the bytes are hashed, then written with one write() call,
+  // unless a blob with their digest is already stored.
+  put_result put(const digest& key, std::span<const std::byte> bytes, const put_info& info);
+  // Streams a value: `write` writes it to the stream (value_traits<T>::save,
+  // slot_functions::save) and returns the digest of what it wrote, which must
+  // equal the digest the store computes while writing the file.
+  put_result put(const digest& key, const std::function<digest(std::ostream&)>& write, const put_info& info);
+
+  // The index only: digest, size, type and run id, no blob touched and
+  // last_used not updated (for planning). A hit here may still turn out to be
+  // a reported miss when the blob is read.
+  [[nodiscard]] cache_result lookup(const digest& key);
+  // The same for many keys in one read transaction (a planner's batch).
+  [[nodiscard]] std::vector<cache_result> lookup(std::span<const digest> keys);
+  // Marks entries as used now (a planner keeps the entries it relies on fresh
+  // for gc), in one transaction. Unknown keys are ignored.
+  void touch(std::span<const digest> keys);
+
+  // Reads the value into the span `destination(entry)` returns, which must be
+  // entry.size bytes (else std::invalid_argument); on a hit the span holds
+  // the verified bytes, on any other status its contents are unspecified.
+  // `destination` runs with the blob already protected from gc.
+  [[nodiscard]] cache_result get(const digest& key,
+                                 const std::function<std::span<std::byte>(const cache_entry&)>& destination);
+  [[nodiscard]] cache_result get(const digest& key, std::vector<std::byte>& out);
+  // Reads and verifies the value, then hands it to `read` as a stream
+  // (value_traits<T>::load, slot_functions::load). An exception from `read`
+  // is rethrown as cache_error naming the key and the blob.
+  [[nodiscard]] cache_result load(const digest& key, const std::function<void(std::istream&)>& read);
+
+  // Removes the key's index row (its blob goes at the next gc if no other
+  // entry names it). False if there was none.
+  bool erase(const digest& key);
+
+  // Leases: see lease_status. The check for an existing entry and the lease
+  // are one transaction, so a key is computed once however many processes ask.
+  [[nodiscard]] lease_attempt try_acquire(const digest& key, std::chrono::seconds ttl);
+  // Polls try_acquire with a bounded backoff (1 ms doubling to 50 ms) until the
+  // lease is acquired or the entry appears; returns held if `timeout` passes first.
+  [[nodiscard]] lease_attempt acquire_or_wait(const digest& key, std::chrono::seconds ttl,
+                                              std::chrono::milliseconds timeout);
+
+  [[nodiscard]] cache_stats stats();
+  // Drops stale leases and marks, removes unparsable rows, then entries by
+  // least recent use (see gc_limits) skipping leased keys and marked blobs,
+  // unlinking each blob when no remaining entry names it, and finally orphan
+  // blobs and dead writers' temporary files.
+  gc_result gc(const gc_limits& limits);
+
+ private:
+  friend class cache_lease;
+  struct state;
+  std::unique_ptr<state> state_;
+};
+
+}  // namespace penstock::detail::r1

@@ -1,0 +1,1050 @@
+// The content-addressed cache store (runtime/src/cache_store.hpp): round
+// trips, one blob per digest, every kind of damage reported as a miss, writers
+// killed at any point, several processes sharing one directory, leases, gc.
+// Processes meet through pipes, never through sleeps.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <latch>
+#include <map>
+#include <random>
+#include <span>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sqlite3.h>
+
+#include <penstock/digest.hpp>
+#include <penstock/value_traits.hpp>
+
+#include "cache_store.hpp"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using penstock::digest;
+using penstock::hasher;
+using penstock::detail::r1::cache_entry;
+using penstock::detail::r1::cache_error;
+using penstock::detail::r1::cache_result;
+using penstock::detail::r1::cache_status;
+using penstock::detail::r1::cache_store;
+using penstock::detail::r1::cache_store_options;
+using penstock::detail::r1::gc_limits;
+using penstock::detail::r1::lease_status;
+using penstock::detail::r1::put_info;
+
+namespace {
+
+// A fresh directory under the system's temporary directory, removed at the end.
+class scratch_directory {
+ public:
+  scratch_directory() {
+    std::random_device random;
+    path_ = fs::temp_directory_path() /
+            ("penstock-cache-test-" + std::to_string(::getpid()) + "-" + std::to_string(random()));
+    fs::create_directories(path_);
+  }
+  scratch_directory(const scratch_directory&) = delete;
+  scratch_directory& operator=(const scratch_directory&) = delete;
+  ~scratch_directory() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  [[nodiscard]] const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+digest key_of(std::string_view name, std::uint64_t i = 0, std::uint64_t j = 0) {
+  return hasher().update(name).update_value(i).update_value(j).finish();
+}
+
+// Deterministic bytes of a deterministic size (1 KiB .. 257 KiB) for a seed.
+std::vector<std::byte> value_for(std::uint64_t seed, std::size_t max_size = 256 << 10) {
+  std::uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+  auto next = [&x] {
+    x += 0x9e3779b97f4a7c15ULL;
+    std::uint64_t z = x;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  std::vector<std::byte> out(1024 + next() % max_size);
+  for (auto& b : out) b = static_cast<std::byte>(next());
+  return out;
+}
+std::vector<std::byte> value_for(const digest& key) { return value_for(key.low ^ key.high); }
+
+digest digest_of(std::span<const std::byte> bytes) { return hasher().update(bytes.data(), bytes.size()).finish(); }
+
+const digest bytes_type = hasher().update("bytes").finish();
+
+std::size_t count_files(const fs::path& dir, std::string_view prefix = "") {
+  std::size_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file() && e.path().filename().string().starts_with(prefix)) ++n;
+  }
+  return n;
+}
+std::size_t count_temporaries(const fs::path& dir) { return count_files(dir / "blobs", ".tmp-"); }
+
+// A pipe whose ends close themselves.
+struct channel {
+  int read_end = -1;
+  int write_end = -1;
+  channel() {
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error("pipe() failed");
+    read_end = fds[0];
+    write_end = fds[1];
+  }
+  channel(const channel&) = delete;
+  channel& operator=(const channel&) = delete;
+  ~channel() {
+    close_read();
+    close_write();
+  }
+  void close_read() {
+    if (read_end >= 0) ::close(std::exchange(read_end, -1));
+  }
+  void close_write() {
+    if (write_end >= 0) ::close(std::exchange(write_end, -1));
+  }
+  void send(char c = 'x') const {
+    while (::write(write_end, &c, 1) != 1) {
+      if (errno != EINTR) std::abort();
+    }
+  }
+  // The next byte, or 0 at end of file.
+  char receive() const {
+    char c = 0;
+    for (;;) {
+      const ssize_t n = ::read(read_end, &c, 1);
+      if (n == 1) return c;
+      if (n == 0) return 0;
+      if (errno != EINTR) std::abort();
+    }
+  }
+};
+
+// Runs body() in a child process; its return value is the exit code. The
+// parent must not hold a cache_store open across the fork (SQLite forbids
+// using a connection in a child, and its per-process lock table would lie).
+template <class Body>
+pid_t spawn(Body&& body) {
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork() failed");
+  if (pid == 0) {
+    int code = 0;
+    try {
+      code = body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child %d: %s\n", ::getpid(), e.what());
+      code = 100;
+    }
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  return pid;
+}
+
+// The child's exit code, or 128 + the signal that ended it.
+int wait_for(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Runs SQL on a store's index behind its back.
+void damage_index(const fs::path& index, const std::string& sql, const digest& key) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(index.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 10'000);
+  sqlite3_stmt* statement = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  std::array<unsigned char, 16> bytes{};
+  for (int i = 0; i < 8; ++i) {
+    bytes[static_cast<std::size_t>(i)] = static_cast<unsigned char>(key.high >> (56 - 8 * i));
+    bytes[static_cast<std::size_t>(8 + i)] = static_cast<unsigned char>(key.low >> (56 - 8 * i));
+  }
+  sqlite3_bind_blob(statement, 1, bytes.data(), 16, SQLITE_TRANSIENT);
+  EXPECT_EQ(sqlite3_step(statement), SQLITE_DONE) << sqlite3_errmsg(db);
+  EXPECT_EQ(sqlite3_changes(db), 1) << sql;
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+}
+
+void make_writable(const fs::path& file) { fs::permissions(file, fs::perms::owner_write, fs::perm_options::add); }
+
+}  // namespace
+
+// ---- round trips -------------------------------------------------------------
+
+TEST(cache_store, contiguous_bytes_round_trip_with_their_index_row) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const digest key = key_of("round trip");
+  const auto bytes = value_for(key);
+
+  const auto put = store.put(key, bytes, {bytes_type, "run-1"});
+  EXPECT_EQ(put.content, digest_of(bytes));
+  EXPECT_EQ(put.size, bytes.size());
+  EXPECT_TRUE(put.wrote_blob);
+  const fs::path blob = store.blob_path(put.content);
+  EXPECT_EQ(blob, dir.path() / "blobs" / put.content.hex().substr(0, 2) / put.content.hex());
+  ASSERT_TRUE(fs::exists(blob));
+  EXPECT_EQ(fs::file_size(blob), bytes.size());
+  EXPECT_EQ(fs::status(blob).permissions() & fs::perms::owner_write, fs::perms::none) << "blobs are read-only";
+
+  const cache_result found = store.lookup(key);
+  ASSERT_TRUE(found.hit());
+  EXPECT_EQ(found.entry.key, key);
+  EXPECT_EQ(found.entry.content, put.content);
+  EXPECT_EQ(found.entry.size, bytes.size());
+  EXPECT_EQ(found.entry.type, bytes_type);
+  EXPECT_EQ(found.entry.run_id, "run-1");
+  EXPECT_LE(found.entry.created, found.entry.last_used);
+
+  std::vector<std::byte> out;
+  const cache_result got = store.get(key, out);
+  ASSERT_TRUE(got.hit()) << got.message;
+  EXPECT_TRUE(got.message.empty());
+  EXPECT_EQ(out, bytes);
+  EXPECT_GT(got.entry.last_used, found.entry.last_used) << "get() marks the entry as used";
+
+  const digest batch[] = {key_of("never stored"), key, key_of("also never stored")};
+  const auto many = store.lookup(batch);
+  ASSERT_EQ(many.size(), 3u);
+  EXPECT_EQ(many[0].status, cache_status::absent);
+  EXPECT_TRUE(many[1].hit());
+  EXPECT_EQ(many[1].entry.content, put.content);
+  EXPECT_EQ(many[2].status, cache_status::absent);
+
+  EXPECT_EQ(store.get(key_of("never stored"), out).status, cache_status::absent);
+  EXPECT_EQ(store.lookup(key_of("never stored")).status, cache_status::absent);
+  EXPECT_EQ(count_temporaries(dir.path()), 0u);
+}
+
+TEST(cache_store, streamed_values_round_trip_through_value_traits) {
+  using traits = penstock::value_traits<std::vector<float>>;
+  scratch_directory dir;
+  const digest key = key_of("stream");
+  std::vector<float> value(300'000);
+  for (std::size_t i = 0; i < value.size(); ++i) value[i] = static_cast<float>(i) * 0.5f;
+  {
+    cache_store store(dir.path());
+    const auto put = store.put(key, [&](std::ostream& out) { return traits::save(out, value); },
+                               {traits::type_fingerprint(), "run-2"});
+    EXPECT_EQ(put.content, traits::hash(value)) << "the store's digest is the value's content digest";
+    EXPECT_EQ(put.size, sizeof(std::uint64_t) + value.size() * sizeof(float));
+  }
+  cache_store reopened(dir.path());  // what one process stored, the next one finds
+  std::vector<float> back;
+  const cache_result r = reopened.load(key, [&](std::istream& in) { back = traits::load(in); });
+  ASSERT_TRUE(r.hit()) << r.message;
+  EXPECT_EQ(r.entry.type, traits::type_fingerprint());
+  EXPECT_EQ(back, value);
+
+  // Small writes through the stream's buffer hash the same as one big write.
+  const digest small_key = key_of("stream", 1);
+  const auto put = reopened.put(small_key,
+                                [](std::ostream& out) {
+                                  hasher h;
+                                  for (int i = 0; i < 100'000; ++i) {
+                                    out.put(static_cast<char>(i));
+                                    const char c = static_cast<char>(i);
+                                    h.update(&c, 1);
+                                  }
+                                  return h.finish();
+                                },
+                                {bytes_type, "run-2"});
+  std::vector<std::byte> out;
+  ASSERT_TRUE(reopened.get(small_key, out).hit());
+  ASSERT_EQ(out.size(), 100'000u);
+  EXPECT_EQ(put.content, digest_of(out));
+}
+
+TEST(cache_store, get_reads_into_the_callers_buffer) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  std::vector<float> value(1 << 16, 3.0f);
+  const digest key = key_of("in place");
+  store.put(key, std::as_bytes(std::span(value)), {bytes_type, "r"});
+
+  std::vector<float> back;
+  const cache_result r = store.get(key, [&](const cache_entry& e) {
+    back.resize(e.size / sizeof(float));
+    return std::as_writable_bytes(std::span(back));
+  });
+  ASSERT_TRUE(r.hit()) << r.message;
+  EXPECT_EQ(back, value);
+
+  // A destination of the wrong size is the caller's mistake, and leaves no
+  // in-use mark behind.
+  std::vector<std::byte> small(3);
+  EXPECT_THROW((void)store.get(key, [&](const cache_entry&) { return std::span<std::byte>(small); }),
+               std::invalid_argument);
+  const auto gc = store.gc({.max_bytes = 0});
+  EXPECT_EQ(gc.skipped_in_use, 0u);
+  EXPECT_EQ(gc.entries_removed, 1u);
+}
+
+TEST(cache_store, same_bytes_under_two_keys_are_stored_once) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const auto bytes = value_for(7);
+  const auto first = store.put(key_of("a"), bytes, {bytes_type, "r"});
+  const auto second = store.put(key_of("b"), bytes, {bytes_type, "r"});
+  const auto third =
+      store.put(key_of("c"),
+                [&](std::ostream& out) {
+                  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+                  return digest_of(bytes);
+                },
+                {bytes_type, "r"});
+  EXPECT_TRUE(first.wrote_blob);
+  EXPECT_FALSE(second.wrote_blob);
+  EXPECT_FALSE(third.wrote_blob);
+  EXPECT_EQ(first.content, second.content);
+  EXPECT_EQ(first.content, third.content);
+  EXPECT_EQ(count_files(dir.path() / "blobs"), 1u) << "one blob, and no temporary file left";
+
+  const auto stats = store.stats();
+  EXPECT_EQ(stats.entries, 3u);
+  EXPECT_EQ(stats.blobs, 1u);
+  EXPECT_EQ(stats.bytes, bytes.size());
+
+  // Replacing what a key names.
+  const auto other = value_for(8);
+  store.put(key_of("a"), other, {bytes_type, "r2"});
+  std::vector<std::byte> out;
+  const auto r = store.get(key_of("a"), out);
+  ASSERT_TRUE(r.hit());
+  EXPECT_EQ(out, other);
+  EXPECT_EQ(r.entry.run_id, "r2");
+  EXPECT_EQ(store.stats().blobs, 2u);
+  EXPECT_EQ(count_files(dir.path() / "blobs"), 2u);
+  EXPECT_TRUE(store.erase(key_of("a")));
+  EXPECT_FALSE(store.erase(key_of("a")));
+  EXPECT_EQ(count_files(dir.path() / "blobs"), 2u) << "erase leaves the blob to gc";
+  EXPECT_EQ(store.gc({}).orphans_removed, 1u) << "the blob of 'other'; the first is still named by b and c";
+  EXPECT_EQ(count_files(dir.path() / "blobs"), 1u);
+}
+
+TEST(cache_store, failing_writers_leave_nothing_behind) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const digest key = key_of("failing");
+  EXPECT_THROW(store.put(key,
+                         [](std::ostream& out) -> digest {
+                           out << "half a value";
+                           throw std::runtime_error("step serializer failed");
+                         },
+                         {bytes_type, "r"}),
+               std::runtime_error);
+  try {
+    store.put(key,
+              [](std::ostream& out) {
+                out << "some bytes";
+                return digest{1, 2};
+              },
+              {bytes_type, "r"});
+    ADD_FAILURE() << "a save function returning the wrong digest must be an error";
+  } catch (const cache_error& e) {
+    EXPECT_NE(std::string(e.what()).find(key.hex()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(store.lookup(key).status, cache_status::absent);
+  EXPECT_EQ(count_temporaries(dir.path()), 0u);
+
+  // A failing deserializer is reported with the key and the blob.
+  store.put(key, value_for(1), {bytes_type, "r"});
+  try {
+    (void)store.load(key, [](std::istream&) { throw std::runtime_error("bad archive"); });
+    ADD_FAILURE() << "expected cache_error";
+  } catch (const cache_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(key.hex()), std::string::npos) << what;
+    EXPECT_NE(what.find("bad archive"), std::string::npos) << what;
+  }
+}
+
+TEST(cache_store, default_directory_is_penstock_home_or_dot_penstock) {
+  const char* saved = std::getenv("PENSTOCK_HOME");
+  const std::string saved_value = saved != nullptr ? saved : "";
+  ::setenv("PENSTOCK_HOME", "/some/where", 1);
+  EXPECT_EQ(penstock::detail::r1::default_cache_directory(), fs::path("/some/where"));
+  ::setenv("PENSTOCK_HOME", "", 1);
+  EXPECT_EQ(penstock::detail::r1::default_cache_directory(), fs::current_path() / ".penstock");
+  ::unsetenv("PENSTOCK_HOME");
+  EXPECT_EQ(penstock::detail::r1::default_cache_directory(), fs::current_path() / ".penstock");
+  if (saved != nullptr) ::setenv("PENSTOCK_HOME", saved_value.c_str(), 1);
+}
+
+TEST(cache_store, unusable_directory_or_index_is_an_error_naming_the_file) {
+  scratch_directory dir;
+  const fs::path file = dir.path() / "a-file";
+  std::ofstream(file) << "not a directory";
+  EXPECT_THROW(cache_store{file}, cache_error);
+
+  const fs::path cache = dir.path() / "cache";
+  fs::create_directories(cache);
+  std::ofstream(cache / "index.sqlite") << std::string(4096, 'x');
+  try {
+    cache_store store(cache);
+    ADD_FAILURE() << "expected cache_error";
+  } catch (const cache_error& e) {
+    EXPECT_NE(std::string(e.what()).find((cache / "index.sqlite").string()), std::string::npos) << e.what();
+  }
+}
+
+// ---- damage is a reported miss -----------------------------------------------
+
+namespace {
+
+// What a damage report names besides the key.
+enum class named { blob, index, key_only };
+
+// Puts one value, damages it, and checks that get() reports it as `expected`
+// with a message naming the key and the blob (digest and file) or the index;
+// that the damaged blob and row are gone; and that the value can be stored
+// and read again.
+template <class Damage>
+void expect_reported_miss(cache_status expected, Damage&& damage, named names = named::blob) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const digest key = key_of("damaged");
+  const auto bytes = value_for(key);
+  const auto put = store.put(key, bytes, {bytes_type, "r"});
+  const fs::path blob = store.blob_path(put.content);
+  damage(store, key, blob);
+
+  std::vector<std::byte> out;
+  const cache_result r = store.get(key, out);
+  EXPECT_EQ(r.status, expected) << r.message;
+  EXPECT_NE(r.message.find(key.hex()), std::string::npos) << r.message;
+  if (names == named::blob) {
+    EXPECT_NE(r.message.find(put.content.hex()), std::string::npos) << r.message;
+    EXPECT_NE(r.message.find(blob.string()), std::string::npos) << r.message;
+    EXPECT_FALSE(fs::exists(blob)) << "the bad blob is removed";
+  } else if (names == named::index) {
+    EXPECT_NE(r.message.find(store.index_path().string()), std::string::npos) << r.message;
+  }
+  EXPECT_EQ(store.lookup(key).status, cache_status::absent) << "and so is its row";
+  EXPECT_EQ(store.get(key, out).status, cache_status::absent) << "a reported miss is reported once";
+
+  store.put(key, bytes, {bytes_type, "again"});  // the recompute
+  const cache_result again = store.get(key, out);
+  ASSERT_TRUE(again.hit()) << again.message;
+  EXPECT_EQ(out, bytes);
+}
+
+}  // namespace
+
+TEST(cache_store_damage, flipped_byte_is_a_corrupt_blob) {
+  expect_reported_miss(cache_status::blob_corrupt, [](cache_store&, const digest&, const fs::path& blob) {
+    make_writable(blob);
+    std::fstream f(blob, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(517);
+    char c = 0;
+    f.get(c);
+    f.seekp(517);
+    f.put(static_cast<char>(c ^ 0x10));
+  });
+}
+
+TEST(cache_store_damage, truncated_blob) {
+  expect_reported_miss(cache_status::blob_truncated, [](cache_store&, const digest&, const fs::path& blob) {
+    make_writable(blob);
+    fs::resize_file(blob, fs::file_size(blob) / 2);
+  });
+}
+
+TEST(cache_store_damage, empty_blob) {
+  expect_reported_miss(cache_status::blob_truncated, [](cache_store&, const digest&, const fs::path& blob) {
+    make_writable(blob);
+    fs::resize_file(blob, 0);
+  });
+}
+
+TEST(cache_store_damage, blob_with_bytes_appended) {
+  expect_reported_miss(cache_status::blob_truncated, [](cache_store&, const digest&, const fs::path& blob) {
+    make_writable(blob);
+    std::ofstream(blob, std::ios::app | std::ios::binary) << "tail";
+  });
+}
+
+TEST(cache_store_damage, deleted_blob) {
+  expect_reported_miss(cache_status::blob_missing,
+                       [](cache_store&, const digest&, const fs::path& blob) { fs::remove(blob); });
+}
+
+TEST(cache_store_damage, blob_replaced_by_a_directory) {
+  expect_reported_miss(cache_status::blob_corrupt, [](cache_store&, const digest&, const fs::path& blob) {
+    fs::remove(blob);
+    fs::create_directory(blob);
+  });
+}
+
+TEST(cache_store_damage, index_row_wrong_size_claims_truncation) {
+  expect_reported_miss(cache_status::blob_truncated, [](cache_store& store, const digest& key, const fs::path&) {
+    damage_index(store.index_path(), "UPDATE entries SET size = size + 1 WHERE key = ?1", key);
+  });
+}
+
+TEST(cache_store_damage, index_row_naming_another_digest) {
+  expect_reported_miss(
+      cache_status::blob_missing,
+      [](cache_store& store, const digest& key, const fs::path&) {
+        damage_index(store.index_path(), "UPDATE entries SET digest = randomblob(16) WHERE key = ?1", key);
+      },
+      named::key_only);
+}
+
+TEST(cache_store_damage, garbage_in_the_index_row) {
+  for (const char* sql : {
+           "UPDATE entries SET digest = x'0102' WHERE key = ?1",
+           "UPDATE entries SET digest = 'not a digest' WHERE key = ?1",
+           "UPDATE entries SET size = 'large' WHERE key = ?1",
+           "UPDATE entries SET size = -5 WHERE key = ?1",
+           "UPDATE entries SET size = 3.5 WHERE key = ?1",
+           "UPDATE entries SET type = zeroblob(3) WHERE key = ?1",
+           "UPDATE entries SET run_id = x'00ff' WHERE key = ?1",
+           "UPDATE entries SET last_used = 'yesterday' WHERE key = ?1",
+       }) {
+    SCOPED_TRACE(sql);
+    expect_reported_miss(
+        cache_status::index_corrupt,
+        [sql](cache_store& store, const digest& key, const fs::path&) { damage_index(store.index_path(), sql, key); },
+        named::index);
+  }
+}
+
+TEST(cache_store_damage, garbage_rows_are_reported_by_lookup_and_removed_by_gc) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  for (int i = 0; i < 3; ++i) store.put(key_of("row", i), value_for(i), {bytes_type, "r"});
+  damage_index(store.index_path(), "UPDATE entries SET type = 'text' WHERE key = ?1", key_of("row", 0));
+  damage_index(store.index_path(), "UPDATE entries SET key = x'01' WHERE key = ?1", key_of("row", 1));
+  const cache_result r = store.lookup(key_of("row", 0));
+  EXPECT_EQ(r.status, cache_status::index_corrupt);
+  EXPECT_NE(r.message.find(key_of("row", 0).hex()), std::string::npos) << r.message;
+  EXPECT_EQ(store.lookup(key_of("row", 0)).status, cache_status::absent);
+  damage_index(store.index_path(), "UPDATE entries SET size = 'big' WHERE key = ?1", key_of("row", 2));
+  const digest batch[] = {key_of("row", 2), key_of("row", 3)};
+  const auto many = store.lookup(batch);
+  EXPECT_EQ(many[0].status, cache_status::index_corrupt);
+  EXPECT_NE(many[0].message.find(key_of("row", 2).hex()), std::string::npos) << many[0].message;
+  EXPECT_EQ(many[1].status, cache_status::absent);
+  store.put(key_of("row", 2), value_for(2), {bytes_type, "r"});
+
+  const auto gc = store.gc({});
+  EXPECT_EQ(gc.bad_rows_removed, 1u) << "the row whose key is not a key";
+  EXPECT_EQ(gc.orphans_removed, 2u) << "the blobs no row names any more";
+  EXPECT_TRUE(store.lookup(key_of("row", 2)).hit());
+  EXPECT_EQ(store.stats().entries, 1u);
+}
+
+TEST(cache_store_damage, a_corrupt_blob_shared_by_two_keys_is_a_miss_for_both) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const auto bytes = value_for(3);
+  const auto put = store.put(key_of("x"), bytes, {bytes_type, "r"});
+  store.put(key_of("y"), bytes, {bytes_type, "r"});
+  make_writable(store.blob_path(put.content));
+  std::ofstream(store.blob_path(put.content), std::ios::binary | std::ios::trunc)
+      << std::string(bytes.size(), 'z');  // same size, other bytes
+
+  std::vector<std::byte> out;
+  EXPECT_EQ(store.get(key_of("x"), out).status, cache_status::blob_corrupt);
+  EXPECT_EQ(store.get(key_of("y"), out).status, cache_status::absent) << "y's row went with the blob";
+  EXPECT_FALSE(fs::exists(store.blob_path(put.content)));
+}
+
+// ---- writers killed at any point --------------------------------------------
+
+TEST(cache_store_crash, a_killed_writer_never_leaves_an_entry_that_reads_back_wrong) {
+  scratch_directory dir;
+  constexpr int iterations = 60;
+  constexpr int entries_per_child = 24;
+  for (int it = 0; it < iterations; ++it) {
+    // The child reports 'h' half-way through each streamed value and 'd' when
+    // a put returned; it is killed after `messages` reports, so the kill lands
+    // before the store exists, mid-write, mid-publish, or between entries.
+    const int messages = (it * 7) % 23;
+    auto key_at = [it](int j) {
+      return key_of("crash", static_cast<std::uint64_t>(it), static_cast<std::uint64_t>(j));
+    };
+    // Pairs of entries share their bytes, so the "blob already there" path is killed too.
+    auto value_at = [it](int j) { return value_for(static_cast<std::uint64_t>(it * 1000 + j / 2), 128 << 10); };
+    channel progress;
+    const pid_t child = spawn([&] {
+      progress.close_read();
+      cache_store store(dir.path());
+      for (int j = 0; j < entries_per_child; ++j) {
+        const auto bytes = value_at(j);
+        if (j % 3 == 0) {
+          store.put(key_at(j), bytes, {bytes_type, "crash"});
+        } else {
+          store.put(key_at(j),
+                    [&](std::ostream& out) {
+                      const auto half = static_cast<std::streamsize>(bytes.size() / 2);
+                      out.write(reinterpret_cast<const char*>(bytes.data()), half);
+                      out.flush();
+                      progress.send('h');
+                      out.write(reinterpret_cast<const char*>(bytes.data()) + half,
+                                static_cast<std::streamsize>(bytes.size()) - half);
+                      return digest_of(bytes);
+                    },
+                    {bytes_type, "crash"});
+        }
+        progress.send('d');
+      }
+      return 0;
+    });
+    progress.close_write();
+    int completed = 0;
+    for (int m = 0; m < messages; ++m) {
+      const char c = progress.receive();
+      ASSERT_NE(c, 0) << "the writer ended early";
+      if (c == 'd') ++completed;
+    }
+    ::kill(child, SIGKILL);
+    ASSERT_EQ(wait_for(child), 128 + SIGKILL);
+
+    cache_store store(dir.path());
+    std::vector<std::byte> out;
+    for (int j = 0; j < entries_per_child; ++j) {
+      const cache_result r = store.get(key_at(j), out);
+      ASSERT_TRUE(r.status == cache_status::hit || r.status == cache_status::absent)
+          << "iteration " << it << ", entry " << j << ": " << r.message;
+      if (r.hit()) {
+        ASSERT_EQ(out, value_at(j)) << "iteration " << it << ", entry " << j;
+      }
+      if (j < completed) {
+        ASSERT_TRUE(r.hit()) << "a put that returned survives its process; iteration " << it;
+      }
+    }
+    if (it % 10 == 9) {
+      // The dead writers' temporary files and unindexed blobs are collected.
+      store.gc({});
+      EXPECT_EQ(count_temporaries(dir.path()), 0u) << "iteration " << it;
+    }
+  }
+}
+
+// ---- several processes, one directory ----------------------------------------
+
+TEST(cache_store_processes, four_processes_compute_each_key_exactly_once) {
+  scratch_directory dir;
+  const fs::path log = dir.path() / "computations.log";
+  constexpr int processes = 4;
+  constexpr int keys = 48;
+  channel start;
+  std::vector<pid_t> children;
+  for (int p = 0; p < processes; ++p) {
+    children.push_back(spawn([&, p] {
+      start.close_write();
+      if (start.receive() != 0) return 10;  // every process starts when the parent closes the pipe
+      cache_store store(dir.path());        // they also race to create the cache
+      const int log_fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+      if (log_fd < 0) return 11;
+      std::vector<int> order(keys);
+      for (int j = 0; j < keys; ++j)
+        order[static_cast<std::size_t>(j)] = (p % 2 == 0) ? (j + p * 5) % keys : keys - 1 - j;
+      std::vector<std::byte> out;
+      for (int j : order) {
+        const digest key = key_of("shared", static_cast<std::uint64_t>(j));
+        auto attempt = store.acquire_or_wait(key, 60s, 60s);
+        if (attempt.status == lease_status::acquired) {
+          const std::string line = std::to_string(j) + " " + std::to_string(::getpid()) + "\n";
+          if (::write(log_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return 12;
+          store.put(key, value_for(key), {bytes_type, std::to_string(::getpid())});
+          if (!attempt.lease.release()) return 13;
+        } else if (attempt.status != lease_status::cached) {
+          return 14;  // timed out
+        }
+        const cache_result r = store.get(key, out);
+        if (!r.hit() || out != value_for(key)) return 15;
+      }
+      ::close(log_fd);
+      return 0;
+    }));
+  }
+  start.close_write();
+  for (const pid_t child : children) EXPECT_EQ(wait_for(child), 0);
+
+  std::map<int, int> computed;
+  std::ifstream in(log);
+  int j = 0;
+  long writer = 0;
+  while (in >> j >> writer) ++computed[j];
+  ASSERT_EQ(computed.size(), static_cast<std::size_t>(keys));
+  for (const auto& [k, n] : computed) EXPECT_EQ(n, 1) << "key " << k << " computed " << n << " times";
+
+  cache_store store(dir.path());
+  std::vector<std::byte> out;
+  for (int k = 0; k < keys; ++k) {
+    const digest key = key_of("shared", static_cast<std::uint64_t>(k));
+    ASSERT_TRUE(store.get(key, out).hit());
+    EXPECT_EQ(out, value_for(key));
+  }
+  EXPECT_EQ(store.stats().leases, 0u) << "every lease was released";
+}
+
+TEST(cache_store_processes, four_threads_with_their_own_stores_compute_each_key_once) {
+  scratch_directory dir;
+  constexpr int threads = 4;
+  constexpr int keys = 32;
+  std::vector<std::atomic<int>> computed(keys);
+  std::atomic<int> failures{0};
+  std::latch start(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      cache_store store(dir.path());
+      start.arrive_and_wait();
+      std::vector<std::byte> out;
+      for (int i = 0; i < keys; ++i) {
+        const int j = (i + t * 7) % keys;
+        const digest key = key_of("threads", static_cast<std::uint64_t>(j));
+        auto attempt = store.acquire_or_wait(key, 60s, 60s);
+        if (attempt.status == lease_status::acquired) {
+          computed[static_cast<std::size_t>(j)].fetch_add(1);
+          store.put(key, value_for(key), {bytes_type, "threads"});
+        } else if (attempt.status != lease_status::cached) {
+          failures.fetch_add(1);
+        }
+        attempt.lease.release();
+        if (!store.get(key, out).hit() || out != value_for(key)) failures.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (int j = 0; j < keys; ++j) EXPECT_EQ(computed[static_cast<std::size_t>(j)].load(), 1) << "key " << j;
+}
+
+TEST(cache_store_processes, one_store_shared_by_threads) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  constexpr int threads = 4;
+  std::atomic<int> failures{0};
+  std::latch start(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      start.arrive_and_wait();
+      std::vector<std::byte> out;
+      for (int i = 0; i < 40; ++i) {
+        const digest key = key_of("one store", static_cast<std::uint64_t>((i * 3 + t) % 12));
+        switch ((i + t) % 4) {
+          case 0: store.put(key, value_for(key), {bytes_type, "t"}); break;
+          case 1:
+            if (const auto r = store.get(key, out);
+                !(r.hit() || r.status == cache_status::absent) || (r.hit() && out != value_for(key))) {
+              failures.fetch_add(1);
+            }
+            break;
+          case 2: (void)store.lookup(key); break;
+          case 3: store.gc({.max_bytes = 1 << 20}); break;
+        }
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+// ---- leases -------------------------------------------------------------------
+
+TEST(cache_store_leases, one_owner_at_a_time_and_cached_once_stored) {
+  scratch_directory dir;
+  cache_store mine(dir.path());
+  cache_store theirs(dir.path());
+  const digest key = key_of("lease");
+
+  auto first = mine.try_acquire(key, 60s);
+  ASSERT_EQ(first.status, lease_status::acquired);
+  EXPECT_TRUE(first.lease.held());
+  EXPECT_TRUE(first.holder.empty());
+  const auto second = theirs.try_acquire(key, 60s);
+  EXPECT_EQ(second.status, lease_status::held);
+  EXPECT_FALSE(second.lease.held());
+  EXPECT_NE(second.holder.find(std::to_string(::getpid())), std::string::npos) << second.holder;
+  EXPECT_EQ(mine.try_acquire(key, 60s).status, lease_status::held) << "not re-entrant";
+  EXPECT_TRUE(first.lease.renew(120s));
+
+  EXPECT_TRUE(first.lease.release());
+  EXPECT_FALSE(first.lease.release()) << "idempotent";
+  {
+    auto third = theirs.try_acquire(key, 60s);
+    ASSERT_EQ(third.status, lease_status::acquired);
+  }  // released by its destructor
+  auto fourth = mine.try_acquire(key, 60s);
+  ASSERT_EQ(fourth.status, lease_status::acquired);
+  mine.put(key, value_for(1), {bytes_type, "r"});
+  EXPECT_EQ(theirs.try_acquire(key, 60s).status, lease_status::cached);
+  fourth.lease.release();
+  EXPECT_EQ(theirs.acquire_or_wait(key, 60s, 10s).status, lease_status::cached);
+  EXPECT_EQ(mine.stats().leases, 0u);
+}
+
+TEST(cache_store_leases, expired_lease_is_taken_over) {
+  scratch_directory dir;
+  cache_store now(dir.path());
+  cache_store later(dir.path(), {.clock = [] { return std::chrono::system_clock::now() + 2h; }});
+  const digest key = key_of("expiring");
+  auto first = now.try_acquire(key, 3600s);
+  ASSERT_EQ(first.status, lease_status::acquired);
+  auto second = later.try_acquire(key, 60s);
+  ASSERT_EQ(second.status, lease_status::acquired) << "an hour-long lease is stale two hours later";
+  EXPECT_NE(second.holder.find("expired"), std::string::npos) << second.holder;
+  EXPECT_FALSE(first.lease.renew(60s)) << "the first owner learns it lost the lease";
+  EXPECT_FALSE(first.lease.release());
+  EXPECT_EQ(now.try_acquire(key, 60s).status, lease_status::held) << "the new owner keeps it";
+}
+
+TEST(cache_store_leases, dead_owners_lease_is_taken_over) {
+  scratch_directory dir;
+  const digest key = key_of("orphaned lease");
+  channel acquired;
+  const pid_t child = spawn([&] {
+    acquired.close_read();
+    cache_store store(dir.path());
+    auto attempt = store.try_acquire(key, 3600s);
+    if (attempt.status != lease_status::acquired) return 1;
+    acquired.send();
+    ::_exit(0);  // dies holding the lease
+  });
+  acquired.close_write();
+  ASSERT_EQ(acquired.receive(), 'x');
+  // Wait until the child is a zombie, without reaping it: a zombie answers
+  // kill(pid, 0), yet it is dead.
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);
+  {
+    cache_store store(dir.path());
+    auto attempt = store.try_acquire(key, 60s);
+    EXPECT_EQ(attempt.status, lease_status::acquired) << "the owner is dead";
+    EXPECT_NE(attempt.holder.find(std::to_string(child)), std::string::npos) << attempt.holder;
+    EXPECT_NE(attempt.holder.find("process gone"), std::string::npos) << attempt.holder;
+  }
+  EXPECT_EQ(wait_for(child), 0);
+}
+
+TEST(cache_store_leases, waiting_ends_when_the_value_appears_or_the_time_is_up) {
+  scratch_directory dir;
+  cache_store owner(dir.path());
+  cache_store waiter(dir.path());
+  const digest key = key_of("awaited");
+  auto lease = owner.try_acquire(key, 60s);
+  ASSERT_EQ(lease.status, lease_status::acquired);
+  EXPECT_EQ(waiter.acquire_or_wait(key, 60s, 5ms).status, lease_status::held);
+
+  std::latch waiting(1);
+  std::thread computer([&] {
+    waiting.wait();
+    owner.put(key, value_for(key), {bytes_type, "r"});
+    lease.lease.release();
+  });
+  waiting.count_down();
+  const auto attempt = waiter.acquire_or_wait(key, 60s, 60s);
+  computer.join();
+  EXPECT_EQ(attempt.status, lease_status::cached);
+}
+
+// ---- gc -----------------------------------------------------------------------
+
+TEST(cache_store_gc, least_recently_used_go_first_until_the_budget_holds) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  std::vector<std::byte> bytes(1000);
+  for (int i = 0; i < 4; ++i) {
+    bytes[0] = static_cast<std::byte>(i);
+    store.put(key_of("lru", i), bytes, {bytes_type, "r"});
+  }
+  std::vector<std::byte> out;
+  ASSERT_TRUE(store.get(key_of("lru", 0), out).hit());  // 0 is now the most recent
+  const digest planned = key_of("lru", 1);
+  store.touch(std::span(&planned, 1));  // and 1 after it
+
+  const auto gc = store.gc({.max_bytes = 2500});
+  EXPECT_EQ(gc.entries_removed, 2u);
+  EXPECT_EQ(gc.blobs_removed, 2u);
+  EXPECT_EQ(gc.bytes_freed, 2000u);
+  EXPECT_EQ(store.lookup(key_of("lru", 2)).status, cache_status::absent);
+  EXPECT_EQ(store.lookup(key_of("lru", 3)).status, cache_status::absent);
+  EXPECT_TRUE(store.lookup(key_of("lru", 0)).hit());
+  EXPECT_TRUE(store.lookup(key_of("lru", 1)).hit());
+  const auto stats = store.stats();
+  EXPECT_EQ(stats.entries, 2u);
+  EXPECT_EQ(stats.bytes, 2000u);
+  EXPECT_EQ(count_files(dir.path() / "blobs"), 2u);
+
+  EXPECT_EQ(store.gc({.max_bytes = 2000}).entries_removed, 0u) << "within budget";
+}
+
+TEST(cache_store_gc, a_shared_blob_stays_until_its_last_entry_goes) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const auto bytes = value_for(5);
+  const auto put = store.put(key_of("s", 1), bytes, {bytes_type, "r"});
+  store.put(key_of("s", 2), bytes, {bytes_type, "r"});
+  const digest one = key_of("s", 1);
+  store.touch(std::span(&one, 1));
+  // Removing s2 frees nothing; the budget still fails, so s1 goes too.
+  const auto gc = store.gc({.max_bytes = bytes.size() - 1});
+  EXPECT_EQ(gc.entries_removed, 2u);
+  EXPECT_EQ(gc.blobs_removed, 1u);
+  EXPECT_FALSE(fs::exists(store.blob_path(put.content)));
+}
+
+TEST(cache_store_gc, old_entries_go_and_leased_keys_stay) {
+  scratch_directory dir;
+  {
+    cache_store store(dir.path());
+    store.put(key_of("old", 1), value_for(1), {bytes_type, "r"});
+    store.put(key_of("old", 2), value_for(2), {bytes_type, "r"});
+  }
+  cache_store store(dir.path());
+  auto lease = store.try_acquire(key_of("old", 3), 24h);
+  ASSERT_EQ(lease.status, lease_status::acquired);
+  store.put(key_of("old", 3), value_for(3), {bytes_type, "r"});  // computed, not yet released
+
+  cache_store later(dir.path(), {.clock = [] { return std::chrono::system_clock::now() + 2h; }});
+  EXPECT_EQ(later.gc({.max_age = 3h}).entries_removed, 0u);
+  const auto gc = later.gc({.max_age = 1h});
+  EXPECT_EQ(gc.entries_removed, 2u);
+  EXPECT_EQ(gc.skipped_in_use, 1u) << "the leased key";
+  EXPECT_TRUE(store.lookup(key_of("old", 3)).hit());
+}
+
+TEST(cache_store_gc, orphan_blobs_are_collected) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const auto bytes = value_for(9);
+  const digest content = digest_of(bytes);
+  const fs::path orphan = store.blob_path(content);
+  fs::create_directories(orphan.parent_path());
+  std::ofstream(orphan, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(orphan.parent_path() / "README") << "not a blob: left alone";
+  const auto gc = store.gc({});
+  EXPECT_EQ(gc.orphans_removed, 1u);
+  EXPECT_FALSE(fs::exists(orphan));
+  EXPECT_TRUE(fs::exists(orphan.parent_path() / "README"));
+}
+
+TEST(cache_store_gc, never_removes_the_blob_a_reader_is_reading) {
+  scratch_directory dir;
+  const digest key = key_of("being read");
+  const auto bytes = value_for(key);
+  fs::path blob;
+  {
+    cache_store store(dir.path());
+    blob = store.blob_path(store.put(key, bytes, {bytes_type, "r"}).content);
+  }
+  channel reading;
+  channel collected;
+  const pid_t child = spawn([&] {
+    reading.close_read();
+    collected.close_write();
+    cache_store store(dir.path());
+    std::vector<std::byte> out;
+    // The destination callback runs after get() found the row and before it
+    // opens the blob: the window in which an unprotected blob would vanish.
+    const cache_result r = store.get(key, [&](const cache_entry& e) {
+      reading.send();
+      (void)collected.receive();  // the parent's gc has run
+      out.resize(e.size);
+      return std::span<std::byte>(out);
+    });
+    if (!r.hit()) {
+      std::fprintf(stderr, "%s\n", r.message.c_str());
+      return 1;
+    }
+    return out == bytes ? 0 : 2;
+  });
+  reading.close_write();
+  collected.close_read();
+  ASSERT_EQ(reading.receive(), 'x');
+  {
+    cache_store store(dir.path());
+    const auto gc = store.gc({.max_bytes = 0, .max_age = 0ns});
+    EXPECT_EQ(gc.entries_removed, 0u);
+    EXPECT_EQ(gc.skipped_in_use, 1u);
+    EXPECT_TRUE(fs::exists(blob));
+  }
+  collected.send();
+  EXPECT_EQ(wait_for(child), 0);
+  cache_store store(dir.path());
+  const auto gc = store.gc({.max_bytes = 0});
+  EXPECT_EQ(gc.entries_removed, 1u) << "once the reader is done, the entry can go";
+  EXPECT_FALSE(fs::exists(blob));
+}
+
+TEST(cache_store_gc, readers_racing_a_collector_see_hits_or_clean_misses) {
+  scratch_directory dir;
+  constexpr int keys = 8;
+  auto key_at = [](int j) { return key_of("race", static_cast<std::uint64_t>(j)); };
+  {
+    cache_store store(dir.path());
+    for (int j = 0; j < keys; ++j) store.put(key_at(j), value_for(key_at(j)), {bytes_type, "r"});
+  }
+  channel done;
+  const pid_t child = spawn([&] {
+    done.close_read();
+    cache_store store(dir.path());
+    std::vector<std::byte> out;
+    int hits = 0;
+    for (int i = 0; i < 240; ++i) {
+      const digest key = key_at(i % keys);
+      const cache_result r = store.get(key, out);
+      if (r.hit()) {
+        ++hits;
+        if (out != value_for(key)) return 2;
+      } else if (r.status != cache_status::absent) {
+        std::fprintf(stderr, "%s\n", r.message.c_str());
+        return 1;
+      }
+    }
+    return 0;
+  });
+  done.close_write();
+  cache_store store(dir.path());
+  int rounds = 0;
+  int status = 0;
+  pid_t finished = 0;
+  // Collect hard and put back what was collected until the reader is done.
+  while ((finished = ::waitpid(child, &status, WNOHANG)) == 0) {
+    store.gc({.max_bytes = 3 * (256 << 10)});
+    for (int j = 0; j < keys; ++j) {
+      if (!store.lookup(key_at(j)).hit()) store.put(key_at(j), value_for(key_at(j)), {bytes_type, "r"});
+    }
+    ++rounds;
+  }
+  ASSERT_EQ(finished, child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_GT(rounds, 0);
+}
