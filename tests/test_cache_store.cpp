@@ -19,7 +19,9 @@
 #include <filesystem>
 #include <fstream>
 #include <latch>
+#include <limits>
 #include <map>
+#include <optional>
 #include <random>
 #include <span>
 #include <sstream>
@@ -1047,4 +1049,365 @@ TEST(cache_store_gc, readers_racing_a_collector_see_hits_or_clean_misses) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_GT(rounds, 0);
+}
+
+// ---- run and step records -----------------------------------------------------
+
+namespace {
+
+using penstock::detail::r1::run_record;
+using penstock::detail::r1::step_record;
+using sys_time = std::chrono::system_clock::time_point;
+
+// A fixed point in time, so that records compare exactly.
+const sys_time t0 = sys_time(std::chrono::duration_cast<sys_time::duration>(1'790'000'000'000'000'000ns));
+
+run_record run_of(std::string pipeline, std::string id, sys_time started, std::uint64_t seed = 0) {
+  run_record r;
+  r.run_id = std::move(id);
+  r.pipeline = std::move(pipeline);
+  r.started = started;
+  r.wall = std::chrono::nanoseconds(1'234'567'891 + seed);
+  r.steps = 10 + seed;
+  r.hits = 6 + seed;
+  r.computed = 3 + seed;
+  r.reported_misses = 1 + seed;
+  r.failed = seed;
+  return r;
+}
+
+void expect_same_run(const std::optional<run_record>& got, const run_record& want) {
+  ASSERT_TRUE(got.has_value()) << "expected run " << want.run_id;
+  EXPECT_EQ(got->run_id, want.run_id);
+  EXPECT_EQ(got->pipeline, want.pipeline);
+  EXPECT_EQ(got->started, want.started);
+  EXPECT_EQ(got->wall, want.wall);
+  EXPECT_EQ(got->steps, want.steps);
+  EXPECT_EQ(got->hits, want.hits);
+  EXPECT_EQ(got->computed, want.computed);
+  EXPECT_EQ(got->reported_misses, want.reported_misses);
+  EXPECT_EQ(got->failed, want.failed);
+}
+
+step_record step_of(std::string pipeline, std::string step, std::string run_id, sys_time when,
+                    std::string components = "{}") {
+  const digest key = key_of("step key", static_cast<std::uint64_t>(when.time_since_epoch().count()));
+  return {.pipeline = std::move(pipeline),
+          .step = std::move(step),
+          .key = key,
+          .components = std::move(components),
+          .run_id = std::move(run_id),
+          .when = when};
+}
+
+// Runs SQL statements on an index behind the store's back.
+void exec_sql(const fs::path& index, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(index.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 10'000);
+  char* error = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK) << (error ? error : "") << "\n" << sql;
+  sqlite3_free(error);
+  sqlite3_close(db);
+}
+
+// The first column of the first row of a query, as an integer (-1: no row).
+std::int64_t query_integer(const fs::path& index, const std::string& sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(index.c_str(), &db) != SQLITE_OK) return -2;
+  sqlite3_busy_timeout(db, 10'000);
+  sqlite3_stmt* statement = nullptr;
+  std::int64_t value = -1;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK &&
+      sqlite3_step(statement) == SQLITE_ROW) {
+    value = sqlite3_column_int64(statement, 0);
+  }
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+  return value;
+}
+
+}  // namespace
+
+TEST(cache_store_records, a_run_record_round_trips) {
+  scratch_directory dir;
+  const run_record run = run_of("churn", "run-1", t0, 7);
+  {
+    cache_store store(dir.path());
+    EXPECT_FALSE(store.last_run().has_value()) << "no run recorded yet";
+    EXPECT_FALSE(store.last_run("churn").has_value());
+    store.record_run(run);
+    expect_same_run(store.last_run("churn"), run);
+  }
+  cache_store store(dir.path());  // and it is in the index, not in memory
+  expect_same_run(store.last_run("churn"), run);
+  expect_same_run(store.last_run(), run);
+  EXPECT_FALSE(store.last_run("other").has_value());
+
+  run_record huge = run_of("churn", "run-huge", t0 + 1s);
+  huge.steps = std::numeric_limits<std::uint64_t>::max();  // counts are stored bit for bit
+  huge.wall = std::chrono::nanoseconds::max();
+  store.record_run(huge);
+  expect_same_run(store.last_run("churn"), huge);
+
+  EXPECT_THROW(store.record_run(run_of("churn", "", t0)), std::invalid_argument);
+}
+
+TEST(cache_store_records, one_row_per_run_id) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  store.record_run(run_of("p", "run-1", t0, 1));
+  const run_record again = run_of("p", "run-1", t0 + 5s, 2);
+  store.record_run(again);
+  expect_same_run(store.last_run("p"), again);
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs"), 1);
+}
+
+TEST(cache_store_records, last_run_is_the_latest_started_of_the_pipeline_or_of_any) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const run_record a_late = run_of("a", "a-late", t0 + 30s, 1);
+  const run_record b_latest = run_of("b", "b-latest", t0 + 40s, 2);
+  // Recorded out of order: a long run that started first finishes last.
+  store.record_run(a_late);
+  store.record_run(b_latest);
+  store.record_run(run_of("a", "a-early", t0 + 10s, 3));
+  store.record_run(run_of("b", "b-early", t0, 4));
+  expect_same_run(store.last_run("a"), a_late);
+  expect_same_run(store.last_run("b"), b_latest);
+  expect_same_run(store.last_run(), b_latest);
+  expect_same_run(store.last_run(""), b_latest);
+
+  // Equal start times: the last recorded wins.
+  const run_record tie = run_of("a", "a-tie", t0 + 30s, 5);
+  store.record_run(tie);
+  expect_same_run(store.last_run("a"), tie);
+}
+
+TEST(cache_store_records, run_rows_are_bounded_but_each_pipelines_latest_stays) {
+  scratch_directory dir;
+  cache_store_options options;
+  options.runs_kept = 5;
+  cache_store store(dir.path(), options);
+  const run_record rare = run_of("rare", "rare-1", t0 - 100h);
+  store.record_run(rare);
+  for (int i = 0; i < 12; ++i) {
+    store.record_run(run_of("busy", "busy-" + std::to_string(i), t0 + std::chrono::seconds(i)));
+  }
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs"), 6) << "5 latest + rare's latest";
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs WHERE pipeline = 'busy'"), 5);
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs WHERE run_id = 'busy-7'"), 1);
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs WHERE run_id = 'busy-6'"), 0);
+  expect_same_run(store.last_run("rare"), rare);
+  EXPECT_EQ(store.last_run("busy")->run_id, "busy-11");
+
+  // A second run of the rare pipeline that is older than the kept five goes;
+  // its latest stays.
+  store.record_run(run_of("rare", "rare-0", t0 - 200h));
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs WHERE pipeline = 'rare'"), 1);
+  expect_same_run(store.last_run("rare"), rare);
+}
+
+TEST(cache_store_records, the_default_bound_is_1000_runs) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  EXPECT_EQ(cache_store_options{}.runs_kept, 1000u);
+  // Seeded behind the store's back (one transaction), then one recorded run prunes.
+  exec_sql(store.index_path(),
+           "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1009) "
+           "INSERT INTO runs(run_id, pipeline, started, wall, steps, hits, computed, reported_misses, failed) "
+           "SELECT 'seed-' || i, 'p', i, 0, 0, 0, 0, 0, 0 FROM n");
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs"), 1010);
+  store.record_run(run_of("p", "last", t0));
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs"), 1000);
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT min(started) FROM runs"), 11) << "the oldest went";
+}
+
+TEST(cache_store_records, unreadable_run_rows_are_skipped) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const run_record good = run_of("p", "good", t0);
+  store.record_run(good);
+  exec_sql(store.index_path(),
+           "INSERT INTO runs(run_id, pipeline, started, wall, steps, hits, computed, reported_misses, failed) "
+           "VALUES('text-start', 'p', 'tomorrow', 0, 0, 0, 0, 0, 0), "
+           "('text-count', 'p', 9000000000000000000, 0, 'many', 0, 0, 0, 0)");
+  expect_same_run(store.last_run("p"), good);
+  expect_same_run(store.last_run(), good);
+}
+
+TEST(cache_store_records, step_records_round_trip_and_upsert_by_pipeline_and_step) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  EXPECT_TRUE(store.last_steps("p").empty());
+  const std::string json = R"({"name":"train","version":2,"inputs":["a\"b","é"],"code":"0123"})";
+  const step_record first[] = {step_of("p", "train", "r1", t0, json), step_of("p", "load", "r1", t0),
+                               step_of("q", "train", "r1", t0, "[]")};
+  store.record_steps(first);
+  auto got = store.last_steps("p");
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].step, "load") << "ordered by step name";
+  EXPECT_EQ(got[1].pipeline, "p");
+  EXPECT_EQ(got[1].step, "train");
+  EXPECT_EQ(got[1].key, first[0].key);
+  EXPECT_EQ(got[1].components, json);
+  EXPECT_EQ(got[1].run_id, "r1");
+  EXPECT_EQ(got[1].when, t0);
+
+  // A later run replaces p/train only.
+  const step_record second[] = {step_of("p", "train", "r2", t0 + 1h, R"({"v":3})")};
+  store.record_steps(second);
+  got = store.last_steps("p");
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].run_id, "r2");
+  EXPECT_EQ(got[1].key, second[0].key);
+  EXPECT_EQ(got[1].components, R"({"v":3})");
+  EXPECT_EQ(got[0].run_id, "r1");
+  ASSERT_EQ(store.last_steps("q").size(), 1u);
+  EXPECT_EQ(store.last_steps("q")[0].run_id, "r1");
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM steps"), 3);
+
+  // An older record (a run that finished late) does not replace a newer one;
+  // in one batch, the latest of duplicates wins.
+  const step_record late[] = {step_of("p", "train", "r0", t0 + 30min), step_of("p", "load", "r3", t0 + 2h),
+                              step_of("p", "load", "r4", t0 + 3h), step_of("p", "load", "r5", t0 + 150min)};
+  store.record_steps(late);
+  got = store.last_steps("p");
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].run_id, "r2");
+  EXPECT_EQ(got[0].run_id, "r4");
+  EXPECT_TRUE(store.last_steps("unknown").empty());
+  store.record_steps({});  // nothing to do
+}
+
+TEST(cache_store_records, gc_leaves_run_and_step_records_alone) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  store.put(key_of("gc records"), value_for(1), {bytes_type, "r1"});
+  const run_record run = run_of("p", "r1", t0);
+  store.record_run(run);
+  const step_record steps[] = {step_of("p", "s", "r1", t0)};
+  store.record_steps(steps);
+  const auto gc = store.gc({.max_bytes = 0, .max_age = 0ns});
+  EXPECT_EQ(gc.entries_removed, 1u);
+  EXPECT_EQ(gc.bad_rows_removed, 0u);
+  expect_same_run(store.last_run("p"), run);
+  ASSERT_EQ(store.last_steps("p").size(), 1u);
+  EXPECT_EQ(store.stats().entries, 0u);
+}
+
+TEST(cache_store_records, records_from_threads_with_their_own_stores) {
+  scratch_directory dir;
+  { cache_store create(dir.path()); }
+  constexpr int threads = 4;
+  constexpr int runs = 25;
+  std::latch start(threads);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      cache_store store(dir.path());
+      start.arrive_and_wait();
+      for (int i = 0; i < runs; ++i) {
+        const std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
+        store.record_run(run_of("p" + std::to_string(t), id, t0 + std::chrono::seconds(i)));
+        const step_record steps[] = {step_of("shared", "s" + std::to_string(i % 3), id, t0 + std::chrono::seconds(i)),
+                                     step_of("p" + std::to_string(t), "s", id, t0 + std::chrono::seconds(i))};
+        store.record_steps(steps);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  cache_store store(dir.path());
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs"), threads * runs);
+  for (int t = 0; t < threads; ++t) {
+    const auto last = store.last_run("p" + std::to_string(t));
+    ASSERT_TRUE(last.has_value());
+    EXPECT_EQ(last->run_id, "t" + std::to_string(t) + "-" + std::to_string(runs - 1));
+  }
+  EXPECT_EQ(store.last_steps("shared").size(), 3u);
+}
+
+// ---- schema versions ------------------------------------------------------------
+
+TEST(cache_store_schema, an_index_of_schema_1_is_migrated_and_keeps_its_entries) {
+  scratch_directory dir;
+  const fs::path index = dir.path() / "index.sqlite";
+  // What the first cache store (schema version 1) created, verbatim.
+  const std::string schema_1 = R"sql(
+PRAGMA journal_mode=WAL;
+CREATE TABLE IF NOT EXISTS entries(
+  key BLOB PRIMARY KEY,
+  digest BLOB NOT NULL,
+  size INTEGER NOT NULL,
+  type BLOB NOT NULL,
+  run_id TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  last_used INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_digest ON entries(digest);
+CREATE INDEX IF NOT EXISTS entries_by_use ON entries(last_used);
+CREATE TABLE IF NOT EXISTS leases(
+  key BLOB PRIMARY KEY,
+  owner BLOB NOT NULL,
+  id INTEGER NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  expires INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS in_use(
+  digest BLOB NOT NULL,
+  owner BLOB NOT NULL,
+  id INTEGER NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  expires INTEGER NOT NULL,
+  PRIMARY KEY(digest, owner, id)
+) WITHOUT ROWID;
+PRAGMA user_version=1;
+)sql";
+  const digest key = key_of("from schema 1");
+  const auto bytes = value_for(key);
+  const digest content = digest_of(bytes);
+  const fs::path blob = dir.path() / "blobs" / content.hex().substr(0, 2) / content.hex();
+  fs::create_directories(blob.parent_path());
+  std::ofstream(blob, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  exec_sql(index, schema_1 + "INSERT INTO entries VALUES(X'" + key.hex() + "', X'" + content.hex() + "', " +
+                      std::to_string(bytes.size()) + ", X'" + bytes_type.hex() + "', 'old-run', 1, 2);");
+  ASSERT_EQ(query_integer(index, "PRAGMA user_version"), 1);
+  ASSERT_EQ(query_integer(index, "SELECT count(*) FROM sqlite_master WHERE name IN ('runs', 'steps')"), 0);
+
+  {
+    cache_store store(dir.path());
+    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 2);
+    std::vector<std::byte> out;
+    const cache_result got = store.get(key, out);
+    ASSERT_TRUE(got.hit()) << got.message;
+    EXPECT_EQ(out, bytes);
+    EXPECT_EQ(got.entry.run_id, "old-run");
+    EXPECT_FALSE(store.last_run().has_value());
+    store.record_run(run_of("p", "new-run", t0));
+    const step_record steps[] = {step_of("p", "s", "new-run", t0)};
+    store.record_steps(steps);
+  }
+  cache_store again(dir.path());  // a second open finds version 2 and changes nothing
+  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 2);
+  EXPECT_EQ(again.last_run("p")->run_id, "new-run");
+  EXPECT_EQ(again.last_steps("p").size(), 1u);
+  EXPECT_TRUE(again.lookup(key).hit());
+}
+
+TEST(cache_store_schema, an_index_of_a_newer_schema_is_refused_untouched) {
+  scratch_directory dir;
+  { cache_store create(dir.path()); }
+  const fs::path index = dir.path() / "index.sqlite";
+  exec_sql(index, "PRAGMA user_version=3");
+  try {
+    cache_store store(dir.path());
+    ADD_FAILURE() << "expected cache_error";
+  } catch (const cache_error& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version 3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(index.string()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 3);
 }

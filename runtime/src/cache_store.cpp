@@ -47,7 +47,9 @@ constexpr std::size_t io_chunk = std::size_t{1} << 20;
 constexpr std::size_t max_io = 0x7ffff000;
 // A temporary file nobody touched for this long is abandoned, whoever wrote it.
 constexpr auto abandoned_after = std::chrono::hours(24);
-constexpr int schema_version = 1;
+// 1: entries, leases, in_use. 2: adds runs and steps (run and step records);
+// the tables of version 1 are unchanged. See schema_sql.
+constexpr int schema_version = 2;
 
 std::string errno_text(int error) { return std::generic_category().message(error); }
 
@@ -296,7 +298,12 @@ class hashing_file_streambuf final : public std::streambuf {
 
 // The index schema. Digests and keys are 16-byte blobs; times are
 // nanoseconds since the Unix epoch. in_use holds the marks of readers and
-// writers (see cache_store.hpp); leases the right to compute a key.
+// writers (see cache_store.hpp); leases the right to compute a key; runs and
+// steps the run and step records (counts are stored as 64-bit integers, bit
+// for bit). Every table is created IF NOT EXISTS, so running this on an index
+// of any older version (or on a new, empty one) brings it to schema_version,
+// in open()'s transaction: that is the migration. A change to an existing
+// table would need an explicit step here, keyed on the old user_version.
 constexpr const char* schema_sql = R"sql(
 CREATE TABLE IF NOT EXISTS entries(
   key BLOB PRIMARY KEY,
@@ -325,6 +332,29 @@ CREATE TABLE IF NOT EXISTS in_use(
   host TEXT NOT NULL,
   expires INTEGER NOT NULL,
   PRIMARY KEY(digest, owner, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs(
+  seq INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL UNIQUE,
+  pipeline TEXT NOT NULL,
+  started INTEGER NOT NULL,
+  wall INTEGER NOT NULL,
+  steps INTEGER NOT NULL,
+  hits INTEGER NOT NULL,
+  computed INTEGER NOT NULL,
+  reported_misses INTEGER NOT NULL,
+  failed INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs(pipeline, started);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs(started);
+CREATE TABLE IF NOT EXISTS steps(
+  pipeline TEXT NOT NULL,
+  step TEXT NOT NULL,
+  key BLOB NOT NULL,
+  components TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  recorded INTEGER NOT NULL,
+  PRIMARY KEY(pipeline, step)
 ) WITHOUT ROWID;
 )sql";
 
@@ -360,6 +390,33 @@ constexpr const char* count_blobs_sql =
     "SELECT count(*), coalesce(sum(size), 0) FROM (SELECT digest, max(size) AS size FROM entries "
     "WHERE typeof(size) = 'integer' GROUP BY digest)";
 constexpr const char* count_leases_sql = "SELECT count(*) FROM leases";
+
+// Run records: INSERT OR REPLACE keeps one row per run_id. The prune keeps the
+// ?1 latest runs overall and the latest run of each pipeline (rows whose
+// start time is not an integer count as the oldest).
+constexpr const char* insert_run_sql =
+    "INSERT OR REPLACE INTO runs(run_id, pipeline, started, wall, steps, hits, computed, reported_misses, failed) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+constexpr const char* prune_runs_sql =
+    "DELETE FROM runs WHERE seq IN (SELECT seq FROM (SELECT seq, "
+    "row_number() OVER (ORDER BY typeof(started) = 'integer' DESC, started DESC, seq DESC) AS overall, "
+    "row_number() OVER (PARTITION BY pipeline ORDER BY typeof(started) = 'integer' DESC, started DESC, seq DESC) "
+    "AS within FROM runs) WHERE overall > ?1 AND within > 1)";
+constexpr const char* select_last_run_sql =
+    "SELECT run_id, pipeline, started, wall, steps, hits, computed, reported_misses, failed FROM runs "
+    "WHERE typeof(started) = 'integer' ORDER BY started DESC, seq DESC";
+constexpr const char* select_last_run_of_sql =
+    "SELECT run_id, pipeline, started, wall, steps, hits, computed, reported_misses, failed FROM runs "
+    "WHERE pipeline = ?1 AND typeof(started) = 'integer' ORDER BY started DESC, seq DESC";
+// Step records: the stored row stays when it is newer than the one offered
+// (or replaced when its time is unreadable).
+constexpr const char* upsert_step_sql =
+    "INSERT INTO steps(pipeline, step, key, components, run_id, recorded) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+    "ON CONFLICT(pipeline, step) DO UPDATE SET key = excluded.key, components = excluded.components, "
+    "run_id = excluded.run_id, recorded = excluded.recorded "
+    "WHERE excluded.recorded >= steps.recorded OR typeof(steps.recorded) != 'integer'";
+constexpr const char* select_steps_sql =
+    "SELECT step, key, components, run_id, recorded FROM steps WHERE pipeline = ?1 ORDER BY step";
 
 // A prepared statement in use: bound, stepped, and reset when it goes out of scope.
 class query {
@@ -477,6 +534,42 @@ std::optional<cache_entry> read_entry(const query& q, std::string& why) {
     return e;
   }
   return std::nullopt;
+}
+
+// Parses the columns of select_last_run_sql; nullopt if any has the wrong type.
+std::optional<run_record> read_run(const query& q) {
+  if (q.type(0) != SQLITE_TEXT || q.type(1) != SQLITE_TEXT) return std::nullopt;
+  for (int column = 2; column <= 8; ++column) {
+    if (q.type(column) != SQLITE_INTEGER) return std::nullopt;
+  }
+  run_record r;
+  r.run_id = q.text(0);
+  r.pipeline = q.text(1);
+  r.started = from_ns(q.integer(2));
+  r.wall = std::chrono::nanoseconds(q.integer(3));
+  r.steps = static_cast<std::uint64_t>(q.integer(4));
+  r.hits = static_cast<std::uint64_t>(q.integer(5));
+  r.computed = static_cast<std::uint64_t>(q.integer(6));
+  r.reported_misses = static_cast<std::uint64_t>(q.integer(7));
+  r.failed = static_cast<std::uint64_t>(q.integer(8));
+  return r;
+}
+
+// Parses the columns of select_steps_sql; nullopt if any has the wrong type.
+std::optional<step_record> read_step(const query& q, std::string_view pipeline) {
+  const auto key = q.digest_at(1);
+  if (q.type(0) != SQLITE_TEXT || !key || q.type(2) != SQLITE_TEXT || q.type(3) != SQLITE_TEXT ||
+      q.type(4) != SQLITE_INTEGER) {
+    return std::nullopt;
+  }
+  step_record r;
+  r.pipeline = pipeline;
+  r.step = q.text(0);
+  r.key = *key;
+  r.components = q.text(2);
+  r.run_id = q.text(3);
+  r.when = from_ns(q.integer(4));
+  return r;
 }
 
 }  // namespace
@@ -1329,6 +1422,80 @@ gc_result cache_store::gc(const gc_limits& limits) {
   } catch (...) {
     sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
     throw;
+  }
+  return out;
+}
+
+// ---- run and step records -----------------------------------------------------
+
+void cache_store::record_run(const run_record& run) {
+  if (run.run_id.empty()) throw std::invalid_argument("record_run: the run id is empty");
+  auto& s = *state_;
+  auto guard = s.lock();
+  s.exec("BEGIN IMMEDIATE");
+  try {
+    s.prepare(insert_run_sql)
+        .bind(1, std::string_view(run.run_id))
+        .bind(2, std::string_view(run.pipeline))
+        .bind(3, to_ns(run.started))
+        .bind(4, static_cast<std::int64_t>(run.wall.count()))
+        .bind(5, static_cast<std::int64_t>(run.steps))
+        .bind(6, static_cast<std::int64_t>(run.hits))
+        .bind(7, static_cast<std::int64_t>(run.computed))
+        .bind(8, static_cast<std::int64_t>(run.reported_misses))
+        .bind(9, static_cast<std::int64_t>(run.failed))
+        .run();
+    const auto kept = std::min<std::uint64_t>(s.options.runs_kept, std::numeric_limits<std::int64_t>::max());
+    s.prepare(prune_runs_sql).bind(1, static_cast<std::int64_t>(kept)).run();
+    s.exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+    throw;
+  }
+}
+
+std::optional<run_record> cache_store::last_run(std::string_view pipeline) {
+  auto& s = *state_;
+  auto guard = s.lock();
+  auto q = s.prepare(pipeline.empty() ? select_last_run_sql : select_last_run_of_sql);
+  if (!pipeline.empty()) q.bind(1, pipeline);
+  while (q.step()) {
+    if (auto r = read_run(q)) return r;
+  }
+  return std::nullopt;
+}
+
+void cache_store::record_steps(std::span<const step_record> steps) {
+  if (steps.empty()) return;
+  auto& s = *state_;
+  auto guard = s.lock();
+  s.exec("BEGIN IMMEDIATE");
+  try {
+    for (const auto& r : steps) {
+      s.prepare(upsert_step_sql)
+          .bind(1, std::string_view(r.pipeline))
+          .bind(2, std::string_view(r.step))
+          .bind(3, r.key)
+          .bind(4, std::string_view(r.components))
+          .bind(5, std::string_view(r.run_id))
+          .bind(6, to_ns(r.when))
+          .run();
+    }
+    s.exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+    throw;
+  }
+}
+
+std::vector<step_record> cache_store::last_steps(std::string_view pipeline) {
+  auto& s = *state_;
+  auto guard = s.lock();
+  std::vector<step_record> out;
+  auto q = s.prepare(select_steps_sql);
+  q.bind(1, pipeline);
+  while (q.step()) {
+    if (auto r = read_step(q, pipeline)) out.push_back(std::move(*r));
   }
   return out;
 }

@@ -7,7 +7,8 @@
 // Layout of a cache directory:
 //   blobs/<first 2 hex digits>/<32 hex digits>   one file per content digest, read-only
 //   blobs/.tmp-<host>-<pid>-<random>             a blob being written (renamed into place when done)
-//   index.sqlite (+ -wal, -shm)                  tables entries, leases, in_use
+//   index.sqlite (+ -wal, -shm)                  tables entries, leases, in_use (schema 1),
+//                                                runs, steps (schema 2: run and step records)
 //
 // Integrity rules (each one is tested in tests/test_cache_store.cpp):
 // * A blob appears under its final name only complete and fsync'ed (temporary
@@ -27,6 +28,9 @@
 // * A lease or mark is live while its expiry is in the future and, when it
 //   was taken on this host, its owner process is alive; a dead owner's lease
 //   is taken over at once, and its marks are dropped by the next gc.
+// * Run and step records (record_run, record_steps) are bookkeeping, not
+//   cache content: gc never touches them. Run rows are bounded (see
+//   cache_store_options::runs_kept); step rows are one per (pipeline, step).
 #pragma once
 
 #include <array>
@@ -38,6 +42,7 @@
 #include <iosfwd>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -134,6 +139,30 @@ struct cache_store_options {
   std::chrono::seconds mark_ttl{3600};
   // The time source for created / last_used / expiry stamps; empty: system_clock. For tests.
   std::function<std::chrono::system_clock::time_point()> clock;
+  // record_run keeps the runs_kept latest runs (by start time) of all
+  // pipelines together, and besides them the latest run of each pipeline
+  // however old, so that `cache stats` of a rarely run pipeline still finds
+  // it: at most runs_kept + (number of pipelines) rows.
+  std::size_t runs_kept = 1000;
+};
+
+// One run of a pipeline that used the cache, written by the executor at its end.
+struct run_record {
+  std::string run_id;  // unique per run; recording the same id again replaces the row
+  std::string pipeline;
+  std::chrono::system_clock::time_point started;
+  std::chrono::nanoseconds wall{};
+  std::uint64_t steps = 0, hits = 0, computed = 0, reported_misses = 0 /*corrupt/missing blobs*/, failed = 0;
+};
+
+// The key a step had in some run and what it was made of, for `explain`.
+struct step_record {
+  std::string pipeline;
+  std::string step;
+  digest key;
+  std::string components;  // opaque JSON text written by the executor, returned as stored
+  std::string run_id;
+  std::chrono::system_clock::time_point when;
 };
 
 class cache_store;
@@ -240,6 +269,24 @@ class cache_store {
   // unlinking each blob when no remaining entry names it, and finally orphan
   // blobs and dead writers' temporary files.
   gc_result gc(const gc_limits& limits);
+
+  // Run records. One row per run_id (std::invalid_argument if it is empty);
+  // the rows beyond the bound (cache_store_options::runs_kept) go in the same
+  // transaction. Nothing else removes them (gc does not).
+  void record_run(const run_record& run);
+  // The run with the latest `started` (among equal ones, the last recorded)
+  // of `pipeline`, or of any pipeline when it is empty. Unreadable rows are
+  // skipped.
+  [[nodiscard]] std::optional<run_record> last_run(std::string_view pipeline = {});
+
+  // Step records, upserted by (pipeline, step) in one transaction: a record
+  // replaces the stored one unless that one has a later `when` (so two runs
+  // finishing out of order keep the newer record; among equal times the last
+  // written wins). gc does not remove them.
+  void record_steps(std::span<const step_record> steps);
+  // The stored record of every step of `pipeline`, ordered by step name;
+  // unreadable rows are skipped.
+  [[nodiscard]] std::vector<step_record> last_steps(std::string_view pipeline);
 
  private:
   friend class cache_lease;
