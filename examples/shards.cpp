@@ -15,11 +15,20 @@ namespace ps = penstock;
 struct shard {
   std::uint32_t id = 0;
   std::vector<double> values;
+  // cereal: what the step cache stores
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(id, values);
+  }
 };
 
 struct summary {
   double mean = 0;
   double rms = 0;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(mean, rms);
+  }
 };
 
 std::vector<shard> make_shards(int shards, int rows) {

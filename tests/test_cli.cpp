@@ -59,7 +59,7 @@ auto demo_pipeline() {
   auto sum = ps::step<"total">(total)(data);
   auto doubled = ps::map<"doubled">([](int x) { return 2 * x; }).retries(2)(data);
   auto label = ps::step<"label">([](const std::string& s, int t) { return s + ":" + std::to_string(t); })(name, sum);
-  auto box = ps::step<"box">([](int t) { return opaque{t}; })(sum);
+  auto box = ps::step<"box">([](int t) { return opaque{t}; }).cache(ps::never)(sum);
   return ps::pipeline<"demo">(label, doubled, box);
 }
 

@@ -144,7 +144,8 @@ TEST_P(failure, values_in_flight_are_freed_when_a_step_fails) {
     return w;
   })(source);
   auto keep =
-      ps::step<"keep">([](std::vector<std::string> w) { return std::make_unique<std::string>(w.front()); })(grow);
+      ps::step<"keep">([](std::vector<std::string> w) { return std::make_unique<std::string>(w.front()); })
+          .cache(ps::never)(grow);
   auto bad = ps::step<"bad">([](const std::unique_ptr<std::string>& s) -> std::vector<std::string> {
     throw std::runtime_error("after " + *s);
   })(keep);

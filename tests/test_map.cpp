@@ -153,6 +153,10 @@ TEST_P(map_any, an_element_that_fails_every_retry_names_the_element) {
 struct batch {
   std::string name;
   std::vector<double> values;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(name, values);
+  }
 };
 
 TEST_P(map_any, a_map_reads_a_projection_of_its_input) {

@@ -46,6 +46,10 @@ struct counted {
   }
 
   std::vector<int> payload;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(payload);
+  }
 
   counted() = default;
   explicit counted(std::vector<int> p) : payload(std::move(p)) {}
@@ -71,6 +75,10 @@ int sum_by_reference(const counted& c) { return std::accumulate(c.payload.begin(
 struct stats {
   int count = 0;
   double mean = 0;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(count, mean);
+  }
 };
 stats summarize(const std::vector<int>& v) {
   const double total = std::accumulate(v.begin(), v.end(), 0.0);
@@ -265,7 +273,7 @@ TEST(step, projections_compose) {
   struct holder {
     std::pair<int, int> range;
   };
-  auto h = ps::step<"h">([] { return holder{{3, 9}}; })();
+  auto h = ps::step<"h">([] { return holder{{3, 9}}; }).cache(ps::never)();
   auto upper = ps::get<1>(ps::get<&holder::range>(h));
   auto width = ps::step<"width">([](int hi, int lo) { return hi - lo; })(upper, ps::get<0>(ps::get<&holder::range>(h)));
   const auto result = ps::pipeline<"p">(width).run();

@@ -42,6 +42,13 @@ struct duplicate_step_name;
 template <fixed_string Step, class Given>
 struct map_input_not_a_vector;
 
+// The output type `Output` of step `Step` cannot be serialized with cereal,
+// so the step cache cannot store it.
+// Fix: give `Output` a serialize (or save/load) function, or declare the
+// step .cache(ps::never) so it always runs.
+template <fixed_string Step, class Output>
+struct step_output_not_serializable;
+
 }  // namespace penstock::error
 
 namespace penstock::detail {

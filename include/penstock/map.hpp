@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <source_location>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -14,6 +15,8 @@
 #include <penstock/detail/step_instance.hpp>
 #include <penstock/error.hpp>
 #include <penstock/node.hpp>
+#include <penstock/options.hpp>
+#include <penstock/value_traits.hpp>
 #include <penstock/step.hpp>
 
 namespace penstock {
@@ -31,14 +34,24 @@ concept std_vector = requires {
 };
 }  // namespace detail
 
-template <fixed_string Name, class F>
-class map_definition : public detail::option_setters<map_definition<Name, F>> {
+template <fixed_string Name, class F, cache_policy Cache = cache_policy::normal>
+class map_definition : public detail::option_setters<map_definition<Name, F, Cache>> {
   friend class detail::option_setters<map_definition>;
+  template <fixed_string, class, cache_policy>
+  friend class map_definition;
 
  public:
   static constexpr auto name = Name;
 
-  explicit map_definition(F fn) : fn_(std::move(fn)) {}
+  explicit map_definition(F fn, step_options options = {}) : fn_(std::move(fn)) {
+    this->options_ = options;
+    this->options_.cache = Cache;
+  }
+
+  // No element and no result of this map is ever stored: see step_definition::cache.
+  [[nodiscard]] map_definition<Name, F, cache_policy::never> cache(never_t) const {
+    return map_definition<Name, F, cache_policy::never>(fn_, this->options_);
+  }
 
   [[nodiscard]] error_node operator()(const error_node&) const { return {}; }
 
@@ -77,6 +90,10 @@ class map_definition : public detail::option_setters<map_definition<Name, F>> {
     if constexpr (std::is_void_v<Result>) {
       (void)detail::report<error::step_returns_void<Name, F>>();
       return error_node{};
+    } else if constexpr (Cache == cache_policy::normal &&
+                         !value_traits<std::vector<std::remove_cvref_t<Result>>>::cacheable) {
+      (void)detail::report<error::step_output_not_serializable<Name, std::remove_cvref_t<Result>>>();
+      return error_node{};
     } else {
       using R = std::remove_cvref_t<Result>;
       using input_arg = typename detail::traits_of<node<T, G, P>>::template kind<T>;
@@ -94,8 +111,9 @@ class map_definition : public detail::option_setters<map_definition<Name, F>> {
 };
 
 template <fixed_string Name, class F>
-[[nodiscard]] map_definition<Name, std::decay_t<F>> map(F&& fn) {
-  return map_definition<Name, std::decay_t<F>>(std::forward<F>(fn));
+[[nodiscard]] map_definition<Name, std::decay_t<F>> map(F&& fn,
+                                                        std::source_location where = std::source_location::current()) {
+  return map_definition<Name, std::decay_t<F>>(std::forward<F>(fn), step_options{.source_file = where.file_name()});
 }
 
 }  // namespace penstock

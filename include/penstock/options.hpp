@@ -4,8 +4,22 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string_view>
 
 namespace penstock {
+
+// Whether a step's output goes through the cache. `normal`: looked up and
+// stored (the output type must be serializable, checked at compile time);
+// `never`: always run (for non-deterministic steps, or outputs that cannot
+// be serialized), its output still hashed for its dependents' keys when it
+// can be.
+enum class cache_policy : std::uint8_t { normal, never };
+
+// The argument of .cache(ps::never).
+struct never_t {
+  explicit constexpr never_t() = default;
+};
+inline constexpr never_t never{};
 
 struct step_options {
   // Bumped by hand when a step's behaviour changes in a way its inputs do not
@@ -16,6 +30,11 @@ struct step_options {
   // Zero means no limit. Enforced cooperatively: the step sees
   // context::stop_requested(), and a step that overruns fails.
   std::chrono::nanoseconds timeout{0};
+  cache_policy cache = cache_policy::normal;
+  // The source file in which ps::step / ps::map was written (from
+  // std::source_location): its content digest is the step's code
+  // fingerprint, when the binary was built with penstock_code_fingerprints.
+  std::string_view source_file{};
 };
 
 }  // namespace penstock

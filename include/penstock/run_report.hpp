@@ -6,11 +6,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <penstock/digest.hpp>
 
 namespace penstock {
 
@@ -41,6 +44,13 @@ struct step_report {
   std::uint32_t attempts = 0;
   std::chrono::nanoseconds duration{0};
   std::string error;  // the last attempt's message, for failed / timed out steps
+  // Caching (run_options::cache): the step-run key, when the step could be
+  // keyed; whether the output came from the cache instead of a run (status
+  // is then succeeded and attempts 0); and a warning about the cache, such
+  // as a corrupt blob that was reported and recomputed.
+  std::optional<digest> key{};
+  bool cache_hit = false;
+  std::string cache_note{};
 };
 
 enum class progress_mode : std::uint8_t {
@@ -48,6 +58,17 @@ enum class progress_mode : std::uint8_t {
   live,
   lines,
   none,
+};
+
+struct cache_options {
+  // Off for pipeline::run unless set; on for the command line's `run`
+  // (--no-cache turns it off).
+  bool enabled = false;
+  // Empty: $PENSTOCK_HOME if set, else .penstock under the working directory.
+  std::string directory{};
+  // These steps, and every step that depends on them, run even when their
+  // output is cached (their new outputs replace the cached ones).
+  std::vector<std::string> rerun{};
 };
 
 struct run_options {
@@ -59,6 +80,7 @@ struct run_options {
   // When set and true, no new steps start and running ones see
   // context::stop_requested(). ps::main points it at its Ctrl-C flag.
   const std::atomic<bool>* stop = nullptr;
+  cache_options cache{};
 };
 
 struct run_report {
@@ -66,6 +88,8 @@ struct run_report {
   std::vector<step_report> steps;  // in topological order
   std::chrono::nanoseconds wall{0};
   bool interrupted = false;
+  std::string run_id{};     // set when the run used the cache: its record in the cache's index
+  std::string cache_note{};  // why the cache was not used, when it was asked for and could not be
 
   [[nodiscard]] bool ok() const noexcept {
     if (interrupted) return false;
@@ -76,6 +100,11 @@ struct run_report {
   [[nodiscard]] std::size_t count(step_status s) const noexcept {
     std::size_t n = 0;
     for (const auto& r : steps) n += r.status == s ? 1 : 0;
+    return n;
+  }
+  [[nodiscard]] std::size_t cache_hits() const noexcept {
+    std::size_t n = 0;
+    for (const auto& r : steps) n += r.cache_hit ? 1 : 0;
     return n;
   }
   [[nodiscard]] const step_report* find(std::string_view name) const noexcept {

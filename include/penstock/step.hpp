@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <source_location>
 #include <type_traits>
 #include <utility>
 
@@ -16,6 +17,8 @@
 #include <penstock/detail/step_instance.hpp>
 #include <penstock/error.hpp>
 #include <penstock/node.hpp>
+#include <penstock/options.hpp>
+#include <penstock/value_traits.hpp>
 
 namespace penstock {
 
@@ -42,14 +45,25 @@ constexpr auto graph_with() {
 
 }  // namespace detail
 
-template <fixed_string Name, class F>
-class step_definition : public detail::option_setters<step_definition<Name, F>> {
+template <fixed_string Name, class F, cache_policy Cache = cache_policy::normal>
+class step_definition : public detail::option_setters<step_definition<Name, F, Cache>> {
   friend class detail::option_setters<step_definition>;
+  template <fixed_string, class, cache_policy>
+  friend class step_definition;
 
  public:
   static constexpr auto name = Name;
 
-  explicit step_definition(F fn) : fn_(std::move(fn)) {}
+  explicit step_definition(F fn, step_options options = {}) : fn_(std::move(fn)) {
+    this->options_ = options;
+    this->options_.cache = Cache;
+  }
+
+  // The step always runs and its output is never stored (non-deterministic
+  // steps, outputs that cannot be serialized).
+  [[nodiscard]] step_definition<Name, F, cache_policy::never> cache(never_t) const {
+    return step_definition<Name, F, cache_policy::never>(fn_, this->options_);
+  }
 
   template <class... Args>
   [[nodiscard]] auto operator()(Args&&... args) const {
@@ -92,6 +106,10 @@ class step_definition : public detail::option_setters<step_definition<Name, F>> 
     if constexpr (std::is_void_v<Result>) {
       (void)detail::report<error::step_returns_void<Name, F>>();
       return error_node{};
+    } else if constexpr (Cache == cache_policy::normal &&
+                         !value_traits<std::remove_cvref_t<Result>>::cacheable) {
+      (void)detail::report<error::step_output_not_serializable<Name, std::remove_cvref_t<Result>>>();
+      return error_node{};
     } else {
       using R = std::remove_cvref_t<Result>;
       using self =
@@ -112,9 +130,12 @@ class step_definition : public detail::option_setters<step_definition<Name, F>> 
   F fn_;
 };
 
+// `where` records the file this expression is written in: its content digest
+// is the step's code fingerprint (see penstock_code_fingerprints in cmake/).
 template <fixed_string Name, class F>
-[[nodiscard]] step_definition<Name, std::decay_t<F>> step(F&& fn) {
-  return step_definition<Name, std::decay_t<F>>(std::forward<F>(fn));
+[[nodiscard]] step_definition<Name, std::decay_t<F>> step(F&& fn,
+                                                          std::source_location where = std::source_location::current()) {
+  return step_definition<Name, std::decay_t<F>>(std::forward<F>(fn), step_options{.source_file = where.file_name()});
 }
 
 }  // namespace penstock
