@@ -4,6 +4,10 @@
 # when it is running by printing "ready".
 set -euo pipefail
 target=$1
+# A cache of its own, so an earlier run's cached step cannot change the summary.
+PENSTOCK_HOME=$(mktemp -d)
+export PENSTOCK_HOME
+trap 'rm -rf "$PENSTOCK_HOME"' EXIT
 coproc RUN { exec "$target" run 2>&1; }
 pid=$RUN_PID
 read -r first <&"${RUN[0]}"

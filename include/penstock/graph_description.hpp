@@ -4,6 +4,7 @@
 // structs and function pointers only: no Hana, no templates.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <iosfwd>
 #include <span>
@@ -34,11 +35,14 @@ struct input_description {
   std::string_view projection;  // "" or the member / element taken from the producer
 };
 
-// A value slot is an opaque, heap-allocated std::optional<T>; the functions
-// below are the only way the runtime touches one.
+// A value slot is an opaque std::optional<T>, constructed in place in
+// storage the runtime provides (one block per run for all slots); the
+// functions below are the only way the runtime touches one.
 struct slot_functions {
-  void* (*create)() = nullptr;
-  void (*destroy)(void* slot) noexcept = nullptr;
+  std::size_t size = 0;   // sizeof(std::optional<T>)
+  std::size_t align = 1;  // alignof(std::optional<T>)
+  void (*construct)(void* storage) noexcept = nullptr;  // an empty optional at `storage`
+  void (*destroy)(void* slot) noexcept = nullptr;       // its destructor; the storage stays
   void (*clear)(void* slot) noexcept = nullptr;  // drops the value early
   bool (*has_value)(const void* slot) noexcept = nullptr;
   // A short printable form of the value ("0.9467"), or "" if it has none.

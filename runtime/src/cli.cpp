@@ -1,13 +1,16 @@
 // The command line shared by every pipeline binary (CLI11):
-//   run [--param name=value]... [--threads N] [--quiet]
+//   run [--param name=value]... [--threads N] [--quiet] [--no-cache] [--rerun STEP]...
+//   explain [--param name=value]... [--rerun STEP]...
 //   graph [--format dot|mermaid]
 //   describe
+//   cache stats | cache gc --max-size SIZE --max-age DURATION
 // Exit codes: 0 success, 1 a step failed, 2 bad command line or parameter,
 // 130 interrupted by Ctrl-C.
 #include <pthread.h>
 #include <signal.h>
 #include <atomic>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +25,9 @@
 #include <penstock/detail/runtime_api.hpp>
 #include <penstock/version.hpp>
 
+#include "cache_commands.hpp"
+#include "cache_store.hpp"
+#include "explain.hpp"
 #include "graph_format.hpp"
 #include "run_state.hpp"
 
@@ -82,12 +88,53 @@ std::pair<std::string, std::string> split_param(const std::string& text) {
   return {text.substr(0, eq), text.substr(eq + 1)};
 }
 
-int run_command(const graph_description& graph, const std::vector<std::string>& params, std::size_t threads,
-                bool quiet) {
+// Every --rerun names a step of the pipeline.
+void check_step_names(const graph_description& graph, const std::vector<std::string>& names) {
+  for (const auto& name : names) {
+    if (std::none_of(graph.nodes.begin(), graph.nodes.end(), [&](const auto& n) { return n.name == name; })) {
+      std::string known;
+      for (const auto& n : graph.nodes) known += (known.empty() ? "" : ", ") + std::string(n.name);
+      throw CLI::ValidationError("--rerun", fmt::format("no step named '{}'; the steps are: {}", name, known));
+    }
+  }
+}
+
+struct run_arguments {
+  std::vector<std::string> params;
+  std::size_t threads = 0;
+  bool quiet = false;
+  bool no_cache = false;
+  std::vector<std::string> rerun;
+};
+
+run_options options_from(const graph_description& graph, const run_arguments& args) {
   run_options options;
-  options.threads = threads;
-  options.progress = quiet ? progress_mode::none : progress_mode::automatic;
-  for (const auto& p : params) options.params.push_back(split_param(p));
+  options.threads = args.threads;
+  options.progress = args.quiet ? progress_mode::none : progress_mode::automatic;
+  for (const auto& p : args.params) options.params.push_back(split_param(p));
+  check_step_names(graph, args.rerun);
+  options.cache.enabled = !args.no_cache;
+  options.cache.rerun = args.rerun;
+  return options;
+}
+
+int explain_command(const graph_description& graph, const run_arguments& args) {
+  const run_options options = options_from(graph, args);
+  try {
+    fmt::print("{}", format_explanation(explain(graph, options)));
+  } catch (const param_error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 2;
+  } catch (const cache_error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+int run_command(const graph_description& graph, const run_arguments& args) {
+  const bool quiet = args.quiet;
+  run_options options = options_from(graph, args);
   run_outcome outcome;
   {
     interrupt_watcher watcher;
@@ -101,6 +148,9 @@ int run_command(const graph_description& graph, const std::vector<std::string>& 
   }
 
   const run_report& report = outcome.report;
+  // Reported cache misses (a corrupt or missing blob that was recomputed).
+  for (const auto& step : report.steps)
+    if (!step.cache_note.empty()) fmt::print(stderr, "warning: step '{}': {}\n", step.name, step.cache_note);
   for (auto index : graph.outputs) {
     if (const void* slot = output_slot(*outcome.state, index)) {
       const std::string text = graph.nodes[index].slot.format(slot);
@@ -127,13 +177,18 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
   app.set_version_flag("--version", std::string("penstock ") + PENSTOCK_VERSION_STRING);
   app.require_subcommand(1);
 
-  std::vector<std::string> params;
-  std::size_t threads = 0;
-  bool quiet = false;
-  auto* run = app.add_subcommand("run", "run the pipeline");
-  run->add_option("-p,--param", params, "set a parameter, as name=value (repeatable)")->type_name("NAME=VALUE");
-  run->add_option("-j,--threads", threads, "worker threads (default: one per core)")->check(CLI::Range(1, 4096));
-  run->add_flag("-q,--quiet", quiet, "no progress or summary; outputs and errors only");
+  run_arguments args;
+  auto* run = app.add_subcommand("run", "run the pipeline; steps whose inputs and code are unchanged come from the cache");
+  run->add_option("-p,--param", args.params, "set a parameter, as name=value (repeatable)")->type_name("NAME=VALUE");
+  run->add_option("-j,--threads", args.threads, "worker threads (default: one per core)")->check(CLI::Range(1, 4096));
+  run->add_flag("-q,--quiet", args.quiet, "no progress or summary; outputs and errors only");
+  run->add_flag("--no-cache", args.no_cache, "run every step; read and write nothing in the cache");
+  run->add_option("--rerun", args.rerun, "run this step and every step that depends on it even if cached (repeatable)")
+      ->type_name("STEP");
+
+  auto* explain_cmd = app.add_subcommand("explain", "say which steps a run would take from the cache, and why the others miss");
+  explain_cmd->add_option("-p,--param", args.params, "set a parameter, as name=value (repeatable)")->type_name("NAME=VALUE");
+  explain_cmd->add_option("--rerun", args.rerun, "as for run")->type_name("STEP");
 
   std::string format = "dot";
   auto* graph_cmd = app.add_subcommand("graph", "print the pipeline's graph");
@@ -142,6 +197,7 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
       ->capture_default_str();
 
   auto* describe_cmd = app.add_subcommand("describe", "list the parameters and the steps with their types");
+  const cache_commands cache_cmds = add_cache_commands(app);
 
   // CLI11's own codes (105, 106, 109...) fold into the documented 2; help
   // and --version stay 0.
@@ -153,10 +209,12 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
   }
 
   try {
-    if (run->parsed()) return run_command(graph, params, threads, quiet);
+    if (run->parsed()) return run_command(graph, args);
+    if (explain_cmd->parsed()) return explain_command(graph, args);
   } catch (const CLI::ParseError& e) {
     return parse_failed(e);
   }
+  if (cache_cmds.cache->parsed()) return run_cache_command(cache_cmds, graph.name);
   if (graph_cmd->parsed()) {
     fmt::print("{}", format == "dot" ? to_dot(graph) : to_mermaid(graph));
   } else if (describe_cmd->parsed()) {

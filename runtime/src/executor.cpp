@@ -8,7 +8,9 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,8 @@
 
 #include <penstock/detail/runtime_api.hpp>
 
+#include "cache_session.hpp"
+#include "cache_store.hpp"
 #include "progress.hpp"
 #include "run_state.hpp"
 
@@ -27,6 +31,7 @@ namespace penstock {
 
 std::string run_report::summary() const {
   std::string out = fmt::format("pipeline '{}': {} succeeded", pipeline, count(step_status::succeeded));
+  if (const auto hits = cache_hits(); hits != 0) out += fmt::format(" ({} from cache)", hits);
   for (auto s : {step_status::failed, step_status::timed_out, step_status::skipped, step_status::cancelled,
                  step_status::not_run}) {
     if (const auto n = count(s); n != 0) out += fmt::format(", {} {}", n, to_string(s));
@@ -49,6 +54,27 @@ namespace {
 using clock = std::chrono::steady_clock;
 
 const std::atomic<bool> never_stop{false};
+
+// One arena per requested concurrency, made on first use and reused by every
+// later run. An arena per run costs its set-up on every run, and with oneTBB
+// 2021.8 a destroyed arena is not freed at once: a process that runs many
+// pipelines piles up arenas that keep competing for the worker threads.
+// Concurrent runs with the same concurrency share one arena (each waits on
+// its own task_group). Never destroyed: worker threads may still be leaving
+// an arena during static destruction.
+tbb::task_arena& arena_for(std::size_t threads) {
+  static std::mutex mutex;
+  static auto* arenas = new std::map<std::size_t, std::unique_ptr<tbb::task_arena>>;
+  const std::scoped_lock lock(mutex);
+  auto& arena = (*arenas)[threads];
+  if (!arena) {
+    arena = std::make_unique<tbb::task_arena>(threads == 0 ? tbb::task_arena::automatic : static_cast<int>(threads));
+    arena->initialize();
+  }
+  return *arena;
+}
+
+}  // namespace
 
 // Parameters are resolved before any step runs, so a bad value costs nothing.
 void resolve_params(const graph_description& graph, run_state& state, const run_options& options) {
@@ -79,11 +105,15 @@ void resolve_params(const graph_description& graph, run_state& state, const run_
   }
 }
 
+namespace {
+
 class executor {
  public:
-  executor(const graph_description& graph, run_state& state, const run_options& options, progress& shown)
+  executor(const graph_description& graph, run_state& state, const run_options& options, progress& shown,
+           cache_session* cache)
       : graph_(graph),
         state_(state),
+        cache_(cache),
         stop_(options.stop != nullptr ? options.stop : &never_stop),
         shown_(shown),
         pending_(graph.nodes.size()),
@@ -119,7 +149,7 @@ class executor {
   }
 
   void run(std::size_t threads) {
-    tbb::task_arena arena(threads == 0 ? tbb::task_arena::automatic : static_cast<int>(threads));
+    tbb::task_arena& arena = arena_for(threads);
     // Sources are found before any task starts: once one runs, it counts
     // its consumers down to zero and starts them itself.
     std::vector<std::uint32_t> sources;
@@ -139,8 +169,12 @@ class executor {
  private:
   // Runs node `i`, then keeps going with one successor it made ready.
   void run_from(std::uint32_t i) {
+    // One clock reading per step: the time a step ends is the time the next
+    // one in this loop starts (the countdown between them takes nanoseconds,
+    // a clock reading tens of them on some virtual machines).
+    clock::time_point now = clock::now();
     for (;;) {
-      run_node(i);
+      run_node(i, now);
       std::uint32_t next = none;
       const bool ok = reports_[i].status == step_status::succeeded;
       for (std::uint32_t c = consumer_begin_[i]; c < real_consumer_end_[i]; ++c) {
@@ -158,7 +192,8 @@ class executor {
     finished_.fetch_add(1, std::memory_order_release);
   }
 
-  void run_node(std::uint32_t i) {
+  // `now`: when the node starts; set to when it ended.
+  void run_node(std::uint32_t i, clock::time_point& now) {
     // Acquire what every producer released when it counted this node down.
     // The thread that reached zero may have handed the node to this one
     // through oneTBB's queues; this load makes the edge explicit (and visible
@@ -177,50 +212,95 @@ class executor {
       release_inputs(node);
       return;
     }
-
-    constexpr std::size_t inline_inputs = 8;
-    void* input_buffer[inline_inputs];
-    bool move_buffer[inline_inputs];
-    std::unique_ptr<void*[]> input_heap;
-    std::unique_ptr<bool[]> move_heap;
-    void** inputs = input_buffer;
-    bool* may_move = move_buffer;
-    if (node.inputs.size() > inline_inputs) {
-      input_heap = std::make_unique<void*[]>(node.inputs.size());
-      move_heap = std::make_unique<bool[]>(node.inputs.size());
-      inputs = input_heap.get();
-      may_move = move_heap.get();
-    }
-    const std::uint32_t retries = node.kind == node_kind::map ? 0 : node.options.retries;
-    for (std::size_t j = 0; j < node.inputs.size(); ++j) {
-      const auto& in = node.inputs[j];
-      switch (in.kind) {
-        case input_kind::node:
-          inputs[j] = state_.node_slots[in.index];
-          // Every other consumer has finished: nobody else will read it.
-          may_move[j] = node.options.retries == 0 && uses_left_[in.index].load(std::memory_order_acquire) == 1;
-          break;
-        case input_kind::param:
-          inputs[j] = state_.param_slots[in.index];
-          may_move[j] = false;
-          break;
-        case input_kind::constant:
-          inputs[j] = nullptr;
-          may_move[j] = false;
-          break;
+    if (cache_ != nullptr) {
+      if (cache_->lookup(i, report) || cache_->begin_miss(i, report)) {
+        shown_.cached(node.name);
+        release_inputs(node);
+        now = clock::now();
+        return;
+      }
+      // Inputs that were cache hits are read from the store now.
+      for (const auto& in : node.inputs) {
+        if (in.kind == input_kind::node && !materialize(in.index)) {
+          report.status = step_status::failed;
+          report.error = fmt::format("its input from step '{}' could not be read from the cache nor recomputed",
+                                     graph_.nodes[in.index].name);
+          cache_->abandon(i);
+          shown_.started();
+          shown_.finished(node.name, report.status, {});
+          release_inputs(node);
+          return;
+        }
       }
     }
 
+    input_list inputs(node.inputs.size());
+    for (std::size_t j = 0; j < node.inputs.size(); ++j) {
+      const auto& in = node.inputs[j];
+      // Every other consumer has finished: nobody else will read it.
+      inputs.may_move[j] = in.kind == input_kind::node && node.options.retries == 0 &&
+                           uses_left_[in.index].load(std::memory_order_acquire) == 1;
+    }
+    fill_inputs(node, inputs);
+
     shown_.started();
-    const auto start = clock::now();
-    void* output = state_.node_slots[i];
+    if (cache_ != nullptr) now = clock::now();  // not counting the cache lookup and the inputs' loading
+    const auto start = now;
+    attempt(node, inputs, state_.node_slots[i], report);
+    now = clock::now();
+    report.duration = now - start;
+    if (cache_ != nullptr) {
+      if (report.status == step_status::succeeded) {
+        cache_->store(i, report);
+      } else {
+        cache_->abandon(i);
+      }
+    }
+    shown_.finished(node.name, report.status, report.duration);
+    release_inputs(node);
+  }
+
+  // The input slots of one step run, on the stack for up to 8 inputs.
+  struct input_list {
+    static constexpr std::size_t inline_inputs = 8;
+    explicit input_list(std::size_t n) {
+      if (n > inline_inputs) {
+        heap_slots = std::make_unique<void*[]>(n);
+        heap_moves = std::make_unique<bool[]>(n);
+        slots = heap_slots.get();
+        may_move = heap_moves.get();
+      }
+      std::fill(may_move, may_move + n, false);
+    }
+    void* inline_slots[inline_inputs];
+    bool inline_moves[inline_inputs];
+    std::unique_ptr<void*[]> heap_slots;
+    std::unique_ptr<bool[]> heap_moves;
+    void** slots = inline_slots;
+    bool* may_move = inline_moves;
+  };
+
+  void fill_inputs(const node_description& node, input_list& inputs) const {
+    for (std::size_t j = 0; j < node.inputs.size(); ++j) {
+      const auto& in = node.inputs[j];
+      switch (in.kind) {
+        case input_kind::node: inputs.slots[j] = state_.node_slots[in.index]; break;
+        case input_kind::param: inputs.slots[j] = state_.param_slots[in.index]; break;
+        case input_kind::constant: inputs.slots[j] = nullptr; break;
+      }
+    }
+  }
+
+  // Runs the step with its retries and time-out; sets status, attempts, error.
+  void attempt(const node_description& node, input_list& inputs, void* output, step_report& report) {
+    const std::uint32_t retries = node.kind == node_kind::map ? 0 : node.options.retries;
     for (;;) {
       ++report.attempts;
       const auto deadline =
           node.options.timeout.count() > 0 ? clock::now() + node.options.timeout : clock::time_point::max();
       context ctx(node.name, stop_, deadline, &shown_);
       try {
-        node.run(node.step, inputs, may_move, output, ctx);
+        node.run(node.step, inputs.slots, inputs.may_move, output, ctx);
         if (ctx.timed_out()) {
           node.slot.clear(output);
           report.status = step_status::timed_out;
@@ -251,9 +331,29 @@ class executor {
         break;
       }
     }
-    report.duration = clock::now() - start;
-    shown_.finished(node.name, report.status, report.duration);
-    release_inputs(node);
+  }
+
+ public:
+  // Gives node p's slot its value if it was a lazily loaded cache hit (or
+  // recomputes p when its blob is bad). Used for inputs and for outputs.
+  bool materialize(std::uint32_t p) {
+    return cache_->materialize(p, [this](std::uint32_t q) { return recompute(q); });
+  }
+
+ private:
+  // Runs node q again outside the schedule, for a cached value that could
+  // not be read. Its inputs are materialized first (recursively).
+  bool recompute(std::uint32_t q) {
+    const node_description& node = graph_.nodes[q];
+    for (const auto& in : node.inputs)
+      if (in.kind == input_kind::node && !materialize(in.index)) return false;
+    input_list inputs(node.inputs.size());
+    fill_inputs(node, inputs);
+    step_report again;
+    attempt(node, inputs, state_.node_slots[q], again);
+    if (again.status != step_status::succeeded) return false;
+    cache_->store(q, again);
+    return true;
   }
 
   static std::string timeout_message(const node_description& node) {
@@ -274,6 +374,7 @@ class executor {
 
   const graph_description& graph_;
   run_state& state_;
+  cache_session* cache_;  // null: caching off
   const std::atomic<bool>* stop_;
   progress& shown_;
   std::vector<std::atomic<std::uint32_t>> pending_;
@@ -294,16 +395,50 @@ run_outcome execute(const graph_description& graph, const run_options& options) 
   resolve_params(graph, *state, options);
 
   const auto start = clock::now();
+  std::unique_ptr<cache_session> cache;
+  std::string cache_note;
+  if (options.cache.enabled) {
+    try {
+      cache = std::make_unique<cache_session>(graph, *state, options.cache);
+    } catch (const cache_error& e) {
+      // Nothing is lost: the run goes on without the cache, and says so.
+      cache_note = fmt::format("the cache could not be used, every step runs: {}", e.what());
+      fmt::print(stderr, "penstock: {}\n", cache_note);
+    }
+  }
   progress shown(graph.name, graph.nodes.size(), options.progress, stderr);
-  executor exec(graph, *state, options, shown);
+  executor exec(graph, *state, options, shown, cache.get());
   exec.run(options.threads);
   shown.close();
+  // The caller asks for the outputs: the only cached values read in a run
+  // whose steps all hit.
+  std::vector<std::uint32_t> unreadable;
+  if (cache != nullptr)
+    for (auto o : graph.outputs)
+      if (cache->lazy(o) && !exec.materialize(o)) unreadable.push_back(o);
 
   run_outcome outcome{std::move(state), {}};
   outcome.report.pipeline = graph.name;
   outcome.report.steps = exec.take_reports();
   outcome.report.wall = clock::now() - start;
   outcome.report.interrupted = options.stop != nullptr && options.stop->load();
+  if (cache != nullptr) {
+    for (std::uint32_t i = 0; i < graph.nodes.size(); ++i) {
+      if (cache->note(i).empty()) continue;
+      auto& note = outcome.report.steps[i].cache_note;
+      note += (note.empty() ? "" : "; ") + cache->note(i);
+    }
+  }
+  for (auto o : unreadable) {
+    auto& r = outcome.report.steps[o];
+    r.status = step_status::failed;
+    r.error = "its cached output could not be read nor recomputed";
+  }
+  outcome.report.cache_note = std::move(cache_note);
+  if (cache != nullptr) {
+    outcome.report.run_id = cache->run_id();
+    cache->finish(outcome.report);
+  }
   // A value that was released after its last consumer is not handed out:
   // output_slot() must return null for it, not an empty optional.
   for (std::size_t i = 0; i < graph.nodes.size(); ++i)

@@ -1,6 +1,8 @@
 // DOT, Mermaid and `describe` output; see graph_format.hpp.
 #include "graph_format.hpp"
 
+#include "run_state.hpp"
+
 #include <cstddef>
 #include <string_view>
 
@@ -34,11 +36,9 @@ std::string mermaid_escape(std::string_view text) {
 
 std::string param_default(const param_description& p) {
   if (!p.has_default) return "required";
-  void* slot = p.slot.create();
-  p.set_default(p.param, slot);
-  std::string text = p.slot.format(slot);
-  p.slot.destroy(slot);
-  return "default " + text;
+  const slot_block block(std::span(&p.slot, 1));
+  p.set_default(p.param, block[0]);
+  return "default " + p.slot.format(block[0]);
 }
 
 }  // namespace

@@ -37,12 +37,23 @@ void progress::close() {
 }
 
 void progress::finished(std::string_view step, step_status status, std::chrono::nanoseconds took) {
+  if (mode_ == progress_mode::none) return;  // nothing shows the counters
   running_.fetch_sub(1, std::memory_order_relaxed);
   const std::size_t done = done_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (status != step_status::succeeded) failed_.fetch_add(1, std::memory_order_relaxed);
   if (mode_ != progress_mode::lines) return;
   std::lock_guard lock(mutex_);
   fmt::print(out_, "[{}] {} {} in {:.3f} s ({}/{})\n", pipeline_, step, to_string(status), seconds(took), done, total_);
+  std::fflush(out_);
+}
+
+void progress::cached(std::string_view step) {
+  if (mode_ == progress_mode::none) return;
+  const std::size_t done = done_.fetch_add(1, std::memory_order_relaxed) + 1;
+  cached_.fetch_add(1, std::memory_order_relaxed);
+  if (mode_ != progress_mode::lines) return;
+  std::lock_guard lock(mutex_);
+  fmt::print(out_, "[{}] {} cached ({}/{})\n", pipeline_, step, done, total_);
   std::fflush(out_);
 }
 
@@ -58,8 +69,10 @@ void progress::write(std::string_view step, std::string_view message) {
 void progress::draw_locked() {
   const auto elapsed = std::chrono::steady_clock::now() - start_;
   const std::size_t failed = failed_.load(std::memory_order_relaxed);
-  fmt::print(out_, "\r\033[K[{}] {}/{} done, {} running{}, {:.1f} s", pipeline_, done_.load(std::memory_order_relaxed),
-             total_, running_.load(std::memory_order_relaxed),
+  const std::size_t cached = cached_.load(std::memory_order_relaxed);
+  fmt::print(out_, "\r\033[K[{}] {}/{} done{}, {} running{}, {:.1f} s", pipeline_,
+             done_.load(std::memory_order_relaxed), total_,
+             cached != 0 ? fmt::format(" ({} cached)", cached) : std::string(), running_.load(std::memory_order_relaxed),
              failed != 0 ? fmt::format(", {} not succeeded", failed) : std::string(), seconds(elapsed));
 }
 

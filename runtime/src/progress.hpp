@@ -24,8 +24,12 @@ class progress final : public log_sink {
   progress& operator=(const progress&) = delete;
   ~progress();
 
-  void started() noexcept { running_.fetch_add(1, std::memory_order_relaxed); }
+  void started() noexcept {
+    if (mode_ != progress_mode::none) running_.fetch_add(1, std::memory_order_relaxed);
+  }
   void finished(std::string_view step, step_status status, std::chrono::nanoseconds took);
+  // A step whose output came from the cache (it never started).
+  void cached(std::string_view step);
   void write(std::string_view step, std::string_view message) override;
   // Stops the live line and prints its final state.
   void close();
@@ -42,6 +46,7 @@ class progress final : public log_sink {
   std::atomic<std::size_t> running_{0};
   std::atomic<std::size_t> done_{0};
   std::atomic<std::size_t> failed_{0};
+  std::atomic<std::size_t> cached_{0};
   std::mutex mutex_;
   std::condition_variable wake_;
   bool closing_ = false;

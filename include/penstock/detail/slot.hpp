@@ -1,10 +1,12 @@
-// slot_functions_for<T>(): how the runtime creates, clears, prints, hashes and
-// (de)serializes a value slot (a heap-allocated std::optional<T>) without
+// slot_functions_for<T>(): how the runtime constructs, clears, prints, hashes
+// and (de)serializes a value slot (a std::optional<T> in runtime storage) without
 // knowing T. Hashing and serialization go through value_traits<T>, and are
 // null for types that cannot be serialized.
 #pragma once
 
 #include <istream>
+#include <memory>
+#include <new>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -18,8 +20,10 @@ namespace penstock::detail {
 template <class T>
 slot_functions slot_functions_for() {
   slot_functions f{
-      .create = []() -> void* { return new std::optional<T>(); },
-      .destroy = [](void* slot) noexcept { delete static_cast<std::optional<T>*>(slot); },
+      .size = sizeof(std::optional<T>),
+      .align = alignof(std::optional<T>),
+      .construct = [](void* storage) noexcept { ::new (storage) std::optional<T>(); },
+      .destroy = [](void* slot) noexcept { std::destroy_at(static_cast<std::optional<T>*>(slot)); },
       .clear = [](void* slot) noexcept { static_cast<std::optional<T>*>(slot)->reset(); },
       .has_value = [](const void* slot) noexcept { return static_cast<const std::optional<T>*>(slot)->has_value(); },
       .format = [](const void* slot) -> std::string {

@@ -1,0 +1,300 @@
+#include "cache_session.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <sstream>
+#include <string_view>
+#include <system_error>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <penstock/detail/code_fingerprints.hpp>
+
+namespace penstock::detail::r1 {
+
+namespace {
+
+// How long a lease protects a key being computed. A holder that dies on this
+// host is detected at once (its process id is gone); the time-out only
+// matters for a holder on another host sharing the directory.
+constexpr std::chrono::seconds lease_ttl{600};
+// How long a process waits for another one computing the same key before it
+// computes the key itself.
+constexpr std::chrono::milliseconds lease_wait{std::chrono::seconds{900}};
+
+digest type_fingerprint(const node_description& node) { return hasher().update(node.output_type).finish(); }
+
+}  // namespace
+
+std::optional<digest> code_fingerprint(const node_description& node) noexcept {
+  if (node.options.source_file.empty()) return std::nullopt;
+  return source_fingerprint_of(node.options.source_file);
+}
+
+std::optional<digest> step_key(const node_description& node, std::span<const std::optional<digest>> inputs,
+                               const std::optional<digest>& code) {
+  hasher h;
+  h.update(std::string_view("penstock step key v1")).update(node.identity);
+  h.update_value(static_cast<std::uint8_t>(code.has_value()));
+  if (code) h.update(*code);
+  h.update_value(static_cast<std::uint64_t>(inputs.size()));
+  for (std::size_t j = 0; j < inputs.size(); ++j) {
+    if (node.inputs[j].kind == input_kind::constant) continue;  // in the identity already
+    if (!inputs[j]) return std::nullopt;
+    h.update(*inputs[j]);
+  }
+  return h.finish();
+}
+
+std::string key_parts(const graph_description& graph, std::uint32_t i, const run_state& state,
+                      std::span<const std::optional<digest>> inputs, const std::optional<digest>& code,
+                      const std::optional<digest>& output) {
+  const node_description& node = graph.nodes[i];
+  const auto hex = [](const std::optional<digest>& d) { return d ? nlohmann::json(d->hex()) : nlohmann::json(nullptr); };
+  nlohmann::json parts;
+  parts["identity"] = node.identity.hex();
+  parts["version"] = node.options.version;
+  parts["code"] = hex(code);
+  parts["source"] = std::string(node.options.source_file);
+  parts["output"] = hex(output);
+  auto& list = parts["inputs"] = nlohmann::json::array();
+  for (std::size_t j = 0; j < node.inputs.size(); ++j) {
+    const auto& in = node.inputs[j];
+    nlohmann::json item;
+    switch (in.kind) {
+      case input_kind::node:
+        item["kind"] = "step";
+        item["name"] = std::string(graph.nodes[in.index].name);
+        item["digest"] = hex(inputs[j]);
+        break;
+      case input_kind::param:
+        item["kind"] = "param";
+        item["name"] = std::string(graph.params[in.index].name);
+        item["value"] = graph.params[in.index].slot.format(state.param_slots[in.index]);
+        item["digest"] = hex(inputs[j]);
+        break;
+      case input_kind::constant: item["kind"] = "constant"; break;
+    }
+    if (!in.projection.empty()) item["projection"] = std::string(in.projection);
+    list.push_back(std::move(item));
+  }
+  return parts.dump();
+}
+
+std::string new_run_id() {
+  const auto now = std::chrono::system_clock::now();
+  std::random_device random;
+  return fmt::format("{:%Y%m%dT%H%M%S}Z-{}-{:04x}", std::chrono::floor<std::chrono::seconds>(now),
+                     static_cast<long>(::getpid()), random() & 0xffffu);
+}
+
+cache_session::cache_session(const graph_description& graph, run_state& state, const cache_options& options)
+    : graph_(graph),
+      state_(state),
+      store_(std::make_unique<cache_store>(options.directory.empty() ? default_cache_directory()
+                                                                     : std::filesystem::path(options.directory))),
+      run_id_(new_run_id()),
+      nodes_(std::make_unique<node_state[]>(graph.nodes.size())),
+      started_(std::chrono::system_clock::now()) {
+  param_digests_.reserve(graph.params.size());
+  for (std::size_t i = 0; i < graph.params.size(); ++i) {
+    const auto& slot = graph.params[i].slot;
+    param_digests_.push_back(slot.hash != nullptr ? std::optional(slot.hash(state.param_slots[i])) : std::nullopt);
+  }
+  code_.reserve(graph.nodes.size());
+  for (const auto& node : graph.nodes) code_.push_back(code_fingerprint(node));
+
+  forced_.assign(graph.nodes.size(), false);
+  for (const auto& name : options.rerun) {
+    const auto it = std::find_if(graph.nodes.begin(), graph.nodes.end(), [&](const auto& n) { return n.name == name; });
+    if (it == graph.nodes.end()) {
+      std::string known;
+      for (const auto& n : graph.nodes) known += (known.empty() ? "" : ", ") + std::string(n.name);
+      throw std::invalid_argument(
+          fmt::format("--rerun {}: pipeline '{}' has no step of that name; its steps are: {}", name, graph.name, known));
+    }
+    forced_[static_cast<std::size_t>(it - graph.nodes.begin())] = true;
+  }
+  // Dependents of a forced step are forced too: nodes are in topological order.
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i)
+    for (const auto& in : graph.nodes[i].inputs)
+      if (in.kind == input_kind::node && forced_[in.index]) forced_[i] = true;
+}
+
+cache_session::~cache_session() = default;
+
+void cache_session::compute_key(std::uint32_t i) {
+  const node_description& node = graph_.nodes[i];
+  auto& me = nodes_[i];
+  if (me.key) return;
+  std::vector<std::optional<digest>> inputs(node.inputs.size());
+  for (std::size_t j = 0; j < node.inputs.size(); ++j) {
+    const auto& in = node.inputs[j];
+    if (in.kind == input_kind::node) inputs[j] = nodes_[in.index].content;
+    if (in.kind == input_kind::param) inputs[j] = param_digests_[in.index];
+  }
+  me.key = step_key(node, inputs, code_[i]);
+}
+
+bool cache_session::lookup(std::uint32_t i, step_report& report) {
+  const node_description& node = graph_.nodes[i];
+  compute_key(i);
+  auto& me = nodes_[i];
+  report.key = me.key;
+  if (!me.key || forced_[i] || !node.cacheable || node.options.cache == cache_policy::never) return false;
+  cache_result found;
+  try {
+    found = store_->lookup(*me.key);
+  } catch (const cache_error& e) {
+    report.cache_note = e.what();
+    return false;
+  }
+  if (!found.hit()) {
+    report.cache_note = found.message;
+    return false;
+  }
+  // An index row whose blob is gone is a miss (the blob's digest is checked
+  // when it is read).
+  std::error_code ec;
+  if (!std::filesystem::exists(store_->blob_path(found.entry.content), ec)) {
+    report.cache_note = fmt::format("step '{}': cached blob {} is missing; recomputing", node.name,
+                                    store_->blob_path(found.entry.content).string());
+    return false;
+  }
+  me.content = found.entry.content;
+  me.lazy.store(true, std::memory_order_release);
+  report.cache_hit = true;
+  report.status = step_status::succeeded;
+  return true;
+}
+
+bool cache_session::begin_miss(std::uint32_t i, step_report& report) {
+  const node_description& node = graph_.nodes[i];
+  auto& me = nodes_[i];
+  if (!me.key || !node.cacheable || node.options.cache == cache_policy::never) return false;
+  try {
+    lease_attempt attempt = store_->try_acquire(*me.key, lease_ttl);
+    if (attempt.status == lease_status::held) attempt = store_->acquire_or_wait(*me.key, lease_ttl, lease_wait);
+    if (attempt.status == lease_status::acquired) {
+      me.lease = std::move(attempt.lease);
+      return false;
+    }
+    // Cached now (another process stored it, or --rerun of a step whose
+    // entry exists: forced steps recompute whatever the index says).
+    if (attempt.status == lease_status::cached && !forced_[i]) return lookup(i, report);
+  } catch (const cache_error& e) {
+    report.cache_note = e.what();
+  }
+  return false;
+}
+
+bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::uint32_t)>& recompute) {
+  const node_description& node = graph_.nodes[p];
+  auto& me = nodes_[p];
+  const std::scoped_lock lock(me.mutex);
+  void* slot = state_.node_slots[p];
+  if (node.slot.has_value(slot)) return true;
+  if (me.lazy.load(std::memory_order_acquire) && me.key && node.slot.load != nullptr) {
+    try {
+      const cache_result loaded = store_->load(*me.key, [&](std::istream& in) { node.slot.load(slot, in); });
+      if (loaded.hit() && loaded.entry.content == *me.content) return true;
+      if (!loaded.hit()) {
+        me.note = loaded.message.empty() ? "its cache entry disappeared during the run; recomputed" : loaded.message;
+      } else {
+        me.note = "its cache entry was replaced during the run; recomputed";
+      }
+    } catch (const cache_error& e) {
+      me.note = fmt::format("{}; recomputed", e.what());
+    }
+    node.slot.clear(slot);
+  }
+  // Recompute: a bad blob, or a value already released to its consumers.
+  // Keys already computed from the old digest stay as they are, so a step
+  // that recomputes to different bytes is reported.
+  const std::optional<digest> expected = me.content;
+  if (!recompute(p)) return false;
+  if (expected && me.content && *me.content != *expected) {
+    me.note += "; recomputed to a different value than its cache entry had: the step is not deterministic "
+               "(declare it .cache(ps::never))";
+  }
+  return true;
+}
+
+void cache_session::store(std::uint32_t i, step_report& report) {
+  const node_description& node = graph_.nodes[i];
+  auto& me = nodes_[i];
+  const void* slot = state_.node_slots[i];
+  const bool cacheable = me.key && node.cacheable && node.options.cache == cache_policy::normal;
+  try {
+    if (cacheable) {
+      const put_result put = store_->put(
+          *me.key, [&](std::ostream& out) { return node.slot.save(slot, out); },
+          put_info{.type = type_fingerprint(node), .run_id = run_id_});
+      me.content = put.content;
+    } else if (node.slot.hash != nullptr) {
+      me.content = node.slot.hash(slot);  // dependents' keys still need it
+    }
+  } catch (const cache_error& e) {
+    report.cache_note = e.what();
+    if (node.slot.hash != nullptr) me.content = node.slot.hash(slot);
+  }
+  if (me.lease.held()) me.lease.release();
+}
+
+void cache_session::abandon(std::uint32_t i) {
+  auto& me = nodes_[i];
+  if (me.lease.held()) me.lease.release();
+}
+
+void cache_session::finish(const run_report& report) {
+  std::vector<digest> used;
+  std::vector<step_record> records;
+  for (std::uint32_t i = 0; i < graph_.nodes.size(); ++i) {
+    const node_description& node = graph_.nodes[i];
+    auto& me = nodes_[i];
+    if (me.lease.held()) me.lease.release();
+    if (!me.key) continue;
+    if (report.steps[i].cache_hit) used.push_back(*me.key);
+    std::vector<std::optional<digest>> inputs;
+    for (const auto& in : node.inputs)
+      inputs.push_back(in.kind == input_kind::node    ? nodes_[in.index].content
+                       : in.kind == input_kind::param ? param_digests_[in.index]
+                                                      : std::nullopt);
+    const std::string parts = key_parts(graph_, i, state_, inputs, code_[i], me.content);
+    records.push_back(step_record{.pipeline = std::string(graph_.name),
+                                  .step = std::string(node.name),
+                                  .key = *me.key,
+                                  .components = parts,
+                                  .run_id = run_id_,
+                                  .when = std::chrono::system_clock::now()});
+  }
+  run_record run{.run_id = run_id_,
+                 .pipeline = std::string(graph_.name),
+                 .started = started_,
+                 .wall = report.wall,
+                 .steps = report.steps.size(),
+                 .hits = report.cache_hits(),
+                 .computed = 0,
+                 .reported_misses = 0,
+                 .failed = 0};
+  for (const auto& s : report.steps) {
+    if (s.status == step_status::succeeded && !s.cache_hit) ++run.computed;
+    if (s.status == step_status::failed || s.status == step_status::timed_out) ++run.failed;
+    if (!s.cache_note.empty()) ++run.reported_misses;
+  }
+  try {
+    store_->touch(used);
+    store_->record_steps(records);
+    store_->record_run(run);
+  } catch (const cache_error& e) {
+    fmt::print(stderr, "penstock: could not record run {} in the cache: {}\n", run_id_, e.what());
+  }
+}
+
+}  // namespace penstock::detail::r1

@@ -1,0 +1,125 @@
+// cache_session: the step cache during one run (design.md, "Caching model").
+// The executor asks it, node by node as each becomes ready:
+//   1. lookup(i): computes the node's key from its identity, its code
+//      fingerprint and the content digests of its inputs, and looks the key
+//      up in the index only. On a hit the node's output digest is known and
+//      nothing is read: the value stays in the store (lazy loading) until a
+//      consumer that must run, or the caller, needs it.
+//   2. begin_miss(i): takes the key's lease, so that no other process
+//      computes the same key at the same time; if another process stored it
+//      meanwhile, the miss turns into a hit.
+//   3. materialize(p): gives a lazily cached input a value, loading and
+//      verifying it, or recomputing it when its blob turns out to be missing
+//      or corrupt (a reported miss, never a wrong value).
+//   4. store(i): after a successful run, writes the output (hashed while it
+//      is written) and records its content digest for the dependents' keys.
+//      A rerun that produces the same bytes gives the same digest, so its
+//      dependents still hit (early cutoff).
+// Private to the runtime.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <penstock/digest.hpp>
+#include <penstock/graph_description.hpp>
+#include <penstock/run_report.hpp>
+
+#include "cache_store.hpp"
+#include "run_state.hpp"
+
+namespace penstock::detail::r1 {
+
+// The content digest of the source file a step was written in, when the
+// binary registered it (penstock_code_fingerprints); else nullopt.
+[[nodiscard]] std::optional<digest> code_fingerprint(const node_description& node) noexcept;
+
+// A node's key: identity, code fingerprint and input digests. nullopt when
+// an input's digest is unknown (an output that cannot be hashed, or a
+// parameter that cannot be serialized).
+[[nodiscard]] std::optional<digest> step_key(const node_description& node, std::span<const std::optional<digest>> inputs,
+                                             const std::optional<digest>& code);
+
+// What went into node i's key, as JSON (step records; `explain` compares
+// them): identity, version, code fingerprint and source file, and each
+// input's kind, name, digest (and a parameter's value).
+[[nodiscard]] std::string key_parts(const graph_description& graph, std::uint32_t i, const run_state& state,
+                                    std::span<const std::optional<digest>> inputs, const std::optional<digest>& code,
+                                    const std::optional<digest>& output);
+
+// A new run id: UTC time, host process id and a random suffix.
+[[nodiscard]] std::string new_run_id();
+
+class cache_session {
+ public:
+  // Opens the store; throws cache_error if it cannot be opened.
+  cache_session(const graph_description& graph, run_state& state, const cache_options& options);
+  cache_session(const cache_session&) = delete;
+  cache_session& operator=(const cache_session&) = delete;
+  ~cache_session();
+
+  [[nodiscard]] const std::string& run_id() const noexcept { return run_id_; }
+  [[nodiscard]] cache_store& store() noexcept { return *store_; }
+
+  // Step 1. True on a hit: the report is marked and the node's value is
+  // left in the store.
+  bool lookup(std::uint32_t i, step_report& report);
+
+  // Step 2: holds the key's lease until store() or the end of the run.
+  // True if the key turned out to be cached after all (another process
+  // computed it while this one waited): treat as a hit.
+  bool begin_miss(std::uint32_t i, step_report& report);
+
+  // Step 3: makes sure node p's slot holds its value. `recompute(p)` runs
+  // p's step again (its inputs first materialized by the caller's own
+  // recursion) and returns whether it succeeded. False if p has no value
+  // and cannot get one.
+  bool materialize(std::uint32_t p, const std::function<bool(std::uint32_t)>& recompute);
+
+  // Step 4, after node i ran successfully.
+  void store(std::uint32_t i, step_report& report);
+  // After node i failed: gives its lease back.
+  void abandon(std::uint32_t i);
+
+  // Whether the node's slot was filled from the store only when needed
+  // (its value is not in memory until materialize()).
+  [[nodiscard]] bool lazy(std::uint32_t i) const noexcept { return nodes_[i].lazy.load(std::memory_order_acquire); }
+
+  // Reported misses found while materializing node i (a bad blob that was
+  // recomputed); read after the run.
+  [[nodiscard]] const std::string& note(std::uint32_t i) const noexcept { return nodes_[i].note; }
+
+  // At the end of the run: records the run and each keyed step's key parts
+  // (for `explain`), and marks the entries it used as recently used.
+  void finish(const run_report& report);
+
+ private:
+  struct node_state {
+    std::optional<digest> key;
+    std::optional<digest> content;  // the output's content digest, for dependents' keys
+    std::atomic<bool> lazy{false};  // hit, value not loaded
+    std::mutex mutex;               // serializes materialize()
+    cache_lease lease;
+    std::string note;  // written under `mutex`
+  };
+
+  void compute_key(std::uint32_t i);
+
+  const graph_description& graph_;
+  run_state& state_;
+  std::unique_ptr<cache_store> store_;
+  std::string run_id_;
+  std::vector<std::optional<digest>> param_digests_;
+  std::vector<std::optional<digest>> code_;
+  std::vector<bool> forced_;  // run_options::cache.rerun and their dependents
+  std::unique_ptr<node_state[]> nodes_;
+  std::chrono::system_clock::time_point started_;
+};
+
+}  // namespace penstock::detail::r1
