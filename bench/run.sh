@@ -1,0 +1,43 @@
+#!/bin/sh
+# Builds the `bench` preset and runs every benchmark, each in a process of its
+# own, writing one JSON report per benchmark (and the console output) to
+# build/bench/results/<timestamp>/.
+#
+# Why one process per benchmark: with oneTBB 2021.8, every penstock run
+# creates a task_arena that is never freed, and those arenas keep claiming the
+# process's TBB worker threads. Run in one process, every benchmark after the
+# first penstock one is measured in a polluted process: later penstock runs
+# get slower and slower, and the flow graph's 2-thread arena gets no worker at
+# all (it silently runs on one thread). RESULTS.md has the measurements.
+#
+#   bench/run.sh                      # what RESULTS.md reports
+#   bench/run.sh --single-process     # all benchmarks in one process, one JSON
+#   bench/run.sh --benchmark_filter=BM_chain/   # extra arguments go to the binary
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+single=0
+if [ "${1:-}" = "--single-process" ]; then
+  single=1
+  shift
+fi
+cmake --preset bench
+cmake --build --preset bench --target penstock_bench
+binary=build/bench/bench/penstock_bench
+results=build/bench/results/$(date +%Y%m%dT%H%M%S)
+mkdir -p "$results"
+common="--benchmark_repetitions=5 --benchmark_report_aggregates_only=true --benchmark_out_format=json"
+
+if [ "$single" = 1 ]; then
+  # shellcheck disable=SC2086
+  "$binary" $common --benchmark_out="$results/penstock_bench.json" "$@" | tee "$results/console.txt"
+else
+  # --benchmark_list_tests honours a --benchmark_filter among "$@".
+  for name in $("$binary" --benchmark_list_tests "$@"); do
+    file=$(printf '%s' "$name" | tr '/' '.')
+    # shellcheck disable=SC2086
+    "$binary" $common "$@" --benchmark_filter="^${name}\$" --benchmark_out="$results/$file.json" |
+      tee -a "$results/console.txt"
+  done
+fi
+echo "JSON reports: $results/"
