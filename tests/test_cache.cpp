@@ -320,6 +320,55 @@ TEST_P(damaged_cache, is_reported_and_recomputed) {
 
 INSTANTIATE_TEST_SUITE_P(damage, damaged_cache, ::testing::Values("flip", "truncate", "delete", "index"));
 
+TEST(cache, a_map_reruns_only_the_elements_it_has_not_seen) {
+  scratch_directory dir;
+  std::atomic<int> calls{0};
+  auto shards = ps::param<long>("shards", 1000);
+  auto ids = ps::step<"ids">([](long n) {
+    std::vector<long> v(static_cast<std::size_t>(n));
+    for (long i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i * 3;
+    return v;
+  })(shards);
+  auto squares = ps::map<"square">([&calls](long x) {
+    ++calls;
+    return x * x;
+  })(ids);
+  auto total = ps::step<"total">([](const std::vector<long>& v) {
+    long t = 0;
+    for (long x : v) t += x;
+    return t;
+  })(squares);
+  const auto p = ps::pipeline<"shards">(total);
+  const auto sum_of_squares = [](long n) {
+    long t = 0;
+    for (long i = 0; i < n; ++i) t += 9 * i * i;
+    return t;
+  };
+
+  const auto first = p.run(cached_in(dir.path()));
+  ASSERT_TRUE(first.ok()) << first.report().summary();
+  EXPECT_EQ(first.value(total), sum_of_squares(1000));
+  EXPECT_EQ(calls, 1000);
+  EXPECT_EQ(first.report().find("square")->elements, 1000u);
+  EXPECT_EQ(first.report().find("square")->elements_cached, 0u);
+
+  // One more shard: the map's input changed, so the map runs, but only the
+  // new element is computed; the other 1,000 are read from the cache.
+  const auto more = p.run(cached_in(dir.path(), {{"shards", "1001"}}));
+  ASSERT_TRUE(more.ok()) << more.report().summary();
+  EXPECT_EQ(more.value(total), sum_of_squares(1001));
+  EXPECT_EQ(calls, 1001);
+  const auto* square = more.report().find("square");
+  EXPECT_FALSE(square->cache_hit);
+  EXPECT_EQ(square->elements, 1001u);
+  EXPECT_EQ(square->elements_cached, 1000u);
+
+  // The same input again: the whole map is one hit.
+  const auto again = p.run(cached_in(dir.path(), {{"shards", "1001"}}));
+  EXPECT_TRUE(again.report().find("square")->cache_hit);
+  EXPECT_EQ(calls, 1001);
+}
+
 TEST(cache, an_unusable_cache_directory_runs_every_step_and_says_why) {
   scratch_directory dir;
   const fs::path file = dir.path() / "not-a-directory";

@@ -33,8 +33,13 @@ class context {
   using clock = std::chrono::steady_clock;
 
   context(std::string_view step_name, const std::atomic<bool>* run_stop, clock::time_point deadline,
-          detail::log_sink* sink, std::size_t element = npos) noexcept
-      : step_name_(step_name), run_stop_(run_stop), deadline_(deadline), sink_(sink), element_(element) {}
+          detail::log_sink* sink, std::size_t element = npos, void* element_cache = nullptr) noexcept
+      : step_name_(step_name),
+        run_stop_(run_stop),
+        deadline_(deadline),
+        sink_(sink),
+        element_(element),
+        element_cache_(element_cache) {}
 
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
@@ -52,7 +57,7 @@ class context {
 
   // The same step's context for element `i` of a ps::map.
   [[nodiscard]] context for_element(std::size_t i) const noexcept {
-    return context(step_name_, run_stop_, deadline_, sink_, i);
+    return context(step_name_, run_stop_, deadline_, sink_, i, element_cache_);
   }
 
   [[nodiscard]] bool timed_out() const noexcept {
@@ -65,6 +70,10 @@ class context {
     }
   }
 
+  // For the runtime: where a ps::map's elements are cached one by one
+  // (opaque; null when the run does not cache this step).
+  [[nodiscard]] void* element_cache() const noexcept { return element_cache_; }
+
   // A line in the run's log, prefixed with the step's name. Thread-safe.
   void log(std::string_view message) const {
     if (sink_ != nullptr) sink_->write(step_name_, message);
@@ -76,6 +85,7 @@ class context {
   clock::time_point deadline_;
   detail::log_sink* sink_;
   std::size_t element_;
+  void* element_cache_;
 };
 
 }  // namespace penstock

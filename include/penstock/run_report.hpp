@@ -51,6 +51,9 @@ struct step_report {
   std::optional<digest> key{};
   bool cache_hit = false;
   std::string cache_note{};
+  // A ps::map that ran: its elements, and how many came from the cache.
+  std::size_t elements = 0;
+  std::size_t elements_cached = 0;
 };
 
 enum class progress_mode : std::uint8_t {

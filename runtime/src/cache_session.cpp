@@ -247,6 +247,21 @@ void cache_session::store(std::uint32_t i, step_report& report) {
   if (me.lease.held()) me.lease.release();
 }
 
+bool cache_session::element_hook(std::uint32_t i, element_cache_hook& hook) {
+  const node_description& node = graph_.nodes[i];
+  if (node.kind != node_kind::map || !node.cacheable || node.options.cache != cache_policy::normal || forced_[i])
+    return false;
+  hasher prefix;
+  prefix.update(std::string_view("penstock map element v1")).update(node.identity);
+  prefix.update_value(static_cast<std::uint8_t>(code_[i].has_value()));
+  if (code_[i]) prefix.update(*code_[i]);
+  hook.store = store_.get();
+  hook.prefix = prefix.finish();
+  hook.type = type_fingerprint(node);
+  hook.run_id = run_id_;
+  return true;
+}
+
 void cache_session::abandon(std::uint32_t i) {
   auto& me = nodes_[i];
   if (me.lease.held()) me.lease.release();

@@ -56,6 +56,18 @@ namespace penstock::detail::r1 {
 // A new run id: UTC time, host process id and a random suffix.
 [[nodiscard]] std::string new_run_id();
 
+// A ps::map's per-element cache during one attempt (context::element_cache()
+// points at it). Element results are stored without leases: two processes
+// may compute the same new element at the same time, and store it twice.
+struct element_cache_hook {
+  cache_store* store = nullptr;
+  digest prefix;  // the map's identity and code fingerprint
+  digest type;
+  std::string_view run_id;
+  std::atomic<std::size_t> total{0};
+  std::atomic<std::size_t> cached{0};
+};
+
 class cache_session {
  public:
   // Opens the store; throws cache_error if it cannot be opened.
@@ -81,6 +93,10 @@ class cache_session {
   // recursion) and returns whether it succeeded. False if p has no value
   // and cannot get one.
   bool materialize(std::uint32_t p, const std::function<bool(std::uint32_t)>& recompute);
+
+  // Sets up `hook` for map node i; false when its elements are not cached
+  // (caching off for the step, or --rerun).
+  bool element_hook(std::uint32_t i, element_cache_hook& hook);
 
   // Step 4, after node i ran successfully.
   void store(std::uint32_t i, step_report& report);

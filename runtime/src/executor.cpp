@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -244,9 +245,15 @@ class executor {
     fill_inputs(node, inputs);
 
     shown_.started();
+    element_cache_hook elements;
+    const bool per_element = cache_ != nullptr && cache_->element_hook(i, elements);
     if (cache_ != nullptr) now = clock::now();  // not counting the cache lookup and the inputs' loading
     const auto start = now;
-    attempt(node, inputs, state_.node_slots[i], report);
+    attempt(node, inputs, state_.node_slots[i], report, per_element ? &elements : nullptr);
+    if (per_element) {
+      report.elements = elements.total.load(std::memory_order_relaxed);
+      report.elements_cached = elements.cached.load(std::memory_order_relaxed);
+    }
     now = clock::now();
     report.duration = now - start;
     if (cache_ != nullptr) {
@@ -292,13 +299,14 @@ class executor {
   }
 
   // Runs the step with its retries and time-out; sets status, attempts, error.
-  void attempt(const node_description& node, input_list& inputs, void* output, step_report& report) {
+  void attempt(const node_description& node, input_list& inputs, void* output, step_report& report,
+               element_cache_hook* elements = nullptr) {
     const std::uint32_t retries = node.kind == node_kind::map ? 0 : node.options.retries;
     for (;;) {
       ++report.attempts;
       const auto deadline =
           node.options.timeout.count() > 0 ? clock::now() + node.options.timeout : clock::time_point::max();
-      context ctx(node.name, stop_, deadline, &shown_);
+      context ctx(node.name, stop_, deadline, &shown_, context::npos, elements);
       try {
         node.run(node.step, inputs.slots, inputs.may_move, output, ctx);
         if (ctx.timed_out()) {
@@ -453,10 +461,29 @@ const void* output_slot(const run_state& state, std::size_t index) noexcept {
 }
 
 void for_each_element(const context& node_ctx, std::size_t n, std::uint32_t retries,
-                      void (*element_fn)(void* data, std::size_t i, context& element_ctx), void* data) {
+                      void (*element_fn)(void* data, std::size_t i, context& element_ctx), void* data,
+                      const element_cache_functions& cache) {
+  auto* hook = static_cast<element_cache_hook*>(node_ctx.element_cache());
+  if (cache.input_digest == nullptr || cache.save_result == nullptr || cache.load_result == nullptr) hook = nullptr;
+  if (hook != nullptr) hook->total.fetch_add(n, std::memory_order_relaxed);
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n), [&](const tbb::blocked_range<std::size_t>& range) {
     for (std::size_t i = range.begin(); i != range.end(); ++i) {
       context ctx = node_ctx.for_element(i);
+      // Keyed on the element's content: read it back if cached, else run it
+      // and store it. A damaged or missing element is simply run again.
+      std::optional<digest> key;
+      if (hook != nullptr) {
+        key = hasher().update(hook->prefix).update(cache.input_digest(data, i)).finish();
+        try {
+          const cache_result found = hook->store->load(*key, [&](std::istream& in) { cache.load_result(data, i, in); });
+          if (found.hit()) {
+            hook->cached.fetch_add(1, std::memory_order_relaxed);
+            continue;
+          }
+        } catch (const cache_error&) {
+          // unreadable: computed below
+        }
+      }
       for (std::uint32_t attempt = 0;; ++attempt) {
         ctx.throw_if_stop_requested();
         try {
@@ -468,6 +495,15 @@ void for_each_element(const context& node_ctx, std::size_t n, std::uint32_t retr
           if (attempt >= retries || ctx.stop_requested()) {
             throw std::runtime_error(fmt::format("element {} of {}: {}", i, n, e.what()));
           }
+        }
+      }
+      if (key) {
+        try {
+          (void)hook->store->put(
+              *key, [&](std::ostream& out) { return cache.save_result(data, i, out); },
+              put_info{.type = hook->type, .run_id = hook->run_id});
+        } catch (const cache_error&) {
+          // not stored: the element is computed again next time
         }
       }
     }

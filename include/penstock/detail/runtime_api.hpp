@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstddef>
+#include <iosfwd>
 #include <memory>
 
 #include <penstock/context.hpp>
+#include <penstock/digest.hpp>
 #include <penstock/graph_description.hpp>
 #include <penstock/run_report.hpp>
 
@@ -28,11 +30,23 @@ run_outcome execute(const graph_description& graph, const run_options& options);
 // null if that node did not succeed or its value was released.
 const void* output_slot(const run_state& state, std::size_t index) noexcept;
 
+// How a ps::map's elements are cached one by one: each element's result is
+// keyed on the map's identity, its code and the element's content digest, so
+// a new element in the input reruns that element only. All null when the
+// element or result type cannot be serialized.
+struct element_cache_functions {
+  digest (*input_digest)(const void* data, std::size_t i) = nullptr;
+  digest (*save_result)(const void* data, std::size_t i, std::ostream& out) = nullptr;  // digest of what it wrote
+  void (*load_result)(void* data, std::size_t i, std::istream& in) = nullptr;
+};
+
 // Runs element_fn for i in [0, n) as parallel tasks, each with its own
 // context (element index set), retrying each element `retries` times. The
-// first failure is rethrown, naming the element.
+// first failure is rethrown, naming the element. When the run caches this
+// step (node_ctx.element_cache()), cached elements are read instead of run.
 void for_each_element(const context& node_ctx, std::size_t n, std::uint32_t retries,
-                      void (*element_fn)(void* data, std::size_t i, context& element_ctx), void* data);
+                      void (*element_fn)(void* data, std::size_t i, context& element_ctx), void* data,
+                      const element_cache_functions& cache = {});
 
 // The command-line interface shared by every pipeline binary.
 int main(const graph_description& graph, int argc, const char* const* argv);

@@ -433,11 +433,27 @@ class map_instance final : public step_base {
     }
   }
 
+  static r1::element_cache_functions element_cache() {
+    if constexpr (value_traits<element_type>::cacheable && value_traits<R>::cacheable) {
+      return {.input_digest = [](const void* d, std::size_t i) {
+                return value_traits<element_type>::hash((*static_cast<const elements*>(d)->in)[i]);
+              },
+              .save_result = [](const void* d, std::size_t i, std::ostream& out) {
+                return value_traits<R>::save(out, *(*static_cast<const elements*>(d)->out)[i]);
+              },
+              .load_result = [](void* d, std::size_t i, std::istream& in) {
+                (*static_cast<elements*>(d)->out)[i].emplace(value_traits<R>::load(in));
+              }};
+    } else {
+      return {};
+    }
+  }
+
   void run_elements(std::vector<element_type>& in, bool movable, std::optional<output_type>& out, context& ctx) const {
     std::vector<std::optional<R>> results(in.size());
     // A retried element must see its input again, so move only without retries.
     elements data{this, &in, movable && options.retries == 0, &results};
-    r1::for_each_element(ctx, in.size(), options.retries, &element, &data);
+    r1::for_each_element(ctx, in.size(), options.retries, &element, &data, element_cache());
     auto& values = out.emplace();
     values.reserve(results.size());
     for (auto& r : results) values.push_back(std::move(*r));
