@@ -37,6 +37,9 @@ std::string run_report::summary() const {
                  step_status::not_run}) {
     if (const auto n = count(s); n != 0) out += fmt::format(", {} {}", n, to_string(s));
   }
+  for (const auto& s : steps)
+    if (s.elements_cached != 0)
+      out += fmt::format(" ({}: {} of {} elements from cache)", s.name, s.elements_cached, s.elements);
   out += fmt::format(" in {:.3f} s", std::chrono::duration<double>(wall).count());
   if (interrupted) out += " (interrupted)";
   for (const auto& s : steps) {
