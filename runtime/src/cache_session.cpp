@@ -163,7 +163,7 @@ bool cache_session::lookup(std::uint32_t i, step_report& report) {
   // when it is read).
   std::error_code ec;
   if (!std::filesystem::exists(store_->blob_path(found.entry.content), ec)) {
-    report.cache_note = fmt::format("step '{}': cached blob {} is missing; recomputing", node.name,
+    report.cache_note = fmt::format("cached blob {} is missing; recomputing",
                                     store_->blob_path(found.entry.content).string());
     return false;
   }
@@ -205,7 +205,9 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
       const cache_result loaded = store_->load(*me.key, [&](std::istream& in) { node.slot.load(slot, in); });
       if (loaded.hit() && loaded.entry.content == *me.content) return true;
       if (!loaded.hit()) {
-        me.note = loaded.message.empty() ? "its cache entry disappeared during the run; recomputed" : loaded.message;
+        me.note = loaded.message.empty()
+                      ? "its cache entry was removed during the run (by cache gc in another process); recomputed"
+                      : loaded.message;
       } else {
         me.note = "its cache entry was replaced during the run; recomputed";
       }
@@ -219,6 +221,7 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
   // that recomputes to different bytes is reported.
   const std::optional<digest> expected = me.content;
   if (!recompute(p)) return false;
+  me.recomputed = true;
   if (expected && me.content && *me.content != *expected) {
     me.note += "; recomputed to a different value than its cache entry had: the step is not deterministic "
                "(declare it .cache(ps::never))";

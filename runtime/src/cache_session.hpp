@@ -110,6 +110,8 @@ class cache_session {
   // Reported misses found while materializing node i (a bad blob that was
   // recomputed); read after the run.
   [[nodiscard]] const std::string& note(std::uint32_t i) const noexcept { return nodes_[i].note; }
+  // Whether node i was a hit whose value could not be read and was computed.
+  [[nodiscard]] bool recomputed(std::uint32_t i) const noexcept { return nodes_[i].recomputed; }
 
   // At the end of the run: records the run and each keyed step's key parts
   // (for `explain`), and marks the entries it used as recently used.
@@ -122,7 +124,8 @@ class cache_session {
     std::atomic<bool> lazy{false};  // hit, value not loaded
     std::mutex mutex;               // serializes materialize()
     cache_lease lease;
-    std::string note;  // written under `mutex`
+    std::string note;         // written under `mutex`
+    bool recomputed = false;  // a hit whose value had to be computed after all; under `mutex`
   };
 
   void compute_key(std::uint32_t i);

@@ -435,9 +435,15 @@ run_outcome execute(const graph_description& graph, const run_options& options) 
   outcome.report.interrupted = options.stop != nullptr && options.stop->load();
   if (cache != nullptr) {
     for (std::uint32_t i = 0; i < graph.nodes.size(); ++i) {
+      auto& step = outcome.report.steps[i];
+      // Not a hit after all: its value was computed (the summary and the run
+      // record count it as computed).
+      if (cache->recomputed(i)) {
+        step.cache_hit = false;
+        step.attempts = std::max<std::uint32_t>(step.attempts, 1);
+      }
       if (cache->note(i).empty()) continue;
-      auto& note = outcome.report.steps[i].cache_note;
-      note += (note.empty() ? "" : "; ") + cache->note(i);
+      step.cache_note += (step.cache_note.empty() ? "" : "; ") + cache->note(i);
     }
   }
   for (auto o : unreadable) {
