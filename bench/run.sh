@@ -13,24 +13,31 @@
 #   bench/run.sh                      # what RESULTS.md reports
 #   bench/run.sh --single-process     # all benchmarks in one process, one JSON
 #   bench/run.sh --benchmark_filter=BM_chain/   # extra arguments go to the binary
+#   bench/run.sh --cache [--single-process] [...]   # the step-cache benchmarks
+#                                     # (penstock_cache_bench) instead; see RESULTS.md
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 single=0
-if [ "${1:-}" = "--single-process" ]; then
-  single=1
+target=penstock_bench
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --single-process) single=1 ;;
+    --cache) target=penstock_cache_bench ;;
+    *) break ;;
+  esac
   shift
-fi
+done
 cmake --preset bench
-cmake --build --preset bench --target penstock_bench
-binary=build/bench/bench/penstock_bench
+cmake --build --preset bench --target "$target"
+binary=build/bench/bench/$target
 results=build/bench/results/$(date +%Y%m%dT%H%M%S)
 mkdir -p "$results"
 common="--benchmark_repetitions=5 --benchmark_report_aggregates_only=true --benchmark_out_format=json"
 
 if [ "$single" = 1 ]; then
   # shellcheck disable=SC2086
-  "$binary" $common --benchmark_out="$results/penstock_bench.json" "$@" | tee "$results/console.txt"
+  "$binary" $common --benchmark_out="$results/$target.json" "$@" | tee "$results/console.txt"
 else
   # --benchmark_list_tests honours a --benchmark_filter among "$@".
   for name in $("$binary" --benchmark_list_tests "$@"); do
