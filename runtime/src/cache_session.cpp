@@ -125,6 +125,53 @@ cache_session::cache_session(const graph_description& graph, run_state& state, c
   for (std::size_t i = 0; i < graph.nodes.size(); ++i)
     for (const auto& in : graph.nodes[i].inputs)
       if (in.kind == input_kind::node && forced_[in.index]) forced_[i] = true;
+  plan();
+}
+
+// Looks up, level by level, every key that can be known before anything
+// runs: a step whose inputs are parameters and planned hits. One read
+// transaction per level (100 for 100 chains of 100 steps) instead of one
+// per step, and nothing to ask the store again when the step comes up.
+void cache_session::plan() {
+  const std::size_t n = graph_.nodes.size();
+  std::vector<std::uint32_t> depth(n, 0);
+  std::uint32_t deepest = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    for (const auto& in : graph_.nodes[i].inputs)
+      if (in.kind == input_kind::node) depth[i] = std::max(depth[i], depth[in.index] + 1);
+    deepest = std::max(deepest, depth[i]);
+  }
+  std::vector<std::vector<std::uint32_t>> levels(n == 0 ? 0 : deepest + 1);
+  for (std::uint32_t i = 0; i < n; ++i) levels[depth[i]].push_back(i);
+
+  std::vector<std::uint32_t> asked;
+  std::vector<digest> keys;
+  for (const auto& level : levels) {
+    asked.clear();
+    keys.clear();
+    for (auto i : level) {
+      const node_description& node = graph_.nodes[i];
+      if (forced_[i] || !node.cacheable || node.options.cache == cache_policy::never) continue;
+      compute_key(i);
+      if (!nodes_[i].key) continue;
+      asked.push_back(i);
+      keys.push_back(*nodes_[i].key);
+    }
+    if (keys.empty()) continue;
+    std::vector<cache_result> found;
+    try {
+      found = store_->lookup(keys);
+    } catch (const cache_error&) {
+      return;  // the run looks each step up itself, and reports what fails
+    }
+    for (std::size_t k = 0; k < asked.size(); ++k) {
+      if (!found[k].hit()) continue;
+      auto& me = nodes_[asked[k]];
+      me.planned_hit = true;
+      me.content = found[k].entry.content;
+      me.last_used = found[k].entry.last_used;
+    }
+  }
 }
 
 cache_session::~cache_session() = default;
@@ -148,26 +195,23 @@ bool cache_session::lookup(std::uint32_t i, step_report& report) {
   auto& me = nodes_[i];
   report.key = me.key;
   if (!me.key || forced_[i] || !node.cacheable || node.options.cache == cache_policy::never) return false;
-  cache_result found;
-  try {
-    found = store_->lookup(*me.key);
-  } catch (const cache_error& e) {
-    report.cache_note = e.what();
-    return false;
+  if (!me.planned_hit) {
+    cache_result found;
+    try {
+      found = store_->lookup(*me.key);
+    } catch (const cache_error& e) {
+      report.cache_note = e.what();
+      return false;
+    }
+    if (!found.hit()) {
+      report.cache_note = found.message;
+      return false;
+    }
+    me.content = found.entry.content;
+    me.last_used = found.entry.last_used;
   }
-  if (!found.hit()) {
-    report.cache_note = found.message;
-    return false;
-  }
-  // An index row whose blob is gone is a miss (the blob's digest is checked
-  // when it is read).
-  std::error_code ec;
-  if (!std::filesystem::exists(store_->blob_path(found.entry.content), ec)) {
-    report.cache_note = fmt::format("cached blob {} is missing; recomputing",
-                                    store_->blob_path(found.entry.content).string());
-    return false;
-  }
-  me.content = found.entry.content;
+  // The value stays in the store. A blob that turns out to be missing or
+  // damaged when it is read is a reported miss, and the value is computed.
   me.lazy.store(true, std::memory_order_release);
   report.cache_hit = true;
   report.status = step_status::succeeded;
@@ -271,6 +315,10 @@ void cache_session::abandon(std::uint32_t i) {
 }
 
 void cache_session::finish(const run_report& report) {
+  // Hits not marked used for an hour are marked now (gc's least recently
+  // used order); fresher ones are left alone, so a no-op rerun writes nothing
+  // but its run record.
+  const auto stale = std::chrono::system_clock::now() - std::chrono::hours(1);
   std::vector<digest> used;
   std::vector<step_record> records;
   for (std::uint32_t i = 0; i < graph_.nodes.size(); ++i) {
@@ -278,17 +326,22 @@ void cache_session::finish(const run_report& report) {
     auto& me = nodes_[i];
     if (me.lease.held()) me.lease.release();
     if (!me.key) continue;
-    if (report.steps[i].cache_hit) used.push_back(*me.key);
+    const step_report& step = report.steps[i];
+    if (step.cache_hit) {
+      if (me.last_used < stale) used.push_back(*me.key);
+      continue;
+    }
+    // `explain` compares with the last run that produced each step.
+    if (step.status != step_status::succeeded) continue;
     std::vector<std::optional<digest>> inputs;
     for (const auto& in : node.inputs)
       inputs.push_back(in.kind == input_kind::node    ? nodes_[in.index].content
                        : in.kind == input_kind::param ? param_digests_[in.index]
                                                       : std::nullopt);
-    const std::string parts = key_parts(graph_, i, state_, inputs, code_[i], me.content);
     records.push_back(step_record{.pipeline = std::string(graph_.name),
                                   .step = std::string(node.name),
                                   .key = *me.key,
-                                  .components = parts,
+                                  .components = key_parts(graph_, i, state_, inputs, code_[i], me.content),
                                   .run_id = run_id_,
                                   .when = std::chrono::system_clock::now()});
   }
@@ -307,8 +360,8 @@ void cache_session::finish(const run_report& report) {
     if (!s.cache_note.empty()) ++run.reported_misses;
   }
   try {
-    store_->touch(used);
-    store_->record_steps(records);
+    if (!used.empty()) store_->touch(used);
+    if (!records.empty()) store_->record_steps(records);
     store_->record_run(run);
   } catch (const cache_error& e) {
     fmt::print(stderr, "penstock: could not record run {} in the cache: {}\n", run_id_, e.what());

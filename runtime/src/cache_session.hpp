@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -126,9 +127,12 @@ class cache_session {
     cache_lease lease;
     std::string note;         // written under `mutex`
     bool recomputed = false;  // a hit whose value had to be computed after all; under `mutex`
+    bool planned_hit = false;  // found by plan() before the run started
+    std::chrono::system_clock::time_point last_used{};  // of its entry, on a hit
   };
 
   void compute_key(std::uint32_t i);
+  void plan();
 
   const graph_description& graph_;
   run_state& state_;
