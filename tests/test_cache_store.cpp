@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <latch>
 #include <limits>
 #include <map>
@@ -43,6 +44,7 @@ using penstock::digest;
 using penstock::hasher;
 using penstock::detail::r1::cache_entry;
 using penstock::detail::r1::cache_error;
+using penstock::detail::r1::cache_inline_max;
 using penstock::detail::r1::cache_result;
 using penstock::detail::r1::cache_status;
 using penstock::detail::r1::cache_store;
@@ -78,8 +80,9 @@ digest key_of(std::string_view name, std::uint64_t i = 0, std::uint64_t j = 0) {
   return hasher().update(name).update_value(i).update_value(j).finish();
 }
 
-// Deterministic bytes of a deterministic size (1 KiB .. 257 KiB) for a seed.
-std::vector<std::byte> value_for(std::uint64_t seed, std::size_t max_size = 256 << 10) {
+// Deterministic bytes of a deterministic size (min_size .. min_size + max_size,
+// by default 1 KiB .. 257 KiB: inline or in a blob file) for a seed.
+std::vector<std::byte> value_for(std::uint64_t seed, std::size_t max_size = 256 << 10, std::size_t min_size = 1024) {
   std::uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
   auto next = [&x] {
     x += 0x9e3779b97f4a7c15ULL;
@@ -88,11 +91,16 @@ std::vector<std::byte> value_for(std::uint64_t seed, std::size_t max_size = 256 
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
   };
-  std::vector<std::byte> out(1024 + next() % max_size);
+  std::vector<std::byte> out(min_size + next() % max_size);
   for (auto& b : out) b = static_cast<std::byte>(next());
   return out;
 }
 std::vector<std::byte> value_for(const digest& key) { return value_for(key.low ^ key.high); }
+// A value too large to be stored inline: it gets a blob file.
+std::vector<std::byte> blob_value_for(std::uint64_t seed) { return value_for(seed, 192 << 10, cache_inline_max + 1); }
+std::vector<std::byte> blob_value_for(const digest& key) { return blob_value_for(key.low ^ key.high); }
+// A value small enough to be stored inline.
+std::vector<std::byte> inline_value_for(std::uint64_t seed) { return value_for(seed, cache_inline_max - 1024); }
 
 digest digest_of(std::span<const std::byte> bytes) { return hasher().update(bytes.data(), bytes.size()).finish(); }
 
@@ -206,7 +214,7 @@ TEST(cache_store, contiguous_bytes_round_trip_with_their_index_row) {
   scratch_directory dir;
   cache_store store(dir.path());
   const digest key = key_of("round trip");
-  const auto bytes = value_for(key);
+  const auto bytes = blob_value_for(key);
 
   const auto put = store.put(key, bytes, {bytes_type, "run-1"});
   EXPECT_EQ(put.content, digest_of(bytes));
@@ -314,7 +322,7 @@ TEST(cache_store, get_reads_into_the_callers_buffer) {
 TEST(cache_store, same_bytes_under_two_keys_are_stored_once) {
   scratch_directory dir;
   cache_store store(dir.path());
-  const auto bytes = value_for(7);
+  const auto bytes = blob_value_for(7);
   const auto first = store.put(key_of("a"), bytes, {bytes_type, "r"});
   const auto second = store.put(key_of("b"), bytes, {bytes_type, "r"});
   const auto third =
@@ -337,7 +345,7 @@ TEST(cache_store, same_bytes_under_two_keys_are_stored_once) {
   EXPECT_EQ(stats.bytes, bytes.size());
 
   // Replacing what a key names.
-  const auto other = value_for(8);
+  const auto other = blob_value_for(8);
   store.put(key_of("a"), other, {bytes_type, "r2"});
   std::vector<std::byte> out;
   const auto r = store.get(key_of("a"), out);
@@ -435,7 +443,7 @@ void expect_reported_miss(cache_status expected, Damage&& damage, named names = 
   scratch_directory dir;
   cache_store store(dir.path());
   const digest key = key_of("damaged");
-  const auto bytes = value_for(key);
+  const auto bytes = blob_value_for(key);
   const auto put = store.put(key, bytes, {bytes_type, "r"});
   const fs::path blob = store.blob_path(put.content);
   damage(store, key, blob);
@@ -544,7 +552,7 @@ TEST(cache_store_damage, garbage_in_the_index_row) {
 TEST(cache_store_damage, garbage_rows_are_reported_by_lookup_and_removed_by_gc) {
   scratch_directory dir;
   cache_store store(dir.path());
-  for (int i = 0; i < 3; ++i) store.put(key_of("row", i), value_for(i), {bytes_type, "r"});
+  for (int i = 0; i < 3; ++i) store.put(key_of("row", i), blob_value_for(i), {bytes_type, "r"});
   damage_index(store.index_path(), "UPDATE entries SET type = 'text' WHERE key = ?1", key_of("row", 0));
   damage_index(store.index_path(), "UPDATE entries SET key = x'01' WHERE key = ?1", key_of("row", 1));
   const cache_result r = store.lookup(key_of("row", 0));
@@ -557,7 +565,7 @@ TEST(cache_store_damage, garbage_rows_are_reported_by_lookup_and_removed_by_gc) 
   EXPECT_EQ(many[0].status, cache_status::index_corrupt);
   EXPECT_NE(many[0].message.find(key_of("row", 2).hex()), std::string::npos) << many[0].message;
   EXPECT_EQ(many[1].status, cache_status::absent);
-  store.put(key_of("row", 2), value_for(2), {bytes_type, "r"});
+  store.put(key_of("row", 2), blob_value_for(2), {bytes_type, "r"});
 
   const auto gc = store.gc({});
   EXPECT_EQ(gc.bad_rows_removed, 1u) << "the row whose key is not a key";
@@ -569,7 +577,7 @@ TEST(cache_store_damage, garbage_rows_are_reported_by_lookup_and_removed_by_gc) 
 TEST(cache_store_damage, a_corrupt_blob_shared_by_two_keys_is_a_miss_for_both) {
   scratch_directory dir;
   cache_store store(dir.path());
-  const auto bytes = value_for(3);
+  const auto bytes = blob_value_for(3);
   const auto put = store.put(key_of("x"), bytes, {bytes_type, "r"});
   store.put(key_of("y"), bytes, {bytes_type, "r"});
   make_writable(store.blob_path(put.content));
@@ -584,9 +592,11 @@ TEST(cache_store_damage, a_corrupt_blob_shared_by_two_keys_is_a_miss_for_both) {
 
 // ---- writers killed at any point --------------------------------------------
 
-TEST(cache_store_crash, a_killed_writer_never_leaves_an_entry_that_reads_back_wrong) {
+namespace {
+
+// Writers of values of 1 KiB .. 1 KiB + max_size, killed at any point.
+void kill_writers(int iterations, std::size_t max_size) {
   scratch_directory dir;
-  constexpr int iterations = 60;
   constexpr int entries_per_child = 24;
   for (int it = 0; it < iterations; ++it) {
     // The child reports 'h' half-way through each streamed value and 'd' when
@@ -597,7 +607,9 @@ TEST(cache_store_crash, a_killed_writer_never_leaves_an_entry_that_reads_back_wr
       return key_of("crash", static_cast<std::uint64_t>(it), static_cast<std::uint64_t>(j));
     };
     // Pairs of entries share their bytes, so the "blob already there" path is killed too.
-    auto value_at = [it](int j) { return value_for(static_cast<std::uint64_t>(it * 1000 + j / 2), 128 << 10); };
+    auto value_at = [it, max_size](int j) {
+      return value_for(static_cast<std::uint64_t>(it * 1000 + j / 2), max_size);
+    };
     channel progress;
     const pid_t child = spawn([&] {
       progress.close_read();
@@ -652,6 +664,16 @@ TEST(cache_store_crash, a_killed_writer_never_leaves_an_entry_that_reads_back_wr
       EXPECT_EQ(count_temporaries(dir.path()), 0u) << "iteration " << it;
     }
   }
+}
+
+}  // namespace
+
+TEST(cache_store_crash, a_killed_writer_never_leaves_an_entry_that_reads_back_wrong) {
+  kill_writers(60, 128 << 10);  // inline values and blob files
+}
+
+TEST(cache_store_crash, a_killed_writer_of_inline_values_never_leaves_an_entry_that_reads_back_wrong) {
+  kill_writers(40, cache_inline_max - 1024);
 }
 
 // ---- several processes, one directory ----------------------------------------
@@ -880,7 +902,8 @@ TEST(cache_store_leases, waiting_ends_when_the_value_appears_or_the_time_is_up) 
 TEST(cache_store_gc, least_recently_used_go_first_until_the_budget_holds) {
   scratch_directory dir;
   cache_store store(dir.path());
-  std::vector<std::byte> bytes(1000);
+  constexpr std::uint64_t n = cache_inline_max + 1000;  // blob files
+  std::vector<std::byte> bytes(n);
   for (int i = 0; i < 4; ++i) {
     bytes[0] = static_cast<std::byte>(i);
     store.put(key_of("lru", i), bytes, {bytes_type, "r"});
@@ -890,26 +913,26 @@ TEST(cache_store_gc, least_recently_used_go_first_until_the_budget_holds) {
   const digest planned = key_of("lru", 1);
   store.touch(std::span(&planned, 1));  // and 1 after it
 
-  const auto gc = store.gc({.max_bytes = 2500});
+  const auto gc = store.gc({.max_bytes = 2 * n + n / 2});
   EXPECT_EQ(gc.entries_removed, 2u);
   EXPECT_EQ(gc.blobs_removed, 2u);
-  EXPECT_EQ(gc.bytes_freed, 2000u);
+  EXPECT_EQ(gc.bytes_freed, 2 * n);
   EXPECT_EQ(store.lookup(key_of("lru", 2)).status, cache_status::absent);
   EXPECT_EQ(store.lookup(key_of("lru", 3)).status, cache_status::absent);
   EXPECT_TRUE(store.lookup(key_of("lru", 0)).hit());
   EXPECT_TRUE(store.lookup(key_of("lru", 1)).hit());
   const auto stats = store.stats();
   EXPECT_EQ(stats.entries, 2u);
-  EXPECT_EQ(stats.bytes, 2000u);
+  EXPECT_EQ(stats.bytes, 2 * n);
   EXPECT_EQ(count_files(dir.path() / "blobs"), 2u);
 
-  EXPECT_EQ(store.gc({.max_bytes = 2000}).entries_removed, 0u) << "within budget";
+  EXPECT_EQ(store.gc({.max_bytes = 2 * n}).entries_removed, 0u) << "within budget";
 }
 
 TEST(cache_store_gc, a_shared_blob_stays_until_its_last_entry_goes) {
   scratch_directory dir;
   cache_store store(dir.path());
-  const auto bytes = value_for(5);
+  const auto bytes = blob_value_for(5);
   const auto put = store.put(key_of("s", 1), bytes, {bytes_type, "r"});
   store.put(key_of("s", 2), bytes, {bytes_type, "r"});
   const digest one = key_of("s", 1);
@@ -960,7 +983,7 @@ TEST(cache_store_gc, orphan_blobs_are_collected) {
 TEST(cache_store_gc, never_removes_the_blob_a_reader_is_reading) {
   scratch_directory dir;
   const digest key = key_of("being read");
-  const auto bytes = value_for(key);
+  const auto bytes = blob_value_for(key);
   fs::path blob;
   {
     cache_store store(dir.path());
@@ -1379,7 +1402,7 @@ PRAGMA user_version=1;
 
   {
     cache_store store(dir.path());
-    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 2);
+    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 3);
     std::vector<std::byte> out;
     const cache_result got = store.get(key, out);
     ASSERT_TRUE(got.hit()) << got.message;
@@ -1390,8 +1413,8 @@ PRAGMA user_version=1;
     const step_record steps[] = {step_of("p", "s", "new-run", t0)};
     store.record_steps(steps);
   }
-  cache_store again(dir.path());  // a second open finds version 2 and changes nothing
-  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 2);
+  cache_store again(dir.path());  // a second open finds version 3 and changes nothing
+  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 3);
   EXPECT_EQ(again.last_run("p")->run_id, "new-run");
   EXPECT_EQ(again.last_steps("p").size(), 1u);
   EXPECT_TRUE(again.lookup(key).hit());
@@ -1401,13 +1424,326 @@ TEST(cache_store_schema, an_index_of_a_newer_schema_is_refused_untouched) {
   scratch_directory dir;
   { cache_store create(dir.path()); }
   const fs::path index = dir.path() / "index.sqlite";
-  exec_sql(index, "PRAGMA user_version=3");
+  exec_sql(index, "PRAGMA user_version=4");
   try {
     cache_store store(dir.path());
     ADD_FAILURE() << "expected cache_error";
   } catch (const cache_error& e) {
-    EXPECT_NE(std::string(e.what()).find("schema version 3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("schema version 4"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find(index.string()), std::string::npos) << e.what();
   }
+  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
+}
+
+// ---- inline values ----------------------------------------------------------------
+
+TEST(cache_store_inline, small_values_round_trip_in_the_index_row_without_a_file) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const std::vector<std::size_t> sizes = {0, 1, 100, 4096, 4097, 60'000, cache_inline_max};
+  std::vector<std::byte> out;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE(sizes[i]);
+    std::vector<std::byte> bytes(sizes[i]);
+    for (std::size_t b = 0; b < bytes.size(); ++b) bytes[b] = static_cast<std::byte>(b * 7 + i);
+    const digest key = key_of("inline", i);
+    const digest streamed_key = key_of("inline streamed", i);
+    const auto put = store.put(key, bytes, {bytes_type, "r"});
+    EXPECT_TRUE(put.inline_value);
+    EXPECT_FALSE(put.wrote_blob);
+    EXPECT_EQ(put.content, digest_of(bytes));
+    EXPECT_EQ(put.size, bytes.size());
+    // The streaming put, in small writes (the buffer grows) and one big one.
+    const auto streamed = store.put(streamed_key,
+                                    [&](std::ostream& o) {
+                                      const auto half = bytes.size() / 2;
+                                      for (std::size_t b = 0; b < half; ++b) o.put(static_cast<char>(bytes[b]));
+                                      o.write(reinterpret_cast<const char*>(bytes.data()) + half,
+                                              static_cast<std::streamsize>(bytes.size() - half));
+                                      return digest_of(bytes);
+                                    },
+                                    {bytes_type, "r"});
+    EXPECT_TRUE(streamed.inline_value);
+    EXPECT_EQ(streamed.content, put.content);
+
+    for (const digest& k : {key, streamed_key}) {
+      const cache_result found = store.lookup(k);
+      ASSERT_TRUE(found.hit());
+      EXPECT_TRUE(found.entry.inline_value);
+      EXPECT_EQ(found.entry.size, bytes.size());
+      const cache_result got = store.get(k, out);
+      ASSERT_TRUE(got.hit()) << got.message;
+      EXPECT_TRUE(got.entry.inline_value);
+      EXPECT_EQ(out, bytes);
+      std::string loaded;
+      ASSERT_TRUE(
+          store.load(k, [&](std::istream& in) { loaded.assign(std::istreambuf_iterator<char>(in), {}); }).hit());
+      EXPECT_EQ(loaded.size(), bytes.size());
+    }
+  }
+  EXPECT_EQ(count_files(dir.path() / "blobs"), 0u) << "no blob file, no temporary file";
+
+  // One byte more is a blob file, streamed or not.
+  std::vector<std::byte> large(cache_inline_max + 1, std::byte{5});
+  EXPECT_FALSE(store.put(key_of("large"), large, {bytes_type, "r"}).inline_value);
+  const auto large_streamed = store.put(key_of("large streamed"),
+                                        [&](std::ostream& o) {
+                                          for (const auto b : large) o.put(static_cast<char>(b));
+                                          return digest_of(large);
+                                        },
+                                        {bytes_type, "r"});
+  EXPECT_FALSE(large_streamed.inline_value);
+  EXPECT_EQ(count_files(dir.path() / "blobs"), 1u);
+  ASSERT_TRUE(store.get(key_of("large streamed"), out).hit());
+  EXPECT_EQ(out, large);
+  EXPECT_FALSE(store.lookup(key_of("large")).entry.inline_value);
+
+  std::uint64_t inline_bytes = 0;
+  for (const auto size : sizes) inline_bytes += 2 * size;
+  const auto stats = store.stats();
+  EXPECT_EQ(stats.entries, 2 * sizes.size() + 2);
+  EXPECT_EQ(stats.inline_values, 2 * sizes.size());
+  EXPECT_EQ(stats.blobs, 1u);
+  EXPECT_EQ(stats.bytes, inline_bytes + large.size());
+
+  // A failing save leaves nothing; a wrong digest is an error.
+  EXPECT_THROW(store.put(key_of("bad"),
+                         [](std::ostream& o) {
+                           o << "abc";
+                           return digest{1, 2};
+                         },
+                         {bytes_type, "r"}),
+               cache_error);
+  EXPECT_EQ(store.lookup(key_of("bad")).status, cache_status::absent);
+
+  const auto gc = store.gc({.max_bytes = 0});
+  EXPECT_EQ(gc.entries_removed, 2 * sizes.size() + 2);
+  EXPECT_EQ(gc.blobs_removed, 1u);
+  EXPECT_EQ(gc.bytes_freed, inline_bytes + large.size());
+  EXPECT_EQ(store.stats().entries, 0u);
+}
+
+TEST(cache_store_inline, damaged_inline_values_are_reported_misses_that_remove_the_row) {
+  struct damage {
+    const char* sql;
+    cache_status expected;
+  };
+  for (const auto& [sql, expected] : {
+           damage{"UPDATE entries SET inline_value = zeroblob(length(inline_value)) WHERE key = ?1",
+                  cache_status::blob_corrupt},
+           damage{"UPDATE entries SET inline_value = substr(inline_value, 1, 10) WHERE key = ?1",
+                  cache_status::blob_truncated},
+           damage{"UPDATE entries SET size = size + 1 WHERE key = ?1", cache_status::blob_truncated},
+           damage{"UPDATE entries SET digest = randomblob(16) WHERE key = ?1", cache_status::blob_corrupt},
+           damage{"UPDATE entries SET inline_value = 'text' WHERE key = ?1", cache_status::index_corrupt},
+           damage{"UPDATE entries SET inline_value = 42 WHERE key = ?1", cache_status::index_corrupt},
+       }) {
+    SCOPED_TRACE(sql);
+    scratch_directory dir;
+    cache_store store(dir.path());
+    const digest key = key_of("damaged inline");
+    const auto bytes = inline_value_for(17);
+    const auto put = store.put(key, bytes, {bytes_type, "r"});
+    ASSERT_TRUE(put.inline_value);
+    damage_index(store.index_path(), sql, key);
+
+    std::vector<std::byte> out;
+    const cache_result r = store.get(key, out);
+    EXPECT_EQ(r.status, expected) << r.message;
+    EXPECT_NE(r.message.find(key.hex()), std::string::npos) << r.message;
+    EXPECT_NE(r.message.find(store.index_path().string()), std::string::npos) << r.message;
+    EXPECT_EQ(store.lookup(key).status, cache_status::absent) << "the row was removed";
+    EXPECT_EQ(store.get(key, out).status, cache_status::absent) << "a reported miss is reported once";
+
+    store.put(key, bytes, {bytes_type, "again"});  // the recompute
+    const cache_result again = store.get(key, out);
+    ASSERT_TRUE(again.hit()) << again.message;
+    EXPECT_EQ(out, bytes);
+  }
+  // gc removes rows whose inline value is neither null nor a blob.
+  scratch_directory dir;
+  cache_store store(dir.path());
+  store.put(key_of("gc inline"), inline_value_for(1), {bytes_type, "r"});
+  damage_index(store.index_path(), "UPDATE entries SET inline_value = 'text' WHERE key = ?1", key_of("gc inline"));
+  EXPECT_EQ(store.gc({}).bad_rows_removed, 1u);
+}
+
+TEST(cache_store_inline, an_inline_value_and_a_blob_with_the_same_digest_are_independent) {
+  // An index migrated from schema 2 may name a small blob file; a new put of
+  // the same bytes under another key is inline. Damage to one is not the other's.
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const auto bytes = inline_value_for(4);
+  const digest content = digest_of(bytes);
+  const fs::path blob = store.blob_path(content);
+  fs::create_directories(blob.parent_path());
+  std::ofstream(blob, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), 10);  // a truncated blob
+  exec_sql(store.index_path(), "INSERT INTO entries VALUES(X'" + key_of("file").hex() + "', X'" + content.hex() +
+                                   "', " + std::to_string(bytes.size()) + ", X'" + bytes_type.hex() +
+                                   "', 'old', 1, 2, NULL)");
+  store.put(key_of("inline"), bytes, {bytes_type, "r"});
+  std::vector<std::byte> out;
+  EXPECT_EQ(store.get(key_of("file"), out).status, cache_status::blob_truncated);
+  EXPECT_FALSE(fs::exists(blob));
+  const cache_result r = store.get(key_of("inline"), out);
+  ASSERT_TRUE(r.hit()) << "the inline row has its own copy: " << r.message;
+  EXPECT_EQ(out, bytes);
+}
+
+TEST(cache_store_schema, an_index_of_schema_2_is_migrated_and_keeps_its_entries) {
+  scratch_directory dir;
+  const fs::path index = dir.path() / "index.sqlite";
+  // What the schema 2 cache store created, verbatim (entries without inline_value).
+  const std::string schema_2 = R"sql(
+PRAGMA journal_mode=WAL;
+CREATE TABLE IF NOT EXISTS entries(
+  key BLOB PRIMARY KEY,
+  digest BLOB NOT NULL,
+  size INTEGER NOT NULL,
+  type BLOB NOT NULL,
+  run_id TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  last_used INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_digest ON entries(digest);
+CREATE INDEX IF NOT EXISTS entries_by_use ON entries(last_used);
+CREATE TABLE IF NOT EXISTS leases(
+  key BLOB PRIMARY KEY,
+  owner BLOB NOT NULL,
+  id INTEGER NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  expires INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS in_use(
+  digest BLOB NOT NULL,
+  owner BLOB NOT NULL,
+  id INTEGER NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  expires INTEGER NOT NULL,
+  PRIMARY KEY(digest, owner, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs(
+  seq INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL UNIQUE,
+  pipeline TEXT NOT NULL,
+  started INTEGER NOT NULL,
+  wall INTEGER NOT NULL,
+  steps INTEGER NOT NULL,
+  hits INTEGER NOT NULL,
+  computed INTEGER NOT NULL,
+  reported_misses INTEGER NOT NULL,
+  failed INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs(pipeline, started);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs(started);
+CREATE TABLE IF NOT EXISTS steps(
+  pipeline TEXT NOT NULL,
+  step TEXT NOT NULL,
+  key BLOB NOT NULL,
+  components TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  recorded INTEGER NOT NULL,
+  PRIMARY KEY(pipeline, step)
+) WITHOUT ROWID;
+PRAGMA user_version=2;
+)sql";
+  // Two entries of schema 2, both with blob files: one small, one large.
+  std::string rows;
+  const std::vector<std::vector<std::byte>> values = {inline_value_for(1), blob_value_for(2)};
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const digest content = digest_of(values[i]);
+    const fs::path blob = dir.path() / "blobs" / content.hex().substr(0, 2) / content.hex();
+    fs::create_directories(blob.parent_path());
+    std::ofstream(blob, std::ios::binary)
+        .write(reinterpret_cast<const char*>(values[i].data()), static_cast<std::streamsize>(values[i].size()));
+    rows += "INSERT INTO entries VALUES(X'" + key_of("from schema 2", i).hex() + "', X'" + content.hex() + "', " +
+            std::to_string(values[i].size()) + ", X'" + bytes_type.hex() + "', 'old-run', 1, 2);";
+  }
+  exec_sql(index, schema_2 + rows +
+                      "INSERT INTO runs(run_id, pipeline, started, wall, steps, hits, computed, "
+                      "reported_misses, failed) VALUES('old-run', 'p', 5, 0, 0, 0, 0, 0, 0);");
+  ASSERT_EQ(query_integer(index, "PRAGMA user_version"), 2);
+
+  {
+    cache_store store(dir.path());
+    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 3);
+    EXPECT_EQ(query_integer(index, "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'inline_value'"), 1);
+    std::vector<std::byte> out;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      const cache_result got = store.get(key_of("from schema 2", i), out);
+      ASSERT_TRUE(got.hit()) << got.message;
+      EXPECT_FALSE(got.entry.inline_value) << "old rows keep their blob files";
+      EXPECT_EQ(got.entry.run_id, "old-run");
+      EXPECT_EQ(out, values[i]);
+    }
+    EXPECT_EQ(store.last_run("p")->run_id, "old-run");
+    const auto put = store.put(key_of("new"), values[0], {bytes_type, "new-run"});
+    EXPECT_TRUE(put.inline_value) << "new small values are inline";
+    ASSERT_TRUE(store.get(key_of("new"), out).hit());
+    EXPECT_EQ(out, values[0]);
+    const auto stats = store.stats();
+    EXPECT_EQ(stats.entries, 3u);
+    EXPECT_EQ(stats.blobs, 2u);
+    EXPECT_EQ(stats.inline_values, 1u);
+    EXPECT_EQ(store.gc({}).orphans_removed, 0u) << "the small blob file is still named by its old row";
+  }
+  cache_store again(dir.path());  // a second open finds version 3 and changes nothing
   EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 3);
+  std::vector<std::byte> out;
+  for (std::size_t i = 0; i < values.size(); ++i) EXPECT_TRUE(again.get(key_of("from schema 2", i), out).hit());
+  EXPECT_TRUE(again.get(key_of("new"), out).hit());
+}
+
+TEST(cache_store_leases, put_with_the_lease_releases_it_with_the_row) {
+  scratch_directory dir;
+  cache_store mine(dir.path());
+  cache_store theirs(dir.path());
+  int n = 0;
+  for (const auto& bytes : {inline_value_for(1), blob_value_for(2)}) {
+    for (const bool streamed : {false, true}) {
+      SCOPED_TRACE(n);
+      const digest key = key_of("leased put", static_cast<std::uint64_t>(n++));
+      auto attempt = mine.try_acquire(key, 60s);
+      ASSERT_EQ(attempt.status, lease_status::acquired);
+      EXPECT_EQ(theirs.try_acquire(key, 60s).status, lease_status::held);
+      const auto put = streamed ? mine.put(
+                                      key,
+                                      [&](std::ostream& o) {
+                                        o.write(reinterpret_cast<const char*>(bytes.data()),
+                                                static_cast<std::streamsize>(bytes.size()));
+                                        return digest_of(bytes);
+                                      },
+                                      {bytes_type, "r"}, &attempt.lease)
+                                : mine.put(key, bytes, {bytes_type, "r"}, &attempt.lease);
+      EXPECT_EQ(put.inline_value, bytes.size() <= cache_inline_max);
+      EXPECT_FALSE(attempt.lease.held()) << "released by the put";
+      EXPECT_FALSE(attempt.lease.release()) << "and so already given back";
+      EXPECT_EQ(mine.stats().leases, 0u);
+      EXPECT_EQ(theirs.try_acquire(key, 60s).status, lease_status::cached);
+      ASSERT_TRUE(theirs.erase(key));
+      auto next = theirs.try_acquire(key, 60s);
+      EXPECT_EQ(next.status, lease_status::acquired) << "another store can take the key";
+      EXPECT_TRUE(next.holder.empty()) << "the lease was released, not taken over: " << next.holder;
+    }
+  }
+
+  // A lease of another store or key is refused, and stays held.
+  const digest key = key_of("leased put", 99);
+  auto theirs_lease = theirs.try_acquire(key, 60s);
+  ASSERT_EQ(theirs_lease.status, lease_status::acquired);
+  EXPECT_THROW(mine.put(key, inline_value_for(3), {bytes_type, "r"}, &theirs_lease.lease), std::invalid_argument);
+  EXPECT_THROW(theirs.put(key_of("other key"), inline_value_for(3), {bytes_type, "r"}, &theirs_lease.lease),
+               std::invalid_argument);
+  EXPECT_TRUE(theirs_lease.lease.held());
+  EXPECT_EQ(mine.lookup(key).status, cache_status::absent);
+  EXPECT_EQ(mine.try_acquire(key, 60s).status, lease_status::held);
+  // A failing save leaves the lease held too.
+  EXPECT_THROW(theirs.put(
+                   key, [](std::ostream&) -> digest { throw std::runtime_error("save failed"); }, {bytes_type, "r"},
+                   &theirs_lease.lease),
+               std::runtime_error);
+  EXPECT_TRUE(theirs_lease.lease.held());
+  EXPECT_TRUE(theirs_lease.lease.release());
 }

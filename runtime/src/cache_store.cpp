@@ -18,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <istream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <ostream>
@@ -48,8 +49,11 @@ constexpr std::size_t max_io = 0x7ffff000;
 // A temporary file nobody touched for this long is abandoned, whoever wrote it.
 constexpr auto abandoned_after = std::chrono::hours(24);
 // 1: entries, leases, in_use. 2: adds runs and steps (run and step records);
-// the tables of version 1 are unchanged. See schema_sql.
-constexpr int schema_version = 2;
+// the tables of version 1 are unchanged. 3: adds entries.inline_value (NULL:
+// the value is in a blob file; else its bytes). See schema_sql and open().
+constexpr int schema_version = 3;
+// The streaming put's first buffer; it grows as the value does.
+constexpr std::size_t first_buffer = 4096;
 
 std::string errno_text(int error) { return std::generic_category().message(error); }
 
@@ -120,6 +124,14 @@ class unique_fd {
   explicit unique_fd(int fd = -1) noexcept : fd_(fd) {}
   unique_fd(const unique_fd&) = delete;
   unique_fd& operator=(const unique_fd&) = delete;
+  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  unique_fd& operator=(unique_fd&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
   ~unique_fd() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -220,27 +232,45 @@ class memory_streambuf final : public std::streambuf {
   }
 };
 
-// Writes to a file descriptor through a buffer, hashing every byte on its
-// way out. Large writes (a cereal vector of floats is one sputn) bypass the
-// buffer. Errors are kept, not thrown: std::ostream would swallow them.
-class hashing_file_streambuf final : public std::streambuf {
+// Collects a streamed value: in memory while it fits in cache_inline_max
+// bytes (the buffer starts small and grows), then, once it outgrows that, in
+// a temporary file through a buffer of io_chunk bytes, hashing every byte on
+// its way out. Large writes (a cereal vector of floats is one sputn) bypass
+// the buffer. Errors are kept, not thrown: std::ostream would swallow them.
+// The temporary file, if any, is removed by the destructor unless release()d.
+class staging_streambuf final : public std::streambuf {
  public:
-  explicit hashing_file_streambuf(int fd) : fd_(fd), buffer_(io_chunk) {
-    setp(buffer_.data(), buffer_.data() + buffer_.size());
+  explicit staging_streambuf(std::function<fs::path()> temporary_path) : temporary_path_(std::move(temporary_path)) {}
+  staging_streambuf(const staging_streambuf&) = delete;
+  staging_streambuf& operator=(const staging_streambuf&) = delete;
+  ~staging_streambuf() override {
+    fd_ = unique_fd();
+    if (!temp_.empty()) ::unlink(temp_.c_str());
   }
+
   [[nodiscard]] int error() const noexcept { return error_; }
+  [[nodiscard]] bool spilled() const noexcept { return !temp_.empty(); }
+  [[nodiscard]] const fs::path& temporary() const noexcept { return temp_; }
+  // The value, while it has not spilled to a file.
+  [[nodiscard]] std::span<const std::byte> memory() const noexcept {
+    return {reinterpret_cast<const std::byte*>(pbase()), static_cast<std::size_t>(pptr() - pbase())};
+  }
+  // After a flush of a spilled value: its size and digest.
   [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
   [[nodiscard]] digest finish() const noexcept { return hash_.finish(); }
+  // fsyncs and closes the temporary file, and hands it over to the caller.
+  fs::path complete() {
+    sync_file(fd_.get(), temp_);
+    fd_.close(temp_);
+    return std::exchange(temp_, fs::path());
+  }
 
  protected:
-  int sync() override { return drain() ? 0 : -1; }
+  int sync() override { return !spilled() || drain() ? 0 : -1; }
   int_type overflow(int_type ch) override {
-    if (!drain()) return traits_type::eof();
-    if (!traits_type::eq_int_type(ch, traits_type::eof())) {
-      *pptr() = traits_type::to_char_type(ch);
-      pbump(1);
-    }
-    return traits_type::not_eof(ch);
+    if (traits_type::eq_int_type(ch, traits_type::eof())) return sync() == 0 ? traits_type::not_eof(ch) : ch;
+    const char c = traits_type::to_char_type(ch);
+    return xsputn(&c, 1) == 1 ? ch : traits_type::eof();
   }
   std::streamsize xsputn(const char* data, std::streamsize n) override {
     if (n <= 0) return 0;
@@ -249,12 +279,28 @@ class hashing_file_streambuf final : public std::streambuf {
     if (size <= room) {
       std::memcpy(pptr(), data, size);
       pbump(static_cast<int>(size));
-    } else if (size < buffer_.size()) {  // top the buffer up, write it, keep the rest
-      std::memcpy(pptr(), data, room);
-      pbump(static_cast<int>(room));
+      return n;
+    }
+    if (!spilled()) {
+      const auto used = static_cast<std::size_t>(pptr() - pbase());
+      if (used + size <= cache_inline_max) {
+        grow(used + size);
+        std::memcpy(pptr(), data, size);
+        pbump(static_cast<int>(size));
+        return n;
+      }
+      if (!spill()) return 0;
+    }
+    const auto file_room = static_cast<std::size_t>(epptr() - pptr());
+    if (size <= file_room) {
+      std::memcpy(pptr(), data, size);
+      pbump(static_cast<int>(size));
+    } else if (size < io_chunk) {  // top the buffer up, write it, keep the rest
+      std::memcpy(pptr(), data, file_room);
+      pbump(static_cast<int>(file_room));
       if (!drain()) return 0;
-      std::memcpy(pptr(), data + room, size - room);
-      pbump(static_cast<int>(size - room));
+      std::memcpy(pptr(), data + file_room, size - file_room);
+      pbump(static_cast<int>(size - file_room));
     } else if (!drain() || !emit(data, size)) {
       return 0;
     }
@@ -262,10 +308,38 @@ class hashing_file_streambuf final : public std::streambuf {
   }
 
  private:
+  // Makes the memory buffer hold at least `needed` bytes (<= cache_inline_max).
+  void grow(std::size_t needed) {
+    std::size_t capacity = std::max(first_buffer, static_cast<std::size_t>(epptr() - pbase()));
+    while (capacity < needed) capacity *= 2;
+    capacity = std::min(capacity, cache_inline_max);
+    auto bigger = std::make_unique_for_overwrite<char[]>(capacity);
+    const auto used = static_cast<std::size_t>(pptr() - pbase());
+    if (used > 0) std::memcpy(bigger.get(), pbase(), used);
+    buffer_ = std::move(bigger);
+    setp(buffer_.get(), buffer_.get() + capacity);
+    pbump(static_cast<int>(used));
+  }
+  // The value outgrew memory: opens the temporary file, writes what was
+  // collected so far, and goes on with a file buffer.
+  bool spill() {
+    fs::path temp = temporary_path_();
+    fd_ = unique_fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+    if (!fd_) {
+      error_ = errno;
+      return false;
+    }
+    temp_ = std::move(temp);
+    auto file_buffer = std::make_unique_for_overwrite<char[]>(io_chunk);
+    const bool written = emit(pbase(), static_cast<std::size_t>(pptr() - pbase()));
+    buffer_ = std::move(file_buffer);
+    setp(buffer_.get(), buffer_.get() + io_chunk);
+    return written;
+  }
   bool drain() {
     const auto pending = static_cast<std::size_t>(pptr() - pbase());
-    setp(buffer_.data(), buffer_.data() + buffer_.size());
-    return emit(buffer_.data(), pending);
+    setp(pbase(), epptr());
+    return emit(pbase(), pending);
   }
   bool emit(const char* data, std::size_t size) {
     if (error_ != 0) return false;
@@ -274,7 +348,7 @@ class hashing_file_streambuf final : public std::streambuf {
       hash_.update(data, piece);
       std::size_t done = 0;
       while (done < piece) {
-        const ssize_t w = ::write(fd_, data + done, piece - done);
+        const ssize_t w = ::write(fd_.get(), data + done, piece - done);
         if (w < 0) {
           if (errno == EINTR) continue;
           error_ = errno;
@@ -289,8 +363,10 @@ class hashing_file_streambuf final : public std::streambuf {
     return true;
   }
 
-  int fd_;
-  std::vector<char> buffer_;
+  std::function<fs::path()> temporary_path_;
+  std::unique_ptr<char[]> buffer_;
+  fs::path temp_;
+  unique_fd fd_;
   hasher hash_;
   std::uint64_t size_ = 0;
   int error_ = 0;
@@ -302,8 +378,9 @@ class hashing_file_streambuf final : public std::streambuf {
 // steps the run and step records (counts are stored as 64-bit integers, bit
 // for bit). Every table is created IF NOT EXISTS, so running this on an index
 // of any older version (or on a new, empty one) brings it to schema_version,
-// in open()'s transaction: that is the migration. A change to an existing
-// table would need an explicit step here, keyed on the old user_version.
+// in open()'s transaction: that is the migration, together with the steps
+// open() takes for changes to existing tables, keyed on the old user_version
+// (3: entries.inline_value is added to an older entries table).
 constexpr const char* schema_sql = R"sql(
 CREATE TABLE IF NOT EXISTS entries(
   key BLOB PRIMARY KEY,
@@ -312,7 +389,8 @@ CREATE TABLE IF NOT EXISTS entries(
   type BLOB NOT NULL,
   run_id TEXT NOT NULL,
   created INTEGER NOT NULL,
-  last_used INTEGER NOT NULL
+  last_used INTEGER NOT NULL,
+  inline_value BLOB
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_digest ON entries(digest);
 CREATE INDEX IF NOT EXISTS entries_by_use ON entries(last_used);
@@ -358,14 +436,25 @@ CREATE TABLE IF NOT EXISTS steps(
 ) WITHOUT ROWID;
 )sql";
 
+// Column 7 says where the value is ('null': a blob file, 'blob': inline)
+// without reading it; get() reads it as column 8.
 constexpr const char* select_entry_sql =
-    "SELECT key, digest, size, type, run_id, created, last_used FROM entries WHERE key = ?1";
+    "SELECT key, digest, size, type, run_id, created, last_used, typeof(inline_value) FROM entries WHERE key = ?1";
+constexpr const char* select_entry_value_sql =
+    "SELECT key, digest, size, type, run_id, created, last_used, typeof(inline_value), inline_value FROM entries "
+    "WHERE key = ?1";
 constexpr const char* insert_entry_sql =
-    "INSERT OR REPLACE INTO entries(key, digest, size, type, run_id, created, last_used) "
-    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)";
+    "INSERT OR REPLACE INTO entries(key, digest, size, type, run_id, created, last_used, inline_value) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)";
+constexpr const char* has_inline_column_sql =
+    "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'inline_value'";
+constexpr const char* add_inline_column_sql = "ALTER TABLE entries ADD COLUMN inline_value BLOB";
+// A bad inline value goes with its row only if the row still holds it.
+constexpr const char* delete_inline_entry_sql =
+    "DELETE FROM entries WHERE key = ?1 AND digest = ?2 AND inline_value = ?3";
 constexpr const char* touch_entry_sql = "UPDATE entries SET last_used = ?2 WHERE key = ?1";
 constexpr const char* delete_entry_sql = "DELETE FROM entries WHERE key = ?1";
-constexpr const char* delete_entries_of_digest_sql = "DELETE FROM entries WHERE digest = ?1";
+constexpr const char* delete_entries_of_digest_sql = "DELETE FROM entries WHERE digest = ?1 AND inline_value IS NULL";
 constexpr const char* insert_mark_sql =
     "INSERT OR REPLACE INTO in_use(digest, owner, id, pid, host, expires) VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
 constexpr const char* delete_mark_sql = "DELETE FROM in_use WHERE digest = ?1 AND owner = ?2 AND id = ?3";
@@ -376,19 +465,22 @@ constexpr const char* insert_lease_sql =
 constexpr const char* delete_lease_sql = "DELETE FROM leases WHERE key = ?1 AND owner = ?2 AND id = ?3";
 constexpr const char* renew_lease_sql = "UPDATE leases SET expires = ?4 WHERE key = ?1 AND owner = ?2 AND id = ?3";
 constexpr const char* select_leases_sql = "SELECT key, owner, id, pid, host, expires FROM leases";
-constexpr const char* select_lru_sql = "SELECT key, digest, size, last_used FROM entries ORDER BY last_used, created";
-constexpr const char* select_digests_sql = "SELECT DISTINCT digest FROM entries";
+constexpr const char* select_lru_sql =
+    "SELECT key, digest, size, last_used, inline_value IS NOT NULL FROM entries ORDER BY last_used, created";
+constexpr const char* select_digests_sql = "SELECT DISTINCT digest FROM entries WHERE inline_value IS NULL";
 // A row any of whose columns has the wrong type or length can only be
 // removed: nothing in it can be trusted.
 constexpr const char* delete_bad_rows_sql =
     "DELETE FROM entries WHERE typeof(key) != 'blob' OR length(key) != 16 OR typeof(digest) != 'blob' "
     "OR length(digest) != 16 OR typeof(size) != 'integer' OR size < 0 OR typeof(type) != 'blob' "
     "OR length(type) != 16 OR typeof(run_id) != 'text' OR typeof(created) != 'integer' "
-    "OR typeof(last_used) != 'integer'";
+    "OR typeof(last_used) != 'integer' OR typeof(inline_value) NOT IN ('null', 'blob')";
 constexpr const char* count_entries_sql = "SELECT count(*) FROM entries";
 constexpr const char* count_blobs_sql =
     "SELECT count(*), coalesce(sum(size), 0) FROM (SELECT digest, max(size) AS size FROM entries "
-    "WHERE typeof(size) = 'integer' GROUP BY digest)";
+    "WHERE typeof(size) = 'integer' AND inline_value IS NULL GROUP BY digest)";
+constexpr const char* count_inline_sql =
+    "SELECT count(*), coalesce(sum(size), 0) FROM entries WHERE typeof(size) = 'integer' AND inline_value IS NOT NULL";
 constexpr const char* count_leases_sql = "SELECT count(*) FROM leases";
 
 // Run records: INSERT OR REPLACE keeps one row per run_id. The prune keeps the
@@ -438,6 +530,13 @@ class query {
     return check(sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT));
   }
   query& bind(int index, std::int64_t value) { return check(sqlite3_bind_int64(statement_, index, value)); }
+  // Bytes that outlive the statement's use (the query resets it), so not copied.
+  query& bind(int index, std::span<const std::byte> bytes) {
+    static constexpr std::byte none{};
+    return check(
+        sqlite3_bind_blob64(statement_, index, bytes.empty() ? &none : bytes.data(), bytes.size(), SQLITE_STATIC));
+  }
+  query& bind_null(int index) { return check(sqlite3_bind_null(statement_, index)); }
   query& bind(int index, std::string_view text) {
     return check(sqlite3_bind_text64(statement_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
   }
@@ -460,6 +559,12 @@ class query {
     if (type(column) != SQLITE_BLOB) return std::nullopt;
     const void* data = sqlite3_column_blob(statement_, column);
     return digest_from(data, sqlite3_column_bytes(statement_, column));
+  }
+  [[nodiscard]] std::span<const std::byte> bytes_at(int column) const noexcept {
+    const void* data = sqlite3_column_blob(statement_, column);
+    const int size = sqlite3_column_bytes(statement_, column);
+    if (data == nullptr || size <= 0) return {};
+    return {static_cast<const std::byte*>(data), static_cast<std::size_t>(size)};
   }
   [[nodiscard]] std::optional<digest_bytes> token_at(int column) const noexcept {
     auto d = digest_at(column);
@@ -505,7 +610,8 @@ std::optional<owner_row> read_owner(const query& q, int first) {
   return owner_row{*owner, q.integer(first + 1), q.integer(first + 2), q.text(first + 3), q.integer(first + 4)};
 }
 
-// Parses the columns of select_entry_sql; on failure says which column is bad.
+// Parses the columns of select_entry_sql (the first 8 of
+// select_entry_value_sql); on failure says which column is bad.
 std::optional<cache_entry> read_entry(const query& q, std::string& why) {
   cache_entry e;
   const auto key = q.digest_at(0);
@@ -523,7 +629,10 @@ std::optional<cache_entry> read_entry(const query& q, std::string& why) {
     why = "the run_id column is not text";
   } else if (q.type(5) != SQLITE_INTEGER || q.type(6) != SQLITE_INTEGER) {
     why = "the created / last_used columns are not integers";
+  } else if (const std::string where = q.text(7); where != "null" && where != "blob") {
+    why = "the inline_value column is neither null nor a blob";
   } else {
+    e.inline_value = where == "blob";
     e.key = *key;
     e.content = *content;
     e.size = static_cast<std::uint64_t>(q.integer(2));
@@ -703,6 +812,14 @@ struct cache_store::state {
                                       index_file.string(), version, schema_version));
       }
       exec(schema_sql);
+      if (version < 3) {  // an entries table of schema 1 or 2 lacks inline_value; a new one has it
+        bool has_column = false;
+        {
+          auto q = prepare(has_inline_column_sql);
+          has_column = q.step() && q.integer(0) > 0;
+        }
+        if (!has_column) exec(add_inline_column_sql);
+      }
       exec(fmt::format("PRAGMA user_version={}", schema_version).c_str());
       exec("COMMIT");
     } catch (...) {
@@ -782,11 +899,52 @@ struct cache_store::state {
     return temp;
   }
 
+  // Writes the index row (with its inline value, if `inline_value`), drops
+  // the writer's in-use mark (mark_id != 0) and releases its lease
+  // (lease_id != 0), in one transaction. Called under the lock.
+  void commit_row(const digest& key, const digest& content, std::uint64_t size, const put_info& info, bool inline_value,
+                  std::span<const std::byte> bytes, std::int64_t mark_id, std::int64_t lease_id) {
+    exec("BEGIN IMMEDIATE");
+    try {
+      {
+        auto q = prepare(insert_entry_sql);
+        q.bind(1, key)
+            .bind(2, content)
+            .bind(3, static_cast<std::int64_t>(size))
+            .bind(4, info.type)
+            .bind(5, info.run_id)
+            .bind(6, stamp());
+        if (inline_value) {
+          q.bind(7, bytes);
+        } else {
+          q.bind_null(7);
+        }
+        q.run();
+      }
+      if (mark_id != 0) unmark(content, mark_id);
+      if (lease_id != 0) prepare(delete_lease_sql).bind(1, key).bind(2, token).bind(3, lease_id).run();
+      exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+      throw;
+    }
+  }
+
+  // Stores a value of at most cache_inline_max bytes in its index row: the
+  // commit publishes it whole, with no file and no fsync, and nothing for gc
+  // to unlink, so no in-use mark either.
+  put_result publish_inline(const digest& key, const digest& content, std::span<const std::byte> bytes,
+                            const put_info& info, std::int64_t lease_id) {
+    auto guard = lock();
+    commit_row(key, content, bytes.size(), info, true, bytes, 0, lease_id);
+    return put_result{content, bytes.size(), false, true};
+  }
+
   // Puts a blob in place (unless one with this digest is there) and then the
   // index row naming it; see the integrity rules in cache_store.hpp. Either
   // `temp` is a complete, fsync'ed file, or it is empty and `bytes` are written.
   put_result publish(const digest& key, const digest& content, std::uint64_t size, const put_info& info, fs::path temp,
-                     std::span<const std::byte> bytes) {
+                     std::span<const std::byte> bytes, std::int64_t lease_id) {
     std::int64_t mark_id = 0;
     try {
       mark_id = mark(content);  // gc leaves the blob alone from here on
@@ -816,22 +974,7 @@ struct cache_store::state {
         result.wrote_blob = true;
       }
       auto guard = lock();
-      exec("BEGIN IMMEDIATE");
-      try {
-        prepare(insert_entry_sql)
-            .bind(1, key)
-            .bind(2, content)
-            .bind(3, static_cast<std::int64_t>(size))
-            .bind(4, info.type)
-            .bind(5, info.run_id)
-            .bind(6, stamp())
-            .run();
-        unmark(content, mark_id);
-        exec("COMMIT");
-      } catch (...) {
-        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
-        throw;
-      }
+      commit_row(key, content, size, info, false, {}, mark_id, lease_id);
     } catch (...) {
       if (!temp.empty()) ::unlink(temp.c_str());
       unmark_after_failure(content, mark_id);
@@ -842,7 +985,8 @@ struct cache_store::state {
 
   // Deletes the rows naming a bad blob and the blob itself, if the file at
   // its path is still the one that was read (a writer may have just renamed
-  // a good copy over it). Called under the lock, in a transaction.
+  // a good copy over it). Inline rows with this digest hold their own copy
+  // and stay. Called under the lock, in a transaction.
   void drop_bad_blob(const digest& content, const struct stat* seen) {
     const fs::path path = blob_path(content);
     struct stat now_there {};
@@ -873,49 +1017,73 @@ const fs::path& cache_store::directory() const noexcept { return state_->directo
 fs::path cache_store::blob_path(const digest& content) const { return state_->blob_path(content); }
 fs::path cache_store::index_path() const { return state_->index_file; }
 
-put_result cache_store::put(const digest& key, std::span<const std::byte> bytes, const put_info& info) {
+std::int64_t cache_store::lease_id_for(const digest& key, const cache_lease* lease) const {
+  if (lease == nullptr || !lease->held()) return 0;
+  if (lease->store_ != this) {
+    throw std::invalid_argument(
+        fmt::format("put of cache key {}: the lease belongs to another cache store", key.hex()));
+  }
+  if (lease->key_ != key) {
+    throw std::invalid_argument(
+        fmt::format("put of cache key {}: the lease is on another key ({})", key.hex(), lease->key_.hex()));
+  }
+  return static_cast<std::int64_t>(lease->id_);
+}
+
+put_result cache_store::put(const digest& key, std::span<const std::byte> bytes, const put_info& info,
+                            cache_lease* lease) {
+  const std::int64_t lease_id = lease_id_for(key, lease);
   // Hashing first (4x faster than write + fsync here, SSE2 XXH3 at 6 GB/s)
   // lets an already stored blob cost no write at all: the common case when a
   // rerun step produces the same output (early cutoff).
   const digest content = hasher().update(bytes.data(), bytes.size()).finish();
-  return state_->publish(key, content, bytes.size(), info, {}, bytes);
+  put_result result = bytes.size() <= cache_inline_max
+                          ? state_->publish_inline(key, content, bytes, info, lease_id)
+                          : state_->publish(key, content, bytes.size(), info, {}, bytes, lease_id);
+  if (lease_id != 0) lease->store_ = nullptr;  // released with the row
+  return result;
 }
 
-put_result cache_store::put(const digest& key, const std::function<digest(std::ostream&)>& write,
-                            const put_info& info) {
+put_result cache_store::put(const digest& key, const std::function<digest(std::ostream&)>& write, const put_info& info,
+                            cache_lease* lease) {
   auto& s = *state_;
-  const fs::path temp = s.temporary_path();
-  unique_fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
-  if (!fd) throw cache_error(fmt::format("cannot create {}: {}", temp.string(), errno_text(errno)));
+  const std::int64_t lease_id = lease_id_for(key, lease);
+  staging_streambuf buffer([&s] { return s.temporary_path(); });
   digest content;
   std::uint64_t size = 0;
-  try {
-    hashing_file_streambuf buffer(fd.get());
+  fs::path temp;
+  {
     std::ostream out(&buffer);
     const digest claimed = write(out);
     out.flush();
+    const std::string where =
+        buffer.spilled() ? buffer.temporary().string() : fmt::format("a temporary file in {}", s.blobs.string());
     if (buffer.error() != 0) {
-      throw cache_error(fmt::format("cannot write the value of cache key {} to {}: {}", key.hex(), temp.string(),
+      throw cache_error(fmt::format("cannot write the value of cache key {} to {}: {}", key.hex(), where,
                                     errno_text(buffer.error())));
     }
     if (!out) {
-      throw cache_error(
-          fmt::format("writing the value of cache key {} to {} failed (stream error)", key.hex(), temp.string()));
+      throw cache_error(fmt::format("writing the value of cache key {} to {} failed (stream error)", key.hex(), where));
     }
-    content = buffer.finish();
-    size = buffer.size();
+    if (buffer.spilled()) {
+      content = buffer.finish();
+      size = buffer.size();
+    } else {
+      const auto bytes = buffer.memory();
+      content = hasher().update(bytes.data(), bytes.size()).finish();
+      size = bytes.size();
+    }
     if (claimed != content) {
       throw cache_error(
           fmt::format("the save function for cache key {} returned digest {}, but the bytes it wrote hash to {}",
                       key.hex(), claimed.hex(), content.hex()));
     }
-    sync_file(fd.get(), temp);
-    fd.close(temp);
-  } catch (...) {
-    ::unlink(temp.c_str());
-    throw;
+    if (buffer.spilled()) temp = buffer.complete();  // fsync'ed; from here on publish() owns the file
   }
-  return s.publish(key, content, size, info, temp, {});
+  put_result result = temp.empty() ? s.publish_inline(key, content, buffer.memory(), info, lease_id)
+                                   : s.publish(key, content, size, info, temp, {}, lease_id);
+  if (lease_id != 0) lease->store_ = nullptr;  // released with the row
+  return result;
 }
 
 cache_result cache_store::lookup(const digest& key) {
@@ -990,8 +1158,10 @@ cache_result cache_store::get(const digest& key,
   auto& s = *state_;
   cache_result result;
   std::int64_t mark_id = 0;
+  std::vector<std::byte> inline_bytes;
   // 1. Find the row and mark its blob in use, in one transaction: gc either
-  //    ran before (and the row is gone) or sees the mark.
+  //    ran before (and the row is gone) or sees the mark. An inline value is
+  //    copied out of the row instead (no file, no mark).
   {
     auto guard = s.lock();
     s.exec("BEGIN IMMEDIATE");
@@ -1000,11 +1170,15 @@ cache_result cache_store::get(const digest& key,
       std::string why;
       bool found = false;
       {
-        auto q = s.prepare(select_entry_sql);
+        auto q = s.prepare(select_entry_value_sql);
         q.bind(1, key);
         if (q.step()) {
           found = true;
           entry = read_entry(q, why);
+          if (entry && entry->inline_value) {
+            const auto bytes = q.bytes_at(8);
+            inline_bytes.assign(bytes.begin(), bytes.end());
+          }
         }
       }
       if (found && !entry) {
@@ -1013,15 +1187,17 @@ cache_result cache_store::get(const digest& key,
         result.message = fmt::format("cache entry {}: its row in {} is unreadable ({}); the row was removed", key.hex(),
                                      s.index_file.string(), why);
       } else if (entry) {
-        mark_id = s.next_id++;
-        s.prepare(insert_mark_sql)
-            .bind(1, entry->content)
-            .bind(2, s.token)
-            .bind(3, mark_id)
-            .bind(4, std::int64_t{s.pid})
-            .bind(5, std::string_view(s.host))
-            .bind(6, expiry(s.now(), s.options.mark_ttl))
-            .run();
+        if (!entry->inline_value) {
+          mark_id = s.next_id++;
+          s.prepare(insert_mark_sql)
+              .bind(1, entry->content)
+              .bind(2, s.token)
+              .bind(3, mark_id)
+              .bind(4, std::int64_t{s.pid})
+              .bind(5, std::string_view(s.host))
+              .bind(6, expiry(s.now(), s.options.mark_ttl))
+              .run();
+        }
         const std::int64_t used = s.stamp();
         s.prepare(touch_entry_sql).bind(1, key).bind(2, used).run();
         entry->last_used = from_ns(used);
@@ -1036,6 +1212,41 @@ cache_result cache_store::get(const digest& key,
   }
   const cache_entry& entry = result.entry;
   const digest content = entry.content;
+
+  // 2'. An inline value: verify the copy, outside the lock; a bad one goes
+  //     with its row (if the row still holds it: a writer may have replaced it).
+  if (entry.inline_value) {
+    const std::span<std::byte> into = destination(entry);
+    if (into.size() != entry.size) {
+      throw std::invalid_argument(fmt::format("cache entry {}: the destination holds {} bytes, the value {}", key.hex(),
+                                              into.size(), entry.size));
+    }
+    if (inline_bytes.size() != entry.size) {
+      result.status = cache_status::blob_truncated;
+      result.message = fmt::format("cache entry {}: its inline value in {} (digest {}) has {} bytes, the index says {}",
+                                   key.hex(), s.index_file.string(), content.hex(), inline_bytes.size(), entry.size);
+    } else {
+      if (!into.empty()) std::memcpy(into.data(), inline_bytes.data(), into.size());
+      if (const digest actual = hasher().update(into.data(), into.size()).finish(); actual != content) {
+        result.status = cache_status::blob_corrupt;
+        result.message =
+            fmt::format("cache entry {}: its inline value in {} does not match its digest {} (its bytes hash to {})",
+                        key.hex(), s.index_file.string(), content.hex(), actual.hex());
+      } else {
+        result.status = cache_status::hit;
+      }
+    }
+    if (!result.hit()) {
+      auto guard = s.lock();
+      s.prepare(delete_inline_entry_sql)
+          .bind(1, key)
+          .bind(2, content)
+          .bind(3, std::span(std::as_const(inline_bytes)))
+          .run();
+      result.message += "; the index row was removed, the value will be recomputed";
+    }
+    return result;
+  }
 
   // 2. Read and verify, outside the lock.
   const fs::path path = s.blob_path(content);
@@ -1151,8 +1362,10 @@ cache_result cache_store::load(const digest& key, const std::function<void(std::
   try {
     read(in);
   } catch (const std::exception& e) {
-    throw cache_error(fmt::format("cannot load the value of cache entry {} from blob {}: {}", key.hex(),
-                                  state_->blob_path(result.entry.content).string(), e.what()));
+    const std::string from = result.entry.inline_value
+                                 ? fmt::format("its inline value in {}", state_->index_file.string())
+                                 : fmt::format("blob {}", state_->blob_path(result.entry.content).string());
+    throw cache_error(fmt::format("cannot load the value of cache entry {} from {}: {}", key.hex(), from, e.what()));
   }
   return result;
 }
@@ -1243,7 +1456,7 @@ cache_stats cache_store::stats() {
   auto& s = *state_;
   auto guard = s.lock();
   cache_stats out;
-  s.exec("BEGIN");  // one snapshot for all three counts
+  s.exec("BEGIN");  // one snapshot for all the counts
   try {
     {
       auto q = s.prepare(count_entries_sql);
@@ -1254,6 +1467,13 @@ cache_stats cache_store::stats() {
       if (q.step()) {
         out.blobs = static_cast<std::uint64_t>(q.integer(0));
         out.bytes = static_cast<std::uint64_t>(q.integer(1));
+      }
+    }
+    {
+      auto q = s.prepare(count_inline_sql);
+      if (q.step()) {
+        out.inline_values = static_cast<std::uint64_t>(q.integer(0));
+        out.bytes += static_cast<std::uint64_t>(q.integer(1));
       }
     }
     {
@@ -1328,6 +1548,7 @@ gc_result cache_store::gc(const gc_limits& limits) {
       digest content;
       std::uint64_t size;
       std::int64_t last_used;
+      bool inline_value;  // its own bytes, in the row: counted per row, no file to unlink
     };
     std::vector<lru_row> rows;
     std::unordered_map<digest, std::pair<std::uint64_t, std::uint64_t>, digest_hash> blobs;  // -> (rows, size)
@@ -1338,7 +1559,12 @@ gc_result cache_store::gc(const gc_limits& limits) {
         const auto row_key = q.digest_at(0);
         const auto row_content = q.digest_at(1);
         if (!row_key || !row_content) continue;  // cannot happen: bad rows were deleted above
-        lru_row r{*row_key, *row_content, static_cast<std::uint64_t>(q.integer(2)), q.integer(3)};
+        lru_row r{*row_key, *row_content, static_cast<std::uint64_t>(q.integer(2)), q.integer(3), q.integer(4) != 0};
+        if (r.inline_value) {
+          total += r.size;
+          rows.push_back(r);
+          continue;
+        }
         auto& [count, size] = blobs[r.content];
         if (count++ == 0) {
           size = r.size;
@@ -1351,12 +1577,17 @@ gc_result cache_store::gc(const gc_limits& limits) {
     for (const auto& r : rows) {
       const bool too_old = at - r.last_used > max_age;
       if (!too_old && total <= limits.max_bytes) break;  // the rest are younger, and the budget holds
-      if (leased.contains(r.key) || in_use.contains(r.content)) {
+      if (leased.contains(r.key) || (!r.inline_value && in_use.contains(r.content))) {
         ++out.skipped_in_use;
         continue;
       }
       s.prepare(delete_entry_sql).bind(1, r.key).run();
       ++out.entries_removed;
+      if (r.inline_value) {
+        total -= r.size;
+        out.bytes_freed += r.size;
+        continue;
+      }
       auto& [count, size] = blobs[r.content];
       if (--count == 0) {
         total -= size;

@@ -2,29 +2,40 @@
 // "Caching model"). Blobs are files named by the XXH3-128 digest of their
 // bytes; an SQLite index (WAL) maps each step-run key to its output digest and
 // holds the leases and in-use marks that let processes share one directory.
+// Values of at most cache_inline_max bytes have no file: their bytes are a
+// column of their index row ("inline values").
 // Private to the runtime: the executor and the CLI are its users.
 //
 // Layout of a cache directory:
 //   blobs/<first 2 hex digits>/<32 hex digits>   one file per content digest, read-only
 //   blobs/.tmp-<host>-<pid>-<random>             a blob being written (renamed into place when done)
 //   index.sqlite (+ -wal, -shm)                  tables entries, leases, in_use (schema 1),
-//                                                runs, steps (schema 2: run and step records)
+//                                                runs, steps (schema 2: run and step records),
+//                                                entries.inline_value (schema 3: inline values)
 //
 // Integrity rules (each one is tested in tests/test_cache_store.cpp):
 // * A blob appears under its final name only complete and fsync'ed (temporary
 //   file, fsync, rename, fsync of the directory), and before the index row
-//   that names it is committed. A reader therefore never sees half a value.
-// * get() hashes every byte it reads and compares with the digest before it
-//   reports a hit. A missing, truncated or corrupt blob, or an unreadable
-//   index row, is a miss with its own status and a message naming the key, the
-//   digest and the file; the bad blob and the rows naming it are removed, so
-//   the next run recomputes and stores it again.
+//   that names it is committed. An inline value is written whole in the
+//   transaction that writes its row (no file, no fsync: the commit publishes
+//   it). A reader therefore never sees half a value.
+// * get() hashes every byte it reads (from a blob or from an inline value) and
+//   compares with the digest before it reports a hit. A missing, truncated or
+//   corrupt blob or inline value, or an unreadable index row, is a miss with
+//   its own status and a message naming the key, the digest and the file (the
+//   index for an inline value); the bad blob and the rows naming it (the bad
+//   row, for an inline value) are removed, so the next run recomputes and
+//   stores it again.
 // * gc never removes an entry whose key is leased, nor a blob that has a live
 //   in-use mark. get() marks the digest before it opens the blob and unmarks
 //   it when it has read and verified it; put() marks it before it checks for
 //   an existing blob and unmarks it in the transaction that writes the index
 //   row. gc deletes rows and unlinks blobs inside one write transaction, so a
-//   mark is either seen by gc or placed after gc finished unlinking.
+//   mark is either seen by gc or placed after gc finished unlinking. Inline
+//   values need no mark: get() copies them out of the row in the transaction
+//   that finds it, and put() writes them in the one that writes the row.
+// * put() given the lease of its key releases it in the transaction that
+//   writes the index row, so the key is never unleased and unstored.
 // * A lease or mark is live while its expiry is in the future and, when it
 //   was taken on this host, its owner process is alive; a dead owner's lease
 //   is taken over at once, and its marks are dropped by the next gc.
@@ -60,6 +71,10 @@ namespace penstock::detail::r1 {
 // A failure of the store itself (the directory cannot be written, the index
 // cannot be opened or is locked for too long, a disk error while writing).
 // Corrupt cache content is never reported this way: see cache_status.
+// Values of at most this many bytes are stored in their index row, not in a
+// blob file (schema 3).
+inline constexpr std::size_t cache_inline_max = std::size_t{64} << 10;
+
 class cache_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -85,6 +100,9 @@ struct cache_entry {
   std::string run_id;  // the run that produced it
   std::chrono::system_clock::time_point created;
   std::chrono::system_clock::time_point last_used;
+  // The bytes are in the index row (size <= cache_inline_max): no blob file,
+  // and blob_path(content) names no file.
+  bool inline_value = false;
 };
 
 struct cache_result {
@@ -103,19 +121,22 @@ struct put_info {
 struct put_result {
   digest content;
   std::uint64_t size = 0;
-  bool wrote_blob = false;  // false: a blob with this digest was already stored
+  bool wrote_blob = false;    // false: a blob with this digest was already stored, or the value is inline
+  bool inline_value = false;  // stored in the index row (size <= cache_inline_max)
 };
 
 struct cache_stats {
-  std::uint64_t entries = 0;  // index rows
-  std::uint64_t blobs = 0;    // distinct digests the index names
-  std::uint64_t bytes = 0;    // their sizes, each blob counted once
-  std::uint64_t leases = 0;   // lease rows, live or not
+  std::uint64_t entries = 0;        // index rows
+  std::uint64_t blobs = 0;          // distinct digests the file-backed rows name
+  std::uint64_t bytes = 0;          // their sizes, each blob counted once, plus every inline value's size
+  std::uint64_t leases = 0;         // lease rows, live or not
+  std::uint64_t inline_values = 0;  // rows holding their value inline
 };
 
 struct gc_limits {
-  // Least recently used entries go first until the blobs they name fit in
-  // max_bytes; any entry not used for longer than max_age goes too.
+  // Least recently used entries go first until the blobs they name (and the
+  // inline values) fit in max_bytes; any entry not used for longer than
+  // max_age goes too.
   std::uint64_t max_bytes = std::numeric_limits<std::uint64_t>::max();
   std::chrono::nanoseconds max_age = std::chrono::nanoseconds::max();
 };
@@ -123,7 +144,7 @@ struct gc_limits {
 struct gc_result {
   std::uint64_t entries_removed = 0;
   std::uint64_t blobs_removed = 0;
-  std::uint64_t bytes_freed = 0;
+  std::uint64_t bytes_freed = 0;          // blob files and inline values
   std::uint64_t skipped_in_use = 0;       // entries gc wanted to remove but were leased or being read
   std::uint64_t bad_rows_removed = 0;     // unparsable index rows
   std::uint64_t orphans_removed = 0;      // blobs no entry names (a writer died between rename and index)
@@ -221,13 +242,22 @@ class cache_store {
   [[nodiscard]] std::filesystem::path index_path() const;
 
   // Stores contiguous bytes under `key` (replacing what the key named). The
-  // fast path: the bytes are hashed, then written with one write() call,
-  // unless a blob with their digest is already stored.
-  put_result put(const digest& key, std::span<const std::byte> bytes, const put_info& info);
+  // fast path: the bytes are hashed, then stored inline if they are small,
+  // else written with one write() call unless a blob with their digest is
+  // already stored.
+  //
+  // `lease`, if given and held, must be this store's lease on `key` (else
+  // std::invalid_argument): it is released in the transaction that writes
+  // the index row (then lease->held() is false). On an exception it stays held.
+  put_result put(const digest& key, std::span<const std::byte> bytes, const put_info& info,
+                 cache_lease* lease = nullptr);
   // Streams a value: `write` writes it to the stream (value_traits<T>::save,
   // slot_functions::save) and returns the digest of what it wrote, which must
-  // equal the digest the store computes while writing the file.
-  put_result put(const digest& key, const std::function<digest(std::ostream&)>& write, const put_info& info);
+  // equal the digest the store computes while writing it. The first
+  // cache_inline_max bytes stay in memory (a value that fits is stored
+  // inline); a larger value goes to a temporary file. `lease`: as above.
+  put_result put(const digest& key, const std::function<digest(std::ostream&)>& write, const put_info& info,
+                 cache_lease* lease = nullptr);
 
   // The index only: digest, size, type and run id, no blob touched and
   // last_used not updated (for planning). A hit here may still turn out to be
@@ -242,7 +272,8 @@ class cache_store {
   // Reads the value into the span `destination(entry)` returns, which must be
   // entry.size bytes (else std::invalid_argument); on a hit the span holds
   // the verified bytes, on any other status its contents are unspecified.
-  // `destination` runs with the blob already protected from gc.
+  // `destination` runs with the blob already protected from gc (an inline
+  // value has already been copied out of the index).
   [[nodiscard]] cache_result get(const digest& key,
                                  const std::function<std::span<std::byte>(const cache_entry&)>& destination);
   [[nodiscard]] cache_result get(const digest& key, std::vector<std::byte>& out);
@@ -291,6 +322,9 @@ class cache_store {
  private:
   friend class cache_lease;
   struct state;
+  // The id of `lease` if it is held (0 if it is null or not held);
+  // std::invalid_argument if it is not this store's lease on `key`.
+  [[nodiscard]] std::int64_t lease_id_for(const digest& key, const cache_lease* lease) const;
   std::unique_ptr<state> state_;
 };
 
