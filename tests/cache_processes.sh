@@ -325,7 +325,21 @@ damaged_blob() {
       fi
       count=$((count + 1))
     done < <(find "$home/blobs" -type f ! -name '.*' -print0)
-    ((count > 0)) || fail "no blob to damage"
+    # Small values live in the index rows themselves: damage those too
+    # (python3's sqlite3 module; the sqlite3 shell may not be installed).
+    python3 - "$home/index.sqlite" "$damage" <<'PY' || fail "could not damage the index rows"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+if sys.argv[2] == "flip":
+    db.execute("UPDATE entries SET inline_value = randomblob(length(inline_value)) WHERE length(inline_value) > 0")
+else:
+    db.execute("UPDATE entries SET inline_value = substr(inline_value, 1, length(inline_value) / 2) "
+               "WHERE length(inline_value) > 0")
+db.commit()
+PY
+    count=$((count + $(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(
+        "SELECT count(*) FROM entries WHERE length(inline_value) > 0").fetchone()[0])' "$home/index.sqlite")))
+    ((count > 0)) || fail "no value to damage"
     run "$home" "$work/$damage.log" "$work/$damage.out" "$work/$damage.err" run || fail "$damage: $(cat "$work/$damage.err")"
     echo "after $damage of $count blobs:"
     grep "^warning: \|^pipeline" "$work/$damage.err" || true

@@ -282,7 +282,7 @@ void cache_session::store(std::uint32_t i, step_report& report) {
     if (cacheable) {
       const put_result put = store_->put(
           *me.key, [&](std::ostream& out) { return node.slot.save(slot, out); },
-          put_info{.type = type_fingerprint(node), .run_id = run_id_});
+          put_info{.type = type_fingerprint(node), .run_id = run_id_}, me.lease.held() ? &me.lease : nullptr);
       me.content = put.content;
     } else if (node.slot.hash != nullptr) {
       me.content = node.slot.hash(slot);  // dependents' keys still need it
