@@ -27,7 +27,11 @@ std::string format_value(const T& value) {
                          value.size();
                          value.begin();
                        }) {
-    return "[" + std::to_string(value.size()) + " elements]";
+    // Appended, not "[" + std::to_string(...): g++ 12 -O2 warns falsely
+    // (-Wrestrict) on that expression in every user's build.
+    std::string text(1, '[');
+    text.append(std::to_string(value.size())).append(" elements]");
+    return text;
   } else {
     return {};
   }
