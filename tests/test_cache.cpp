@@ -107,7 +107,6 @@ ps::run_options cached_in(const fs::path& dir, std::vector<std::pair<std::string
   return options;
 }
 
-
 }  // namespace
 
 TEST(cache, a_second_run_takes_every_step_from_the_cache) {
@@ -319,8 +318,8 @@ TEST_P(damaged_cache, is_reported_and_recomputed) {
   for (const auto& s : again.report().steps) noted = noted || !s.cache_note.empty();
   EXPECT_TRUE(noted) << "the damage is reported";
   EXPECT_GE(counts.report.load(), 2) << "the output was recomputed";
-  EXPECT_TRUE(hits(again.report()).empty()) << "every value was damaged, so none counts as a hit: "
-                                            << again.report().summary();
+  EXPECT_TRUE(hits(again.report()).empty())
+      << "every value was damaged, so none counts as a hit: " << again.report().summary();
 
   // And the run after that is clean: every step from the cache, no notes.
   const auto healed = p.run(cached_in(dir.path()));

@@ -143,9 +143,9 @@ TEST_P(failure, values_in_flight_are_freed_when_a_step_fails) {
     w.insert(w.end(), w.begin(), w.end());
     return w;
   })(source);
-  auto keep =
-      ps::step<"keep">([](std::vector<std::string> w) { return std::make_unique<std::string>(w.front()); })
-          .cache(ps::never)(grow);
+  auto keep = ps::step<"keep">([](std::vector<std::string> w) {
+                return std::make_unique<std::string>(w.front());
+              }).cache(ps::never)(grow);
   auto bad = ps::step<"bad">([](const std::unique_ptr<std::string>& s) -> std::vector<std::string> {
     throw std::runtime_error("after " + *s);
   })(keep);

@@ -39,11 +39,11 @@ struct input_description {
 // storage the runtime provides (one block per run for all slots); the
 // functions below are the only way the runtime touches one.
 struct slot_functions {
-  std::size_t size = 0;   // sizeof(std::optional<T>)
-  std::size_t align = 1;  // alignof(std::optional<T>)
+  std::size_t size = 0;                                 // sizeof(std::optional<T>)
+  std::size_t align = 1;                                // alignof(std::optional<T>)
   void (*construct)(void* storage) noexcept = nullptr;  // an empty optional at `storage`
   void (*destroy)(void* slot) noexcept = nullptr;       // its destructor; the storage stays
-  void (*clear)(void* slot) noexcept = nullptr;  // drops the value early
+  void (*clear)(void* slot) noexcept = nullptr;         // drops the value early
   bool (*has_value)(const void* slot) noexcept = nullptr;
   // A short printable form of the value ("0.9467"), or "" if it has none.
   std::string (*format)(const void* slot) = nullptr;

@@ -16,8 +16,8 @@
 #include <penstock/error.hpp>
 #include <penstock/node.hpp>
 #include <penstock/options.hpp>
-#include <penstock/value_traits.hpp>
 #include <penstock/step.hpp>
+#include <penstock/value_traits.hpp>
 
 namespace penstock {
 

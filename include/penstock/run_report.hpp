@@ -91,7 +91,7 @@ struct run_report {
   std::vector<step_report> steps;  // in topological order
   std::chrono::nanoseconds wall{0};
   bool interrupted = false;
-  std::string run_id{};     // set when the run used the cache: its record in the cache's index
+  std::string run_id{};      // set when the run used the cache: its record in the cache's index
   std::string cache_note{};  // why the cache was not used, when it was asked for and could not be
 
   [[nodiscard]] bool ok() const noexcept {

@@ -106,8 +106,7 @@ class step_definition : public detail::option_setters<step_definition<Name, F, C
     if constexpr (std::is_void_v<Result>) {
       (void)detail::report<error::step_returns_void<Name, F>>();
       return error_node{};
-    } else if constexpr (Cache == cache_policy::normal &&
-                         !value_traits<std::remove_cvref_t<Result>>::cacheable) {
+    } else if constexpr (Cache == cache_policy::normal && !value_traits<std::remove_cvref_t<Result>>::cacheable) {
       (void)detail::report<error::step_output_not_serializable<Name, std::remove_cvref_t<Result>>>();
       return error_node{};
     } else {
@@ -133,8 +132,8 @@ class step_definition : public detail::option_setters<step_definition<Name, F, C
 // `where` records the file this expression is written in: its content digest
 // is the step's code fingerprint (see penstock_code_fingerprints in cmake/).
 template <fixed_string Name, class F>
-[[nodiscard]] step_definition<Name, std::decay_t<F>> step(F&& fn,
-                                                          std::source_location where = std::source_location::current()) {
+[[nodiscard]] step_definition<Name, std::decay_t<F>> step(
+    F&& fn, std::source_location where = std::source_location::current()) {
   return step_definition<Name, std::decay_t<F>>(std::forward<F>(fn), step_options{.source_file = where.file_name()});
 }
 

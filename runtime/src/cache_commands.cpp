@@ -104,6 +104,7 @@ int stats_command(std::string_view pipeline_name, std::ostream& out) {
   line(out, "cache directory", store.directory().string());
   line(out, "entries", std::to_string(stats.entries));
   line(out, "distinct blobs", std::to_string(stats.blobs));
+  line(out, "inline values", std::to_string(stats.inline_values));
   line(out, "total size", bytes_both(stats.bytes));
   line(out, "leases", std::to_string(stats.leases));
   line(out, "pipeline", pipeline_name);

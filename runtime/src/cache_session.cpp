@@ -56,7 +56,9 @@ std::string key_parts(const graph_description& graph, std::uint32_t i, const run
                       std::span<const std::optional<digest>> inputs, const std::optional<digest>& code,
                       const std::optional<digest>& output) {
   const node_description& node = graph.nodes[i];
-  const auto hex = [](const std::optional<digest>& d) { return d ? nlohmann::json(d->hex()) : nlohmann::json(nullptr); };
+  const auto hex = [](const std::optional<digest>& d) {
+    return d ? nlohmann::json(d->hex()) : nlohmann::json(nullptr);
+  };
   nlohmann::json parts;
   parts["identity"] = node.identity.hex();
   parts["version"] = node.options.version;
@@ -116,8 +118,8 @@ cache_session::cache_session(const graph_description& graph, run_state& state, c
     if (it == graph.nodes.end()) {
       std::string known;
       for (const auto& n : graph.nodes) known += (known.empty() ? "" : ", ") + std::string(n.name);
-      throw std::invalid_argument(
-          fmt::format("--rerun {}: pipeline '{}' has no step of that name; its steps are: {}", name, graph.name, known));
+      throw std::invalid_argument(fmt::format("--rerun {}: pipeline '{}' has no step of that name; its steps are: {}",
+                                              name, graph.name, known));
     }
     forced_[static_cast<std::size_t>(it - graph.nodes.begin())] = true;
   }
@@ -267,8 +269,9 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
   if (!recompute(p)) return false;
   me.recomputed = true;
   if (expected && me.content && *me.content != *expected) {
-    me.note += "; recomputed to a different value than its cache entry had: the step is not deterministic "
-               "(declare it .cache(ps::never))";
+    me.note +=
+        "; recomputed to a different value than its cache entry had: the step is not deterministic "
+        "(declare it .cache(ps::never))";
   }
   return true;
 }

@@ -44,7 +44,8 @@ namespace penstock::detail::r1 {
 // A node's key: identity, code fingerprint and input digests. nullopt when
 // an input's digest is unknown (an output that cannot be hashed, or a
 // parameter that cannot be serialized).
-[[nodiscard]] std::optional<digest> step_key(const node_description& node, std::span<const std::optional<digest>> inputs,
+[[nodiscard]] std::optional<digest> step_key(const node_description& node,
+                                             std::span<const std::optional<digest>> inputs,
                                              const std::optional<digest>& code);
 
 // What went into node i's key, as JSON (step records; `explain` compares
@@ -125,9 +126,9 @@ class cache_session {
     std::atomic<bool> lazy{false};  // hit, value not loaded
     std::mutex mutex;               // serializes materialize()
     cache_lease lease;
-    std::string note;         // written under `mutex`
-    bool recomputed = false;  // a hit whose value had to be computed after all; under `mutex`
-    bool planned_hit = false;  // found by plan() before the run started
+    std::string note;                                   // written under `mutex`
+    bool recomputed = false;                            // a hit whose value had to be computed after all; under `mutex`
+    bool planned_hit = false;                           // found by plan() before the run started
     std::chrono::system_clock::time_point last_used{};  // of its entry, on a hit
   };
 

@@ -178,7 +178,8 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
   app.require_subcommand(1);
 
   run_arguments args;
-  auto* run = app.add_subcommand("run", "run the pipeline; steps whose inputs and code are unchanged come from the cache");
+  auto* run =
+      app.add_subcommand("run", "run the pipeline; steps whose inputs and code are unchanged come from the cache");
   run->add_option("-p,--param", args.params, "set a parameter, as name=value (repeatable)")->type_name("NAME=VALUE");
   run->add_option("-j,--threads", args.threads, "worker threads (default: one per core)")->check(CLI::Range(1, 4096));
   run->add_flag("-q,--quiet", args.quiet, "no progress or summary; outputs and errors only");
@@ -186,8 +187,10 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
   run->add_option("--rerun", args.rerun, "run this step and every step that depends on it even if cached (repeatable)")
       ->type_name("STEP");
 
-  auto* explain_cmd = app.add_subcommand("explain", "say which steps a run would take from the cache, and why the others miss");
-  explain_cmd->add_option("-p,--param", args.params, "set a parameter, as name=value (repeatable)")->type_name("NAME=VALUE");
+  auto* explain_cmd =
+      app.add_subcommand("explain", "say which steps a run would take from the cache, and why the others miss");
+  explain_cmd->add_option("-p,--param", args.params, "set a parameter, as name=value (repeatable)")
+      ->type_name("NAME=VALUE");
   explain_cmd->add_option("--rerun", args.rerun, "as for run")->type_name("STEP");
 
   std::string format = "dot";

@@ -44,8 +44,7 @@ std::string miss_reason(const nlohmann::json& now, const nlohmann::json* before)
       return fmt::format("input from step '{}' changed", b.value("name", ""));
     }
   }
-  if (was["identity"] != now["identity"])
-    return "definition changed (output type, constant arguments or inputs)";
+  if (was["identity"] != now["identity"]) return "definition changed (output type, constant arguments or inputs)";
   return "same key as its last run, but its entry is gone (removed by cache gc, or its blob is missing)";
 }
 
@@ -107,13 +106,15 @@ std::vector<step_explanation> explain(const graph_description& graph, const run_
     } else if (!key) {
       e.reason = unknown_input.find("parameter") == 0
                      ? fmt::format("always runs: {} cannot be hashed", unknown_input)
-                     : fmt::format("input from step '{}' is recomputed first (a hit after all if that step "
-                                   "reproduces the same output: early cutoff)",
-                                   unknown_input);
+                     : fmt::format(
+                           "input from step '{}' is recomputed first (a hit after all if that step "
+                           "reproduces the same output: early cutoff)",
+                           unknown_input);
     } else {
       const cache_result found = store.lookup(*key);
       std::error_code ec;
-      if (found.hit() && std::filesystem::exists(store.blob_path(found.entry.content), ec)) {
+      if (found.hit() &&
+          (found.entry.inline_value || std::filesystem::exists(store.blob_path(found.entry.content), ec))) {
         e.hit = true;
         content[i] = found.entry.content;
       } else {

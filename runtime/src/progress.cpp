@@ -72,7 +72,8 @@ void progress::draw_locked() {
   const std::size_t cached = cached_.load(std::memory_order_relaxed);
   fmt::print(out_, "\r\033[K[{}] {}/{} done{}, {} running{}, {:.1f} s", pipeline_,
              done_.load(std::memory_order_relaxed), total_,
-             cached != 0 ? fmt::format(" ({} cached)", cached) : std::string(), running_.load(std::memory_order_relaxed),
+             cached != 0 ? fmt::format(" ({} cached)", cached) : std::string(),
+             running_.load(std::memory_order_relaxed),
              failed != 0 ? fmt::format(", {} not succeeded", failed) : std::string(), seconds(elapsed));
 }
 

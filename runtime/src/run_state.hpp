@@ -30,7 +30,7 @@ class slot_block {
       functions_.push_back(&f);
       offset += f.size;
     }
-    storage_ = static_cast<std::byte*>(::operator new(std::max<std::size_t>(offset, 1), std::align_val_t{align_}));
+    storage_ = static_cast<std::byte*>(::operator new (std::max<std::size_t>(offset, 1), std::align_val_t{align_}));
     for (std::size_t i = 0; i < functions_.size(); ++i) functions_[i]->construct(storage_ + offsets_[i]);
   }
   slot_block(const slot_block&) = delete;
@@ -38,7 +38,7 @@ class slot_block {
   ~slot_block() {
     if (storage_ == nullptr) return;
     for (std::size_t i = 0; i < functions_.size(); ++i) functions_[i]->destroy(storage_ + offsets_[i]);
-    ::operator delete(storage_, std::align_val_t{align_});
+    ::operator delete (storage_, std::align_val_t{align_});
   }
   [[nodiscard]] void* operator[](std::size_t i) const noexcept { return storage_ + offsets_[i]; }
   [[nodiscard]] std::size_t size() const noexcept { return offsets_.size(); }

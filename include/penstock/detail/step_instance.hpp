@@ -435,15 +435,18 @@ class map_instance final : public step_base {
 
   static r1::element_cache_functions element_cache() {
     if constexpr (value_traits<element_type>::cacheable && value_traits<R>::cacheable) {
-      return {.input_digest = [](const void* d, std::size_t i) {
-                return value_traits<element_type>::hash((*static_cast<const elements*>(d)->in)[i]);
-              },
-              .save_result = [](const void* d, std::size_t i, std::ostream& out) {
-                return value_traits<R>::save(out, *(*static_cast<const elements*>(d)->out)[i]);
-              },
-              .load_result = [](void* d, std::size_t i, std::istream& in) {
-                (*static_cast<elements*>(d)->out)[i].emplace(value_traits<R>::load(in));
-              }};
+      return {.input_digest =
+                  [](const void* d, std::size_t i) {
+                    return value_traits<element_type>::hash((*static_cast<const elements*>(d)->in)[i]);
+                  },
+              .save_result =
+                  [](const void* d, std::size_t i, std::ostream& out) {
+                    return value_traits<R>::save(out, *(*static_cast<const elements*>(d)->out)[i]);
+                  },
+              .load_result =
+                  [](void* d, std::size_t i, std::istream& in) {
+                    (*static_cast<elements*>(d)->out)[i].emplace(value_traits<R>::load(in));
+                  }};
     } else {
       return {};
     }
