@@ -38,7 +38,8 @@ void run_int_step(const void* step, void* const* inputs, const bool*, void* outp
   auto& out = *static_cast<std::optional<int>*>(output);
   [&]<std::size_t... J>(std::index_sequence<J...>) {
     out.emplace(fn(**static_cast<std::optional<int>*>(inputs[J])...));
-  }(std::make_index_sequence<Arity>{});
+  }
+  (std::make_index_sequence<Arity>{});
 }
 
 class hand_lowered_graph {
@@ -75,8 +76,8 @@ class hand_lowered_graph {
   [[nodiscard]] const penstock::graph_description& description() {
     first_input_.push_back(inputs_.size());
     for (std::size_t i = 0; i < nodes_.size(); ++i)
-      nodes_[i].inputs =
-          std::span<const penstock::input_description>(inputs_).subspan(first_input_[i], first_input_[i + 1] - first_input_[i]);
+      nodes_[i].inputs = std::span<const penstock::input_description>(inputs_).subspan(
+          first_input_[i], first_input_[i + 1] - first_input_[i]);
     first_input_.pop_back();
     description_ = {.name = name_, .nodes = nodes_, .params = {}, .outputs = outputs_};
     return description_;

@@ -56,7 +56,8 @@ constexpr join join_step{};
 void build_layers(penstock_bench::hand_lowered_graph& g, shape s) {
   std::vector<std::uint32_t> previous(s.width);
   std::vector<std::uint32_t> current(s.width);
-  for (std::size_t j = 0; j < s.width; ++j) previous[j] = g.add<0>(penstock_bench::runtime_name('l', j), source_step, {});
+  for (std::size_t j = 0; j < s.width; ++j)
+    previous[j] = g.add<0>(penstock_bench::runtime_name('l', j), source_step, {});
   for (std::size_t layer = 1; layer < s.layers; ++layer) {
     for (std::size_t j = 0; j < s.width; ++j) {
       current[j] = g.add<2>(penstock_bench::runtime_name('l', layer * s.width + j), join_step,
@@ -112,7 +113,8 @@ auto operator>>(const std::tuple<Nodes...>& previous, next_layer<L>) {
   return [&]<std::size_t... J>(std::index_sequence<J...>) {
     return std::tuple{ps::step<penstock_bench::indexed_name<'l', L * width + J>()>(join{})(
         std::get<J>(previous), std::get<(J + 1) % width>(previous))...};
-  }(std::make_index_sequence<width>{});
+  }
+  (std::make_index_sequence<width>{});
 }
 
 template <std::size_t... L>

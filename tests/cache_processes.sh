@@ -132,36 +132,38 @@ one_param_changed() {
   [[ ! -s $work/c.log ]] || fail "the run back at n=3 ran steps: $(tr '\n' ' ' <"$work/c.log")"
 }
 
-# 3. Four runs started at the same moment (each waits at a gate file until all
-# four are ready) on one empty cache: all exit 0 with the reference outputs,
-# and across the four, each step body ran exactly once and each of the 20 map
-# elements was computed exactly once (the map node is leased as a whole, so
-# one process computes all its elements). Three rounds, each on a fresh
-# cache: slow sleeping 0, 0 and 100 ms (tight races, then long lease waits).
+# 3. Four runs started at the same moment (each says it is ready on one FIFO
+# and waits to open another until the test opens it) on one empty cache: all
+# exit 0 with the reference outputs, and across the four, each step body ran
+# exactly once and each of the 20 map elements was computed exactly once (the
+# map node is leased as a whole, so one process computes all its elements).
+# Three rounds, each on a fresh cache: slow making 0, 0 and 100 passes of work
+# (tight races, then lease waits).
 concurrent_runs() {
-  local round work_ms n i status
+  local round passes n i status
   for round in 1 2 3; do
-    work_ms=$((round == 3 ? 100 : 0))
+    passes=$((round == 3 ? 100 : 0))
     n=$((round * 10 + 1))
-    local home=$work/home-$round log=$work/log-$round gate=$work/gate-$round
+    local home=$work/home-$round log=$work/log-$round gate=$work/gate-$round ready_fd gate_fd
+    mkfifo "$gate" "$gate.ready"
+    exec {ready_fd}<>"$gate.ready" # read-write: opening it does not block
     local pids=()
     for i in 1 2 3 4; do
       PENSTOCK_TEST_GATE=$gate run "$home" "$log" "$work/out-$round-$i" "$work/err-$round-$i" \
-        run --param "n=$n" --param "work_ms=$work_ms" &
+        run --param "n=$n" --param "work=$passes" &
       pids+=($!)
     done
-    while (($(find "$work" -maxdepth 1 -name "gate-$round.ready.*" | wc -l) < 4)); do
-      for i in 1 2 3 4; do
-        kill -0 "${pids[$((i - 1))]}" 2>/dev/null || fail "round $round: run $i ended before the gate opened"
-      done
-      sleep 0.01
+    # One line per run at the gate; a run that dies first never writes one.
+    for i in 1 2 3 4; do
+      read -r -t 120 -u "$ready_fd" _ || fail "round $round: only $((i - 1)) of 4 runs reached the gate"
     done
-    touch "$gate"
+    exec {gate_fd}<>"$gate" # a writer: every run blocked opening the gate goes on
     for i in 1 2 3 4; do
       status=0
       wait "${pids[$((i - 1))]}" || status=$?
       ((status == 0)) || fail "round $round: run $i exited with $status: $(cat "$work/err-$round-$i")"
     done
+    exec {gate_fd}>&- {ready_fd}<&-
     for i in 1 2 3 4; do
       same_output "$work/out-$round-$i" "$n" "round $round, run $i"
       grep "^pipeline 'processes'" "$work/err-$round-$i" || true
@@ -177,14 +179,14 @@ $(sort "$log")"
     while read -r h; do hits=$((hits + h)); done < <(sed -n \
       "s/^pipeline 'processes': 11 succeeded (\([0-9]*\) from cache).*/\1/p" "$work"/err-"$round"-*)
     ((hits == 33)) || fail "round $round: the four summaries count $hits hits, expected 33"
-    echo "round $round (work_ms=$work_ms): steps computed per process id:" \
+    echo "round $round (work=$passes): steps computed per process id:" \
       "$(cut -d' ' -f2 "$log" | sort | uniq -c | tr -s ' \n' ' ')"
   done
 }
 
 # 4. Crash safety: 50 times, a run on a new n (every key new but for the map
 # elements it shares with earlier n) is killed with SIGKILL at a random moment
-# within one run's duration, with slow sleeping 0 to 30 ms so the kill lands
+# within one run's duration, with slow making 0 to 30 passes of work so the kill lands
 # on different steps; then the same run, not killed, exits 0 with exactly
 # the reference outputs and reports no damaged entry (a killed writer must
 # never leave a half-written entry behind). One cache directory throughout,
@@ -203,15 +205,15 @@ kill9() {
   done
   echo "an uncached run takes about $duration ms; killing within that"
 
-  local killed=0 finished=0 n work_ms delay pid status last
+  local killed=0 finished=0 n passes delay pid status last
   declare -A last_started=()
   for ((i = 1; i <= iterations; ++i)); do
     n=$((100 + i))
-    work_ms=$((RANDOM % 4 * 10))
-    delay=$((RANDOM % (duration + work_ms)))
+    passes=$((RANDOM % 4 * 10))
+    delay=$((RANDOM % (duration + passes)))
     rm -f "$work/killed.log"
     PENSTOCK_HOME=$home PENSTOCK_TEST_LOG=$work/killed.log \
-      "$target" run --quiet --param "n=$n" --param "work_ms=$work_ms" >/dev/null 2>&1 &
+      "$target" run --quiet --param "n=$n" --param "work=$passes" >/dev/null 2>&1 &
     pid=$!
     sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
     kill -9 "$pid" 2>/dev/null || true
@@ -229,11 +231,11 @@ kill9() {
     fi
 
     status=0
-    run "$home" /dev/null "$work/again.out" "$work/again.err" run --quiet --param "n=$n" --param "work_ms=$work_ms" ||
+    run "$home" /dev/null "$work/again.out" "$work/again.err" run --quiet --param "n=$n" --param "work=$passes" ||
       status=$?
-    ((status == 0)) || fail "iteration $i (n=$n, work_ms=$work_ms, killed after ${delay} ms):" \
+    ((status == 0)) || fail "iteration $i (n=$n, work=$passes, killed after ${delay} ms):" \
       "the run after the kill exited with $status: $(cat "$work/again.err")"
-    same_output "$work/again.out" "$n" "iteration $i (n=$n, work_ms=$work_ms, killed after ${delay} ms)"
+    same_output "$work/again.out" "$n" "iteration $i (n=$n, work=$passes, killed after ${delay} ms)"
     ! grep -q "warning:" "$work/again.err" ||
       fail "iteration $i (n=$n, killed after ${delay} ms): the run after the kill found damage: $(cat "$work/again.err")"
   done
@@ -271,7 +273,6 @@ gc_while_reading() {
         exit 1
       fi
       if grep -Eq '^entries removed +[1-9]' "$work/gc.out"; then echo "$g" >>"$work/gc.removed"; fi
-      sleep "0.0$((RANDOM % 10))"
     done
   ) &
   local collector=$! i=0 status args

@@ -5,30 +5,28 @@
 // interleave their lines and a test sees which steps ran in which process.
 //
 //   n ── source ── slow ──┬── left ──┬── join ──┐
-//   work_ms ───────┘      └── right ─┘          │
+//   work ──────────┘      └── right ─┘          │
 //   n ── bucket ── tag ─────────────────────────┼── report
 //   n ── shards ── square (ps::map, 20) ── total ┘
 //
 // source and slow are 800 KB vectors (their blobs take a while to write);
-// slow sleeps work_ms milliseconds first, but its value does not depend on
-// work_ms. bucket is n / 10, so changing n within a decade reruns bucket but
+// slow first makes `work` passes of real computation over its input (no
+// sleep), whose result is not part of its value: its value does not depend
+// on work. bucket is n / 10, so changing n within a decade reruns bucket but
 // not tag (early cutoff). shards is {n, ..., n + 19}: changing n by one
 // computes one new map element. Outputs: report and total.
 //
-// $PENSTOCK_TEST_GATE, when set, makes the process create "<gate>.ready.<pid>"
-// and wait until the file <gate> exists before it parses its command line,
-// so that a test can start several runs at the same moment.
+// $PENSTOCK_TEST_GATE, when set, names two FIFOs the test made: the process
+// writes a line to "<gate>.ready", then opens "<gate>" for reading, which
+// blocks until the test opens it for writing. No polling: the test reads one
+// line per process, then opens the gate, so several runs start together.
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include <penstock/penstock.hpp>
@@ -51,8 +49,27 @@ void log_ran(std::string_view what) {
 void wait_at_gate() {
   const char* gate = std::getenv("PENSTOCK_TEST_GATE");
   if (gate == nullptr || *gate == '\0') return;
-  std::ofstream(std::string(gate) + ".ready." + std::to_string(::getpid())) << "ready\n";
-  while (!std::filesystem::exists(gate)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const std::string ready = std::string(gate) + ".ready";
+  const std::string line = std::to_string(::getpid()) + "\n";
+  const int out = ::open(ready.c_str(), O_WRONLY | O_CLOEXEC);
+  if (out < 0 || ::write(out, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+    throw std::runtime_error("cannot write to " + ready);
+  ::close(out);
+  const int in = ::open(gate, O_RDONLY | O_CLOEXEC);  // blocks until the test opens the gate
+  if (in < 0) throw std::runtime_error("cannot open " + std::string(gate));
+  ::close(in);
+}
+
+// Where busy() leaves its result, so the compiler cannot drop the work.
+volatile unsigned long busy_sink = 0;
+
+// `passes` rounds of a multiplicative hash over v: real work for the kill -9
+// and lease tests to land in, kept out of the step's value.
+void busy(const std::vector<long>& v, long passes) {
+  unsigned long acc = 0;
+  for (long r = 0; r < passes; ++r)
+    for (long x : v) acc = (acc ^ static_cast<unsigned long>(x)) * 0x9e3779b97f4a7c15ul;
+  busy_sink = acc;
 }
 
 constexpr std::size_t source_size = 100'000;
@@ -61,7 +78,7 @@ constexpr std::size_t source_size = 100'000;
 
 int main(int argc, char** argv) {
   auto n = ps::param<long>("n", 3);
-  auto work_ms = ps::param<long>("work_ms", 0);
+  auto work = ps::param<long>("work", 0);
 
   auto source = ps::step<"source">([](long k) {
     log_ran("source");
@@ -70,13 +87,13 @@ int main(int argc, char** argv) {
       v[i] = static_cast<long>((i * static_cast<std::size_t>(2 * k + 1) * 2654435761u) % 1'000'003u);
     return v;
   })(n);
-  auto slow = ps::step<"slow">([](const std::vector<long>& v, long ms) {
+  auto slow = ps::step<"slow">([](const std::vector<long>& v, long passes) {
     log_ran("slow");
-    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    busy(v, passes);
     std::vector<long> w(v.size());
     for (std::size_t i = 0; i < v.size(); ++i) w[i] = v[i] ^ static_cast<long>(i & 0xff);
     return w;
-  })(source, work_ms);
+  })(source, work);
   auto left = ps::step<"left">([](const std::vector<long>& w) {
     log_ran("left");
     long sum = 0;

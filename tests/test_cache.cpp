@@ -17,29 +17,14 @@
 
 #include <penstock/penstock.hpp>
 
+#include "scratch_directory.hpp"
+
 namespace ps = penstock;
 namespace fs = std::filesystem;
 
 namespace {
 
-class scratch_directory {
- public:
-  scratch_directory() {
-    std::random_device random;
-    path_ = fs::temp_directory_path() / ("penstock-test-cache-" + std::to_string(random()));
-    fs::create_directories(path_);
-  }
-  scratch_directory(const scratch_directory&) = delete;
-  scratch_directory& operator=(const scratch_directory&) = delete;
-  ~scratch_directory() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  [[nodiscard]] const fs::path& path() const noexcept { return path_; }
-
- private:
-  fs::path path_;
-};
+using penstock_test::scratch_directory;
 
 // A value that counts how often cereal reads it back.
 struct counted_value {

@@ -27,6 +27,7 @@
 
 #include "cache_commands.hpp"
 #include "cache_store.hpp"
+#include "scratch_directory.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -36,26 +37,7 @@ using namespace penstock::detail::r1;
 
 namespace {
 
-// A fresh directory under the system's temporary directory, removed at the end.
-class scratch_directory {
- public:
-  scratch_directory() {
-    std::random_device random;
-    path_ = fs::temp_directory_path() /
-            ("penstock-cache-commands-test-" + std::to_string(::getpid()) + "-" + std::to_string(random()));
-    fs::create_directories(path_);
-  }
-  scratch_directory(const scratch_directory&) = delete;
-  scratch_directory& operator=(const scratch_directory&) = delete;
-  ~scratch_directory() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using penstock_test::scratch_directory;
 
 // Points PENSTOCK_HOME at a directory for the life of the object.
 class penstock_home {

@@ -37,6 +37,7 @@
 #include <penstock/value_traits.hpp>
 
 #include "cache_store.hpp"
+#include "scratch_directory.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -55,26 +56,7 @@ using penstock::detail::r1::put_info;
 
 namespace {
 
-// A fresh directory under the system's temporary directory, removed at the end.
-class scratch_directory {
- public:
-  scratch_directory() {
-    std::random_device random;
-    path_ = fs::temp_directory_path() /
-            ("penstock-cache-test-" + std::to_string(::getpid()) + "-" + std::to_string(random()));
-    fs::create_directories(path_);
-  }
-  scratch_directory(const scratch_directory&) = delete;
-  scratch_directory& operator=(const scratch_directory&) = delete;
-  ~scratch_directory() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using penstock_test::scratch_directory;
 
 digest key_of(std::string_view name, std::uint64_t i = 0, std::uint64_t j = 0) {
   return hasher().update(name).update_value(i).update_value(j).finish();

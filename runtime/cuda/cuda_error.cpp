@@ -33,8 +33,8 @@ void report_cleanup_failure(cudaError_t status, std::string_view call) noexcept 
     return;
   }
   static_cast<void>(cudaGetLastError());
-  std::fprintf(stderr, "penstock: %.*s failed while releasing GPU resources: %s (%s)\n",
-               static_cast<int>(call.size()), call.data(), cudaGetErrorString(status), cudaGetErrorName(status));
+  std::fprintf(stderr, "penstock: %.*s failed while releasing GPU resources: %s (%s)\n", static_cast<int>(call.size()),
+               call.data(), cudaGetErrorString(status), cudaGetErrorName(status));
 }
 
 device_guard::device_guard(int device) : device_(device) {

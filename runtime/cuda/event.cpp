@@ -22,8 +22,7 @@ event::~event() {
   }
 }
 
-event::event(event&& other) noexcept
-    : handle_(std::exchange(other.handle_, nullptr)), device_(other.device_) {}
+event::event(event&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)), device_(other.device_) {}
 
 event& event::operator=(event&& other) noexcept {
   event old(std::move(*this));

@@ -89,6 +89,46 @@ std::string key_parts(const graph_description& graph, std::uint32_t i, const run
   return parts.dump();
 }
 
+std::vector<std::optional<digest>> param_digests(const graph_description& graph, const run_state& state) {
+  std::vector<std::optional<digest>> out;
+  out.reserve(graph.params.size());
+  for (std::size_t p = 0; p < graph.params.size(); ++p) {
+    const auto& slot = graph.params[p].slot;
+    out.push_back(slot.hash != nullptr ? std::optional(slot.hash(state.param_slots[p])) : std::nullopt);
+  }
+  return out;
+}
+
+std::vector<bool> forced_steps(const graph_description& graph, std::span<const std::string> names) {
+  std::vector<bool> forced(graph.nodes.size(), false);
+  for (const auto& name : names) {
+    const auto it = std::find_if(graph.nodes.begin(), graph.nodes.end(), [&](const auto& n) { return n.name == name; });
+    if (it == graph.nodes.end()) {
+      std::string known;
+      for (const auto& n : graph.nodes) known += (known.empty() ? "" : ", ") + std::string(n.name);
+      throw std::invalid_argument(fmt::format("no step named '{}'; the steps are: {}", name, known));
+    }
+    forced[static_cast<std::size_t>(it - graph.nodes.begin())] = true;
+  }
+  // Nodes are in topological order: a dependent comes after its producers.
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i)
+    for (const auto& in : graph.nodes[i].inputs)
+      if (in.kind == input_kind::node && forced[in.index]) forced[i] = true;
+  return forced;
+}
+
+std::vector<std::optional<digest>> input_digests(const node_description& node,
+                                                 std::span<const std::optional<digest>> content,
+                                                 std::span<const std::optional<digest>> params) {
+  std::vector<std::optional<digest>> out(node.inputs.size());
+  for (std::size_t j = 0; j < node.inputs.size(); ++j) {
+    const auto& in = node.inputs[j];
+    if (in.kind == input_kind::node) out[j] = content[in.index];
+    if (in.kind == input_kind::param) out[j] = params[in.index];
+  }
+  return out;
+}
+
 std::string new_run_id() {
   const auto now = std::chrono::system_clock::now();
   std::random_device random;
@@ -102,31 +142,13 @@ cache_session::cache_session(const graph_description& graph, run_state& state, c
       store_(std::make_unique<cache_store>(options.directory.empty() ? default_cache_directory()
                                                                      : std::filesystem::path(options.directory))),
       run_id_(new_run_id()),
+      param_digests_(param_digests(graph, state)),
+      forced_(forced_steps(graph, options.rerun)),
+      content_(graph.nodes.size()),
       nodes_(std::make_unique<node_state[]>(graph.nodes.size())),
       started_(std::chrono::system_clock::now()) {
-  param_digests_.reserve(graph.params.size());
-  for (std::size_t i = 0; i < graph.params.size(); ++i) {
-    const auto& slot = graph.params[i].slot;
-    param_digests_.push_back(slot.hash != nullptr ? std::optional(slot.hash(state.param_slots[i])) : std::nullopt);
-  }
   code_.reserve(graph.nodes.size());
   for (const auto& node : graph.nodes) code_.push_back(code_fingerprint(node));
-
-  forced_.assign(graph.nodes.size(), false);
-  for (const auto& name : options.rerun) {
-    const auto it = std::find_if(graph.nodes.begin(), graph.nodes.end(), [&](const auto& n) { return n.name == name; });
-    if (it == graph.nodes.end()) {
-      std::string known;
-      for (const auto& n : graph.nodes) known += (known.empty() ? "" : ", ") + std::string(n.name);
-      throw std::invalid_argument(fmt::format("--rerun {}: pipeline '{}' has no step of that name; its steps are: {}",
-                                              name, graph.name, known));
-    }
-    forced_[static_cast<std::size_t>(it - graph.nodes.begin())] = true;
-  }
-  // Dependents of a forced step are forced too: nodes are in topological order.
-  for (std::size_t i = 0; i < graph.nodes.size(); ++i)
-    for (const auto& in : graph.nodes[i].inputs)
-      if (in.kind == input_kind::node && forced_[in.index]) forced_[i] = true;
   plan();
 }
 
@@ -170,7 +192,7 @@ void cache_session::plan() {
       if (!found[k].hit()) continue;
       auto& me = nodes_[asked[k]];
       me.planned_hit = true;
-      me.content = found[k].entry.content;
+      content_[asked[k]] = found[k].entry.content;
       me.last_used = found[k].entry.last_used;
     }
   }
@@ -182,13 +204,7 @@ void cache_session::compute_key(std::uint32_t i) {
   const node_description& node = graph_.nodes[i];
   auto& me = nodes_[i];
   if (me.key) return;
-  std::vector<std::optional<digest>> inputs(node.inputs.size());
-  for (std::size_t j = 0; j < node.inputs.size(); ++j) {
-    const auto& in = node.inputs[j];
-    if (in.kind == input_kind::node) inputs[j] = nodes_[in.index].content;
-    if (in.kind == input_kind::param) inputs[j] = param_digests_[in.index];
-  }
-  me.key = step_key(node, inputs, code_[i]);
+  me.key = step_key(node, input_digests(node, content_, param_digests_), code_[i]);
 }
 
 bool cache_session::lookup(std::uint32_t i, step_report& report) {
@@ -209,7 +225,7 @@ bool cache_session::lookup(std::uint32_t i, step_report& report) {
       report.cache_note = found.message;
       return false;
     }
-    me.content = found.entry.content;
+    content_[i] = found.entry.content;
     me.last_used = found.entry.last_used;
   }
   // The value stays in the store. A blob that turns out to be missing or
@@ -249,7 +265,7 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
   if (me.lazy.load(std::memory_order_acquire) && me.key && node.slot.load != nullptr) {
     try {
       const cache_result loaded = store_->load(*me.key, [&](std::istream& in) { node.slot.load(slot, in); });
-      if (loaded.hit() && loaded.entry.content == *me.content) return true;
+      if (loaded.hit() && loaded.entry.content == *content_[p]) return true;
       if (!loaded.hit()) {
         me.note = loaded.message.empty()
                       ? "its cache entry was removed during the run (by cache gc in another process); recomputed"
@@ -265,10 +281,9 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
   // Recompute: a bad blob, or a value already released to its consumers.
   // Keys already computed from the old digest stay as they are, so a step
   // that recomputes to different bytes is reported.
-  const std::optional<digest> expected = me.content;
   if (!recompute(p)) return false;
   me.recomputed = true;
-  if (expected && me.content && *me.content != *expected) {
+  if (content_[p] && me.recomputed_content && *me.recomputed_content != *content_[p]) {
     me.note +=
         "; recomputed to a different value than its cache entry had: the step is not deterministic "
         "(declare it .cache(ps::never))";
@@ -281,18 +296,25 @@ void cache_session::store(std::uint32_t i, step_report& report) {
   auto& me = nodes_[i];
   const void* slot = state_.node_slots[i];
   const bool cacheable = me.key && node.cacheable && node.options.cache == cache_policy::normal;
+  std::optional<digest> produced;
   try {
     if (cacheable) {
       const put_result put = store_->put(
           *me.key, [&](std::ostream& out) { return node.slot.save(slot, out); },
           put_info{.type = type_fingerprint(node), .run_id = run_id_}, me.lease.held() ? &me.lease : nullptr);
-      me.content = put.content;
-    } else if (node.slot.hash != nullptr) {
-      me.content = node.slot.hash(slot);  // dependents' keys still need it
+      produced = put.content;
     }
   } catch (const cache_error& e) {
     report.cache_note = e.what();
-    if (node.slot.hash != nullptr) me.content = node.slot.hash(slot);
+  }
+  // Dependents' keys need the digest even when the value is not stored.
+  if (!produced && node.slot.hash != nullptr) produced = node.slot.hash(slot);
+  // A hit recomputed by materialize() keeps the digest its dependents' keys
+  // were computed from (they may be reading it now); the new one is compared.
+  if (content_[i]) {
+    me.recomputed_content = produced;
+  } else {
+    content_[i] = produced;
   }
   if (me.lease.held()) me.lease.release();
 }
@@ -336,15 +358,11 @@ void cache_session::finish(const run_report& report) {
     }
     // `explain` compares with the last run that produced each step.
     if (step.status != step_status::succeeded) continue;
-    std::vector<std::optional<digest>> inputs;
-    for (const auto& in : node.inputs)
-      inputs.push_back(in.kind == input_kind::node    ? nodes_[in.index].content
-                       : in.kind == input_kind::param ? param_digests_[in.index]
-                                                      : std::nullopt);
+    const auto inputs = input_digests(node, content_, param_digests_);
     records.push_back(step_record{.pipeline = std::string(graph_.name),
                                   .step = std::string(node.name),
                                   .key = *me.key,
-                                  .components = key_parts(graph_, i, state_, inputs, code_[i], me.content),
+                                  .components = key_parts(graph_, i, state_, inputs, code_[i], content_[i]),
                                   .run_id = run_id_,
                                   .when = std::chrono::system_clock::now()});
   }

@@ -55,6 +55,21 @@ namespace penstock::detail::r1 {
                                     std::span<const std::optional<digest>> inputs, const std::optional<digest>& code,
                                     const std::optional<digest>& output);
 
+// Each parameter's content digest (nullopt when its type cannot be hashed).
+[[nodiscard]] std::vector<std::optional<digest>> param_digests(const graph_description& graph, const run_state& state);
+
+// The steps named by --rerun / cache_options::rerun and every step that
+// depends on one of them. Throws std::invalid_argument for a name that is no
+// step of the pipeline, listing its steps.
+[[nodiscard]] std::vector<bool> forced_steps(const graph_description& graph, std::span<const std::string> names);
+
+// The digest of each input of `node`: its producer's output digest from
+// `content`, a parameter's from `params`, nullopt for a constant (whose
+// digest is in the identity) or an unknown value.
+[[nodiscard]] std::vector<std::optional<digest>> input_digests(const node_description& node,
+                                                               std::span<const std::optional<digest>> content,
+                                                               std::span<const std::optional<digest>> params);
+
 // A new run id: UTC time, host process id and a random suffix.
 [[nodiscard]] std::string new_run_id();
 
@@ -122,12 +137,14 @@ class cache_session {
  private:
   struct node_state {
     std::optional<digest> key;
-    std::optional<digest> content;  // the output's content digest, for dependents' keys
     std::atomic<bool> lazy{false};  // hit, value not loaded
     std::mutex mutex;               // serializes materialize()
     cache_lease lease;
-    std::string note;                                   // written under `mutex`
-    bool recomputed = false;                            // a hit whose value had to be computed after all; under `mutex`
+    // Written under `mutex`: a reported miss; whether a hit had to be
+    // computed after all, and the digest it was computed to.
+    std::string note;
+    bool recomputed = false;
+    std::optional<digest> recomputed_content;
     bool planned_hit = false;                           // found by plan() before the run started
     std::chrono::system_clock::time_point last_used{};  // of its entry, on a hit
   };
@@ -142,6 +159,9 @@ class cache_session {
   std::vector<std::optional<digest>> param_digests_;
   std::vector<std::optional<digest>> code_;
   std::vector<bool> forced_;  // run_options::cache.rerun and their dependents
+  // Each node's output content digest, for its dependents' keys: written by
+  // the node's own task before it counts its consumers down.
+  std::vector<std::optional<digest>> content_;
   std::unique_ptr<node_state[]> nodes_;
   std::chrono::system_clock::time_point started_;
 };

@@ -10,7 +10,6 @@
 #include <signal.h>
 #include <atomic>
 
-#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +25,7 @@
 #include <penstock/version.hpp>
 
 #include "cache_commands.hpp"
+#include "cache_session.hpp"
 #include "cache_store.hpp"
 #include "explain.hpp"
 #include "graph_format.hpp"
@@ -88,14 +88,12 @@ std::pair<std::string, std::string> split_param(const std::string& text) {
   return {text.substr(0, eq), text.substr(eq + 1)};
 }
 
-// Every --rerun names a step of the pipeline.
+// Every --rerun names a step of the pipeline (a command-line error, exit 2).
 void check_step_names(const graph_description& graph, const std::vector<std::string>& names) {
-  for (const auto& name : names) {
-    if (std::none_of(graph.nodes.begin(), graph.nodes.end(), [&](const auto& n) { return n.name == name; })) {
-      std::string known;
-      for (const auto& n : graph.nodes) known += (known.empty() ? "" : ", ") + std::string(n.name);
-      throw CLI::ValidationError("--rerun", fmt::format("no step named '{}'; the steps are: {}", name, known));
-    }
+  try {
+    (void)forced_steps(graph, names);
+  } catch (const std::invalid_argument& e) {
+    throw CLI::ValidationError("--rerun", e.what());
   }
 }
 

@@ -248,14 +248,17 @@ class executor {
     fill_inputs(node, inputs);
 
     shown_.started();
-    element_cache_hook elements;
-    const bool per_element = cache_ != nullptr && cache_->element_hook(i, elements);
+    // A map's elements are cached one by one; nothing to set up otherwise.
+    std::optional<element_cache_hook> elements;
+    if (cache_ != nullptr && node.kind == node_kind::map && !cache_->element_hook(i, elements.emplace()))
+      elements.reset();
+    const bool per_element = elements.has_value();
     if (cache_ != nullptr) now = clock::now();  // not counting the cache lookup and the inputs' loading
     const auto start = now;
-    attempt(node, inputs, state_.node_slots[i], report, per_element ? &elements : nullptr);
+    attempt(node, inputs, state_.node_slots[i], report, per_element ? &*elements : nullptr);
     if (per_element) {
-      report.elements = elements.total.load(std::memory_order_relaxed);
-      report.elements_cached = elements.cached.load(std::memory_order_relaxed);
+      report.elements = elements->total.load(std::memory_order_relaxed);
+      report.elements_cached = elements->cached.load(std::memory_order_relaxed);
     }
     now = clock::now();
     report.duration = now - start;

@@ -65,35 +65,23 @@ std::vector<step_explanation> explain(const graph_description& graph, const run_
     }
   }
 
-  std::vector<std::optional<digest>> params;
-  for (std::size_t p = 0; p < graph.params.size(); ++p) {
-    const auto& slot = graph.params[p].slot;
-    params.push_back(slot.hash != nullptr ? std::optional(slot.hash(state.param_slots[p])) : std::nullopt);
-  }
-
+  const auto params = param_digests(graph, state);
+  const auto forced = forced_steps(graph, options.cache.rerun);
   std::vector<std::optional<digest>> content(graph.nodes.size());
-  std::vector<bool> forced(graph.nodes.size(), false);
-  for (const auto& name : options.cache.rerun)
-    for (std::size_t i = 0; i < graph.nodes.size(); ++i)
-      if (graph.nodes[i].name == name) forced[i] = true;
 
   std::vector<step_explanation> out;
   for (std::uint32_t i = 0; i < graph.nodes.size(); ++i) {
     const node_description& node = graph.nodes[i];
     step_explanation e{.step = std::string(node.name)};
-    std::vector<std::optional<digest>> inputs(node.inputs.size());
+    const auto inputs = input_digests(node, content, params);
+    // The first input whose digest is unknown names why the key is.
     std::string unknown_input;
-    for (std::size_t j = 0; j < node.inputs.size(); ++j) {
+    for (std::size_t j = 0; j < node.inputs.size() && unknown_input.empty(); ++j) {
       const auto& in = node.inputs[j];
-      if (in.kind == input_kind::node) {
-        inputs[j] = content[in.index];
-        if (!inputs[j] && unknown_input.empty()) unknown_input = graph.nodes[in.index].name;
-        if (forced[in.index]) forced[i] = true;
-      } else if (in.kind == input_kind::param) {
-        inputs[j] = params[in.index];
-        if (!inputs[j] && unknown_input.empty())
-          unknown_input = fmt::format("parameter '{}' (not serializable)", graph.params[in.index].name);
-      }
+      if (inputs[j] || in.kind == input_kind::constant) continue;
+      unknown_input = in.kind == input_kind::node
+                          ? std::string(graph.nodes[in.index].name)
+                          : fmt::format("parameter '{}' (not serializable)", graph.params[in.index].name);
     }
     const auto code = code_fingerprint(node);
     const auto key = step_key(node, inputs, code);

@@ -3,8 +3,8 @@
 // and cuda presets.
 #include "kernels.hpp"
 
-#include <cuda/atomic>
 #include <cuda_runtime.h>
+#include <cuda/atomic>
 
 #include <algorithm>
 #include <cstdint>
@@ -103,7 +103,8 @@ pinned_ints::~pinned_ints() { static_cast<void>(cudaFreeHost(data_)); }
 
 void launch_gated_scale(const host_gate& gate, int* data, std::size_t n, int factor,
                         penstock::gpu::stream_view stream) {
-  gated_scale<<<blocks_for(n, gated_blocks), threads_per_block, 0, stream.native_handle()>>>(gate.device_pointer(), data, n, factor);
+  gated_scale<<<blocks_for(n, gated_blocks), threads_per_block, 0, stream.native_handle()>>>(gate.device_pointer(),
+                                                                                             data, n, factor);
   check(cudaGetLastError(), "gated_scale<<<...>>>");
 }
 

@@ -53,8 +53,7 @@ inline constexpr int gate_gave_up = -999'999;
 
 // On `stream`: once `gate` is open, data[i] *= factor for i < n. Throws
 // cuda_error if the launch fails.
-void launch_gated_scale(const host_gate& gate, int* data, std::size_t n, int factor,
-                        penstock::gpu::stream_view stream);
+void launch_gated_scale(const host_gate& gate, int* data, std::size_t n, int factor, penstock::gpu::stream_view stream);
 
 // On `stream`: out[i] = in[i] + addend for i < n.
 void launch_add(const int* in, int* out, std::size_t n, int addend, penstock::gpu::stream_view stream);

@@ -39,8 +39,7 @@ TEST(gpu_device, device_info_refuses_an_index_it_does_not_have) {
         // The same reason the GPU tests skip with.
         EXPECT_NE(what.find(ps::gpu::no_device_reason()), std::string::npos) << what;
       } else {
-        EXPECT_NE(what.find("this process sees " + std::to_string(count) + " CUDA device"), std::string::npos)
-            << what;
+        EXPECT_NE(what.find("this process sees " + std::to_string(count) + " CUDA device"), std::string::npos) << what;
       }
     }
   }
@@ -63,9 +62,8 @@ TEST(gpu_device, describes_every_device) {
     const ps::gpu::device_properties device = ps::gpu::device_info(i);
     std::cout << "device " << i << ": " << device.name << ", sm_" << device.compute_capability_major
               << device.compute_capability_minor << ", " << device.total_memory / (1024 * 1024) << " MiB, "
-              << device.multiprocessor_count << " SMs, memory pools "
-              << (device.memory_pools_supported ? "yes" : "no") << ", driver " << device.driver_version
-              << ", runtime " << device.runtime_version << "\n";
+              << device.multiprocessor_count << " SMs, memory pools " << (device.memory_pools_supported ? "yes" : "no")
+              << ", driver " << device.driver_version << ", runtime " << device.runtime_version << "\n";
     EXPECT_EQ(device.index, i);
     EXPECT_FALSE(device.name.empty());
     EXPECT_GE(device.compute_capability_major, 7);  // CUDA 12 and 13 run nothing older than sm_70 / sm_75

@@ -171,7 +171,7 @@ TEST(gpu_device_buffer, frees_its_memory_in_stream_order) {
     stream.synchronize();
     EXPECT_GE(used(), before + n * sizeof(float));
     ps::gpu::device_buffer<float> moved = std::move(buffer);  // one allocation, one free
-    EXPECT_EQ(buffer.data(), nullptr);  // NOLINT(bugprone-use-after-move)
+    EXPECT_EQ(buffer.data(), nullptr);                        // NOLINT(bugprone-use-after-move)
     EXPECT_EQ(moved.size(), n);
   }
   stream.synchronize();

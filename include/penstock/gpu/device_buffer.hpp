@@ -107,8 +107,8 @@ class device_buffer {
  private:
   static std::size_t bytes_for(std::size_t count) {
     if (count > std::numeric_limits<std::size_t>::max() / sizeof(T)) {
-      throw std::length_error("device_buffer: " + std::to_string(count) + " elements of " +
-                              std::to_string(sizeof(T)) + " bytes do not fit in size_t");
+      throw std::length_error("device_buffer: " + std::to_string(count) + " elements of " + std::to_string(sizeof(T)) +
+                              " bytes do not fit in size_t");
     }
     return count * sizeof(T);
   }

@@ -30,10 +30,10 @@
 
 namespace ps = penstock;
 
-std::vector<double> load_data();                   // load.cpp
-double fit(const std::vector<double>& data);       // train.cpp
-std::string summarize(double model);               // report.cpp
-int count_other();                                 // other.cpp
+std::vector<double> load_data();              // load.cpp
+double fit(const std::vector<double>& data);  // train.cpp
+std::string summarize(double model);          // report.cpp
+int count_other();                            // other.cpp
 
 extern const ps::step_definition<"load", decltype(&load_data)> load;
 extern const ps::step_definition<"train", decltype(&fit)> train;
