@@ -8,7 +8,8 @@
 //   BM_cache_store_256MiB/write_fsync      open, write(), fsync(), close of a new file
 //   BM_cache_load_256MiB/get               cache_store::get(key, bytes): read and verify into a reused buffer
 //   BM_cache_load_256MiB/load_slot_load    cache_store::load(key, read) through the slot's load, as the executor loads
-//   BM_cache_load_256MiB/read              open, read(), close of a file in the page cache
+//   BM_cache_load_256MiB/read              open, read(), close of a file in the page cache, into a reused buffer
+//   BM_cache_load_256MiB/read_new_vector   the same into a new std::vector<float> each time (what a load makes)
 //   BM_hash_256MiB/penstock_hasher         penstock::hasher (incremental XXH3-128)
 //   BM_hash_256MiB/xxh3_128                XXH3_128bits, one call
 // Each put stores bytes never stored before (the first float changes every
@@ -205,6 +206,25 @@ void read(benchmark::State& state) {
   report_bytes(state);
 }
 
+// The peer of load_slot_load: like it, makes a new std::vector<float> of the
+// file's bytes each time (allocation, page faults and all), with read().
+void read_new_vector(benchmark::State& state) {
+  io_setup s;
+  if (!write_file(s.raw, reinterpret_cast<const std::byte*>(s.value->data()), bytes)) {
+    state.SkipWithError("cannot write the file");
+    return;
+  }
+  for (auto _ : state) {
+    std::vector<float> loaded(floats);
+    if (!read_file(s.raw, reinterpret_cast<std::byte*>(loaded.data()), bytes)) {
+      state.SkipWithError("read failed");
+      break;
+    }
+    benchmark::DoNotOptimize(loaded.data());
+  }
+  report_bytes(state);
+}
+
 // --- hashing ----------------------------------------------------------------
 
 void penstock_hasher(benchmark::State& state) {
@@ -261,6 +281,12 @@ BENCHMARK(load_slot_load)
     ->MinTime(2.0);
 BENCHMARK(read)
     ->Name("BM_cache_load_256MiB/read")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinWarmUpTime(0.5)
+    ->MinTime(2.0);
+BENCHMARK(read_new_vector)
+    ->Name("BM_cache_load_256MiB/read_new_vector")
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinWarmUpTime(0.5)

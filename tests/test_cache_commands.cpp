@@ -419,7 +419,7 @@ TEST(cache_commands_gc, max_size_removes_the_least_recently_used_and_prints_the_
   scratch_directory dir;
   penstock_home home(dir.path());
   {
-    cache_store store(dir.path());
+    cache_store store(dir.path(), {.touch_interval = 0s, .clock = {}});  // every use is recorded
     for (int i = 0; i < 4; ++i) store.put(key_of("lru", i), thousand_bytes(i), {bytes_type, "r"});
     std::vector<std::byte> out;
     ASSERT_TRUE(store.get(key_of("lru", 0), out).hit());  // 0 is now the most recent

@@ -222,7 +222,7 @@ TEST(cache_store, contiguous_bytes_round_trip_with_their_index_row) {
   ASSERT_TRUE(got.hit()) << got.message;
   EXPECT_TRUE(got.message.empty());
   EXPECT_EQ(out, bytes);
-  EXPECT_GT(got.entry.last_used, found.entry.last_used) << "get() marks the entry as used";
+  EXPECT_EQ(got.entry.last_used, found.entry.last_used) << "an entry used within touch_interval is not rewritten";
 
   const digest batch[] = {key_of("never stored"), key, key_of("also never stored")};
   const auto many = store.lookup(batch);
@@ -235,6 +235,65 @@ TEST(cache_store, contiguous_bytes_round_trip_with_their_index_row) {
   EXPECT_EQ(store.get(key_of("never stored"), out).status, cache_status::absent);
   EXPECT_EQ(store.lookup(key_of("never stored")).status, cache_status::absent);
   EXPECT_EQ(count_temporaries(dir.path()), 0u);
+}
+
+// SQLite's data_version, seen from a connection of its own: it changes when
+// another connection commits a change.
+class index_watcher {
+ public:
+  explicit index_watcher(const fs::path& index) {
+    if (sqlite3_open_v2(index.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
+      throw std::runtime_error("cannot open " + index.string());
+  }
+  index_watcher(const index_watcher&) = delete;
+  index_watcher& operator=(const index_watcher&) = delete;
+  ~index_watcher() { sqlite3_close_v2(db_); }
+  [[nodiscard]] std::int64_t version() const {
+    sqlite3_stmt* statement = nullptr;
+    sqlite3_prepare_v2(db_, "PRAGMA data_version", -1, &statement, nullptr);
+    std::int64_t v = -1;
+    if (sqlite3_step(statement) == SQLITE_ROW) v = sqlite3_column_int64(statement, 0);
+    sqlite3_finalize(statement);
+    return v;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+TEST(cache_store, a_fresh_entry_is_read_without_a_write_and_a_stale_one_is_marked_used) {
+  scratch_directory dir;
+  cache_store store(dir.path());  // touch_interval: an hour
+  const digest small = key_of("fresh inline");
+  const digest large = key_of("fresh blob");
+  ASSERT_TRUE(store.put(small, value_for(1, 4096), {bytes_type, "r"}).inline_value);
+  ASSERT_FALSE(store.put(large, blob_value_for(2), {bytes_type, "r"}).inline_value);
+  const auto stored_small = store.lookup(small).entry.last_used;
+  const auto stored_large = store.lookup(large).entry.last_used;
+
+  index_watcher watcher(store.index_path());
+  const auto before = watcher.version();
+  std::vector<std::byte> out;
+  for (int i = 0; i < 3; ++i) {
+    const auto got = store.get(small, out);
+    ASSERT_TRUE(got.hit()) << got.message;
+    EXPECT_EQ(got.entry.last_used, stored_small);
+  }
+  const digest both[] = {small, large};
+  store.touch(both);
+  EXPECT_EQ(watcher.version(), before) << "reading a fresh inline value and touching fresh entries wrote the index";
+  ASSERT_TRUE(store.get(large, out).hit());  // a blob is marked in use while it is read: that writes
+  EXPECT_EQ(store.lookup(large).entry.last_used, stored_large);
+
+  // Two hours later both are stale: a get and a touch mark them used.
+  cache_store later(dir.path(), {.clock = [] { return std::chrono::system_clock::now() + 2h; }});
+  const auto got = later.get(small, out);
+  ASSERT_TRUE(got.hit()) << got.message;
+  EXPECT_GT(got.entry.last_used, stored_small + 1h);
+  EXPECT_GT(later.lookup(small).entry.last_used, stored_small + 1h);
+  const digest one[] = {large};
+  later.touch(one);
+  EXPECT_GT(later.lookup(large).entry.last_used, stored_large + 1h);
 }
 
 TEST(cache_store, streamed_values_round_trip_through_value_traits) {
@@ -462,6 +521,41 @@ TEST(cache_store_damage, flipped_byte_is_a_corrupt_blob) {
     f.seekp(517);
     f.put(static_cast<char>(c ^ 0x10));
   });
+}
+
+// From 8 MiB on, put() hashes on a second thread while it writes and get()
+// hashes on one while it reads: the same digests, the same dedup, the same
+// detection of a damaged byte near the end.
+TEST(cache_store_damage, large_values_hashed_beside_the_io_dedup_and_detect_damage) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  std::vector<std::byte> bytes((9 << 20) + 3);
+  std::mt19937_64 random(17);
+  for (auto& b : bytes) b = static_cast<std::byte>(random());
+  const auto first = store.put(key_of("large", 1), bytes, {bytes_type, "r"});
+  EXPECT_EQ(first.content, digest_of(bytes));
+  EXPECT_TRUE(first.wrote_blob);
+  const auto again = store.put(key_of("large", 2), bytes, {bytes_type, "r"});
+  EXPECT_EQ(again.content, first.content);
+  EXPECT_FALSE(again.wrote_blob) << "the blob was stored already";
+  EXPECT_EQ(count_files(dir.path() / "blobs"), 1u) << "one blob, and no temporary file left";
+
+  std::vector<std::byte> out;
+  const auto got = store.get(key_of("large", 2), out);
+  ASSERT_TRUE(got.hit()) << got.message;
+  EXPECT_EQ(out, bytes);
+
+  const fs::path blob = store.blob_path(first.content);
+  make_writable(blob);
+  {
+    std::fstream f(blob, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(bytes.size() - 2));
+    f.put(static_cast<char>(std::to_integer<char>(bytes[bytes.size() - 2]) ^ 0x01));
+  }
+  const auto damaged = store.get(key_of("large", 1), out);
+  EXPECT_EQ(damaged.status, cache_status::blob_corrupt) << damaged.message;
+  EXPECT_FALSE(fs::exists(blob));
+  EXPECT_EQ(store.get(key_of("large", 2), out).status, cache_status::absent) << "the rows naming the blob went too";
 }
 
 TEST(cache_store_damage, truncated_blob) {
@@ -883,7 +977,7 @@ TEST(cache_store_leases, waiting_ends_when_the_value_appears_or_the_time_is_up) 
 
 TEST(cache_store_gc, least_recently_used_go_first_until_the_budget_holds) {
   scratch_directory dir;
-  cache_store store(dir.path());
+  cache_store store(dir.path(), {.touch_interval = 0s, .clock = {}});  // every use is recorded
   constexpr std::uint64_t n = cache_inline_max + 1000;  // blob files
   std::vector<std::byte> bytes(n);
   for (int i = 0; i < 4; ++i) {
@@ -913,7 +1007,7 @@ TEST(cache_store_gc, least_recently_used_go_first_until_the_budget_holds) {
 
 TEST(cache_store_gc, a_shared_blob_stays_until_its_last_entry_goes) {
   scratch_directory dir;
-  cache_store store(dir.path());
+  cache_store store(dir.path(), {.touch_interval = 0s, .clock = {}});
   const auto bytes = blob_value_for(5);
   const auto put = store.put(key_of("s", 1), bytes, {bytes_type, "r"});
   store.put(key_of("s", 2), bytes, {bytes_type, "r"});

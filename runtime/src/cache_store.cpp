@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -44,6 +45,8 @@ using sys_clock = std::chrono::system_clock;
 // Reads and writes go in pieces of this size so that each piece is hashed
 // while it is still in the CPU cache.
 constexpr std::size_t io_chunk = std::size_t{1} << 20;
+// get() hashes a blob at least this large on a second thread while it reads.
+constexpr std::size_t parallel_hash_min = std::size_t{8} << 20;
 // Linux transfers at most this much in one read() / write() call.
 constexpr std::size_t max_io = 0x7ffff000;
 // A temporary file nobody touched for this long is abandoned, whoever wrote it.
@@ -52,6 +55,11 @@ constexpr auto abandoned_after = std::chrono::hours(24);
 // the tables of version 1 are unchanged. 3: adds entries.inline_value (NULL:
 // the value is in a blob file; else its bytes). See schema_sql and open().
 constexpr int schema_version = 3;
+// SQLite's default automatic checkpoint: when a commit leaves this many pages in the WAL.
+constexpr int auto_checkpoint_pages = 1000;
+// A WAL of at most this many pages (4 KiB each) is left in place when the
+// index is closed (see cache_store::state::open).
+constexpr int short_wal_pages = 128;
 // The streaming put's first buffer; it grows as the value does.
 constexpr std::size_t first_buffer = 4096;
 
@@ -224,6 +232,63 @@ digest_bytes random_token() {
 }
 
 // Reads an in-memory buffer as a stream, for load().
+// Hashes the bytes a reader fills in, in order, as they become available:
+// on a second thread for a large value (chunk k is hashed while chunk k + 1
+// is read), on the caller's otherwise.
+class trailing_hasher {
+ public:
+  trailing_hasher(const std::byte* data, bool second_thread) : data_(data) {
+    if (second_thread) worker_ = std::thread([this] { run(); });
+  }
+  trailing_hasher(const trailing_hasher&) = delete;
+  trailing_hasher& operator=(const trailing_hasher&) = delete;
+  ~trailing_hasher() { stop(); }
+
+  // The first `filled` bytes are in place (never fewer than before).
+  void available(std::size_t filled) {
+    if (!worker_.joinable()) {
+      hash_.update(data_ + hashed_, filled - hashed_);
+      hashed_ = filled;
+      return;
+    }
+    progress_.store(filled, std::memory_order_release);
+    progress_.notify_one();
+  }
+  // The digest of every byte made available.
+  [[nodiscard]] digest finish() {
+    stop();
+    return hash_.finish();
+  }
+
+ private:
+  static constexpr std::size_t done_bit = std::size_t{1} << 63;
+
+  void stop() {
+    if (!worker_.joinable()) return;
+    progress_.fetch_or(done_bit, std::memory_order_release);
+    progress_.notify_one();
+    worker_.join();
+  }
+  void run() {
+    for (;;) {
+      const std::size_t seen = progress_.load(std::memory_order_acquire);
+      if (const std::size_t ready = seen & ~done_bit; ready > hashed_) {
+        hash_.update(data_ + hashed_, ready - hashed_);
+        hashed_ = ready;
+        continue;
+      }
+      if ((seen & done_bit) != 0) return;
+      progress_.wait(seen, std::memory_order_acquire);
+    }
+  }
+
+  const std::byte* data_;
+  hasher hash_;
+  std::size_t hashed_ = 0;
+  std::atomic<std::size_t> progress_{0};
+  std::thread worker_;  // last: starts once the rest is initialized
+};
+
 class memory_streambuf final : public std::streambuf {
  public:
   explicit memory_streambuf(std::span<std::byte> bytes) {
@@ -440,6 +505,9 @@ CREATE TABLE IF NOT EXISTS steps(
 // without reading it; get() reads it as column 8.
 constexpr const char* select_entry_sql =
     "SELECT key, digest, size, type, run_id, created, last_used, typeof(inline_value) FROM entries WHERE key = ?1";
+// What a planner needs (lookup of a batch): no type, run id or creation time.
+constexpr const char* select_planned_entry_sql =
+    "SELECT digest, size, last_used, typeof(inline_value) FROM entries WHERE key = ?1";
 constexpr const char* select_entry_value_sql =
     "SELECT key, digest, size, type, run_id, created, last_used, typeof(inline_value), inline_value FROM entries "
     "WHERE key = ?1";
@@ -453,6 +521,8 @@ constexpr const char* add_inline_column_sql = "ALTER TABLE entries ADD COLUMN in
 constexpr const char* delete_inline_entry_sql =
     "DELETE FROM entries WHERE key = ?1 AND digest = ?2 AND inline_value = ?3";
 constexpr const char* touch_entry_sql = "UPDATE entries SET last_used = ?2 WHERE key = ?1";
+constexpr const char* touch_stale_entry_sql =
+    "UPDATE entries SET last_used = ?2 WHERE key = ?1 AND (typeof(last_used) != 'integer' OR last_used < ?3)";
 constexpr const char* delete_entry_sql = "DELETE FROM entries WHERE key = ?1";
 constexpr const char* delete_entries_of_digest_sql = "DELETE FROM entries WHERE digest = ?1 AND inline_value IS NULL";
 constexpr const char* insert_mark_sql =
@@ -571,6 +641,12 @@ class query {
     if (!d) return std::nullopt;
     return to_bytes(*d);
   }
+  // Valid until the next step or reset of the statement.
+  [[nodiscard]] std::string_view text_view(int column) const noexcept {
+    const auto* data = sqlite3_column_text(statement_, column);
+    if (data == nullptr) return {};
+    return {reinterpret_cast<const char*>(data), static_cast<std::size_t>(sqlite3_column_bytes(statement_, column))};
+  }
   [[nodiscard]] std::string text(int column) const {
     const auto* data = sqlite3_column_text(statement_, column);
     if (data == nullptr) return {};
@@ -629,7 +705,7 @@ std::optional<cache_entry> read_entry(const query& q, std::string& why) {
     why = "the run_id column is not text";
   } else if (q.type(5) != SQLITE_INTEGER || q.type(6) != SQLITE_INTEGER) {
     why = "the created / last_used columns are not integers";
-  } else if (const std::string where = q.text(7); where != "null" && where != "blob") {
+  } else if (const std::string_view where = q.text_view(7); where != "null" && where != "blob") {
     why = "the inline_value column is neither null nor a blob";
   } else {
     e.inline_value = where == "blob";
@@ -640,6 +716,30 @@ std::optional<cache_entry> read_entry(const query& q, std::string& why) {
     e.run_id = q.text(4);
     e.created = from_ns(q.integer(5));
     e.last_used = from_ns(q.integer(6));
+    return e;
+  }
+  return std::nullopt;
+}
+
+// Parses the columns of select_planned_entry_sql: the key, digest, size,
+// last_used and inline_value of a cache_entry (the rest left empty).
+std::optional<cache_entry> read_planned_entry(const query& q, const digest& key, std::string& why) {
+  const auto content = q.digest_at(0);
+  if (!content) {
+    why = "the digest column is not a 16-byte blob";
+  } else if (q.type(1) != SQLITE_INTEGER || q.integer(1) < 0) {
+    why = "the size column is not a non-negative integer";
+  } else if (q.type(2) != SQLITE_INTEGER) {
+    why = "the last_used column is not an integer";
+  } else if (const std::string_view where = q.text_view(3); where != "null" && where != "blob") {
+    why = "the inline_value column is neither null nor a blob";
+  } else {
+    cache_entry e;
+    e.key = key;
+    e.content = *content;
+    e.size = static_cast<std::uint64_t>(q.integer(1));
+    e.last_used = from_ns(q.integer(2));
+    e.inline_value = where == "blob";
     return e;
   }
   return std::nullopt;
@@ -717,6 +817,7 @@ struct cache_store::state {
   sqlite3* db = nullptr;
   std::unordered_map<const char*, sqlite3_stmt*> statements;
   std::int64_t next_id = 1;
+  int wal_pages = 0;  // pages in the WAL after this connection's last commit
   std::int64_t last_stamp = 0;
   std::minstd_rand jitter{std::random_device{}()};
 
@@ -732,6 +833,11 @@ struct cache_store::state {
     // checkpoint or unlink the parent's WAL (SQLite: no connection across fork).
     if (::getpid() != pid) return;
     for (auto& [sql, statement] : statements) sqlite3_finalize(statement);
+    // A long WAL is checkpointed into the index (and deleted) by the last
+    // connection to close; a short one is left for the next run to read.
+    if (db != nullptr && wal_pages > short_wal_pages) {
+      sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
+    }
     sqlite3_close_v2(db);
   }
 
@@ -745,6 +851,10 @@ struct cache_store::state {
   }
 
   [[nodiscard]] std::int64_t now() const { return to_ns(options.clock ? options.clock() : sys_clock::now()); }
+  // Used within touch_interval: get() and touch() leave its last_used alone.
+  [[nodiscard]] bool fresh(sys_clock::time_point last_used) const {
+    return to_ns(last_used) >= now() - std::chrono::nanoseconds(options.touch_interval).count();
+  }
   // Strictly increasing within this store, so last-use order is exact.
   std::int64_t stamp() {
     last_stamp = std::max(now(), last_stamp + 1);
@@ -765,6 +875,8 @@ struct cache_store::state {
   void exec(const char* sql) {
     if (const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr); rc != SQLITE_OK) fail(rc, sql);
   }
+  // BEGIN, BEGIN IMMEDIATE or COMMIT, prepared once (sqlite3_exec would parse it every time).
+  void transaction(const char* sql) { prepare(sql).run(); }
 
   query prepare(const char* sql) {
     auto [it, inserted] = statements.try_emplace(sql, nullptr);
@@ -800,7 +912,36 @@ struct cache_store::state {
     // last commits, never consistency; and a lost row is only a miss, since
     // every blob is fsync'ed before its row is written.
     exec("PRAGMA synchronous=NORMAL");
-    exec("BEGIN IMMEDIATE");
+    // The last connection to close would checkpoint the WAL into the index
+    // (two fsyncs) and delete -wal and -shm, which the next run creates
+    // again. A short run, such as a no-op rerun that writes one run record,
+    // leaves its few pages in the WAL instead, so it costs no disk sync; the
+    // next connection reads them back when it opens (SQLite's WAL recovery,
+    // which is why a long WAL is still checkpointed on close: see ~state).
+    // Durability is unchanged: committed frames in the WAL are part of the
+    // database for every reader and survive a crash.
+    if (const int configured = sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+        configured != SQLITE_OK) {
+      fail(configured, "cannot configure the connection");
+    }
+    // SQLite's automatic checkpoint (every 1,000 pages), plus a note of the
+    // WAL's length for the close.
+    sqlite3_wal_hook(
+        db,
+        [](void* self, sqlite3* connection, const char* name, int pages) {
+          static_cast<state*>(self)->wal_pages = pages;
+          if (pages >= auto_checkpoint_pages) {
+            sqlite3_wal_checkpoint_v2(connection, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+          }
+          return SQLITE_OK;
+        },
+        this);
+    // An index already at this schema needs no write transaction.
+    {
+      auto q = prepare("PRAGMA user_version");
+      if (q.step() && q.integer(0) == schema_version) return;
+    }
+    transaction("BEGIN IMMEDIATE");
     try {
       std::int64_t version = 0;
       {
@@ -821,7 +962,7 @@ struct cache_store::state {
         if (!has_column) exec(add_inline_column_sql);
       }
       exec(fmt::format("PRAGMA user_version={}", schema_version).c_str());
-      exec("COMMIT");
+      transaction("COMMIT");
     } catch (...) {
       sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
       throw;
@@ -883,14 +1024,15 @@ struct cache_store::state {
     return blobs / fmt::format(".tmp-{}-{}-{:02x}", host_tag, pid, fmt::join(r.begin(), r.begin() + 8, ""));
   }
 
-  // Writes the bytes to a fresh temporary file and fsyncs it.
-  [[nodiscard]] fs::path write_temporary(std::span<const std::byte> bytes) {
+  // Writes the bytes to a fresh temporary file and fsyncs it (unless
+  // `sync` is false: publish() syncs it if it is used).
+  [[nodiscard]] fs::path write_temporary(std::span<const std::byte> bytes, bool sync = true) {
     fs::path temp = temporary_path();
     unique_fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
     if (!fd) throw cache_error(fmt::format("cannot create {}: {}", temp.string(), errno_text(errno)));
     try {
       write_all(fd.get(), bytes.data(), bytes.size(), temp);
-      sync_file(fd.get(), temp);
+      if (sync) sync_file(fd.get(), temp);
       fd.close(temp);
     } catch (...) {
       ::unlink(temp.c_str());
@@ -904,7 +1046,7 @@ struct cache_store::state {
   // (lease_id != 0), in one transaction. Called under the lock.
   void commit_row(const digest& key, const digest& content, std::uint64_t size, const put_info& info, bool inline_value,
                   std::span<const std::byte> bytes, std::int64_t mark_id, std::int64_t lease_id) {
-    exec("BEGIN IMMEDIATE");
+    transaction("BEGIN IMMEDIATE");
     try {
       {
         auto q = prepare(insert_entry_sql);
@@ -923,7 +1065,7 @@ struct cache_store::state {
       }
       if (mark_id != 0) unmark(content, mark_id);
       if (lease_id != 0) prepare(delete_lease_sql).bind(1, key).bind(2, token).bind(3, lease_id).run();
-      exec("COMMIT");
+      transaction("COMMIT");
     } catch (...) {
       sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
       throw;
@@ -942,9 +1084,11 @@ struct cache_store::state {
 
   // Puts a blob in place (unless one with this digest is there) and then the
   // index row naming it; see the integrity rules in cache_store.hpp. Either
-  // `temp` is a complete, fsync'ed file, or it is empty and `bytes` are written.
+  // `temp` is a complete file (fsync'ed unless `temp_unsynced`: then it is
+  // fsync'ed here before it is renamed into place), or it is empty and
+  // `bytes` are written.
   put_result publish(const digest& key, const digest& content, std::uint64_t size, const put_info& info, fs::path temp,
-                     std::span<const std::byte> bytes, std::int64_t lease_id) {
+                     std::span<const std::byte> bytes, std::int64_t lease_id, bool temp_unsynced = false) {
     std::int64_t mark_id = 0;
     try {
       mark_id = mark(content);  // gc leaves the blob alone from here on
@@ -963,7 +1107,13 @@ struct cache_store::state {
         if (!temp.empty()) ::unlink(temp.c_str());
         temp.clear();
       } else {
-        if (temp.empty()) temp = write_temporary(bytes);
+        if (temp.empty()) {
+          temp = write_temporary(bytes);
+        } else if (temp_unsynced) {
+          const unique_fd written(::open(temp.c_str(), O_RDONLY | O_CLOEXEC));
+          if (!written) throw cache_error(fmt::format("cannot open {}: {}", temp.string(), errno_text(errno)));
+          sync_file(written.get(), temp);
+        }
         // Replaces a stale file of the wrong size, if any, atomically.
         if (::rename(temp.c_str(), target.c_str()) != 0) {
           throw cache_error(
@@ -1033,13 +1183,24 @@ std::int64_t cache_store::lease_id_for(const digest& key, const cache_lease* lea
 put_result cache_store::put(const digest& key, std::span<const std::byte> bytes, const put_info& info,
                             cache_lease* lease) {
   const std::int64_t lease_id = lease_id_for(key, lease);
-  // Hashing first (4x faster than write + fsync here, SSE2 XXH3 at 6 GB/s)
-  // lets an already stored blob cost no write at all: the common case when a
-  // rerun step produces the same output (early cutoff).
-  const digest content = hasher().update(bytes.data(), bytes.size()).finish();
-  put_result result = bytes.size() <= cache_inline_max
-                          ? state_->publish_inline(key, content, bytes, info, lease_id)
-                          : state_->publish(key, content, bytes.size(), info, {}, bytes, lease_id);
+  put_result result;
+  if (bytes.size() >= parallel_hash_min) {
+    // A large value is written to a temporary file while a second thread
+    // hashes it; only then is the digest known. If a blob with that digest
+    // is already stored, the file goes unsynced (a write to the page cache
+    // wasted, no fsync); else it is fsync'ed and renamed into place.
+    trailing_hasher hash(bytes.data(), true);
+    hash.available(bytes.size());
+    fs::path temp = state_->write_temporary(bytes, false);
+    const digest content = hash.finish();
+    result = state_->publish(key, content, bytes.size(), info, std::move(temp), {}, lease_id, true);
+  } else {
+    // Hashing first lets an already stored value cost no write at all: the
+    // common case when a rerun step produces the same output (early cutoff).
+    const digest content = hasher().update(bytes.data(), bytes.size()).finish();
+    result = bytes.size() <= cache_inline_max ? state_->publish_inline(key, content, bytes, info, lease_id)
+                                              : state_->publish(key, content, bytes.size(), info, {}, bytes, lease_id);
+  }
   if (lease_id != 0) lease->store_ = nullptr;  // released with the row
   return result;
 }
@@ -1113,14 +1274,14 @@ std::vector<cache_result> cache_store::lookup(std::span<const digest> keys) {
   auto guard = s.lock();
   std::vector<cache_result> results(keys.size());
   std::vector<std::size_t> unreadable;
-  s.exec("BEGIN");  // one read transaction, one snapshot
+  s.transaction("BEGIN");  // one read transaction, one snapshot
   try {
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      auto q = s.prepare(select_entry_sql);
+      auto q = s.prepare(select_planned_entry_sql);
       q.bind(1, keys[i]);
       if (!q.step()) continue;
       std::string why;
-      if (auto e = read_entry(q, why)) {
+      if (auto e = read_planned_entry(q, keys[i], why)) {
         results[i].status = cache_status::hit;
         results[i].entry = std::move(*e);
       } else {
@@ -1130,7 +1291,7 @@ std::vector<cache_result> cache_store::lookup(std::span<const digest> keys) {
         unreadable.push_back(i);
       }
     }
-    s.exec("COMMIT");
+    s.transaction("COMMIT");
   } catch (...) {
     sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
     throw;
@@ -1142,11 +1303,12 @@ std::vector<cache_result> cache_store::lookup(std::span<const digest> keys) {
 void cache_store::touch(std::span<const digest> keys) {
   auto& s = *state_;
   auto guard = s.lock();
-  s.exec("BEGIN IMMEDIATE");
+  s.transaction("BEGIN IMMEDIATE");
   try {
     const std::int64_t at = s.stamp();
-    for (const auto& key : keys) s.prepare(touch_entry_sql).bind(1, key).bind(2, at).run();
-    s.exec("COMMIT");
+    const std::int64_t stale_before = s.now() - std::chrono::nanoseconds(s.options.touch_interval).count();
+    for (const auto& key : keys) s.prepare(touch_stale_entry_sql).bind(1, key).bind(2, at).bind(3, stale_before).run();
+    s.transaction("COMMIT");
   } catch (...) {
     sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
     throw;
@@ -1164,50 +1326,67 @@ cache_result cache_store::get(const digest& key,
   //    copied out of the row instead (no file, no mark).
   {
     auto guard = s.lock();
-    s.exec("BEGIN IMMEDIATE");
-    try {
-      std::optional<cache_entry> entry;
+    // 1'. An inline value used within touch_interval needs no write: one
+    //     SELECT, its own read transaction. (A rerun's outputs, mostly.)
+    {
+      auto q = s.prepare(select_entry_value_sql);
+      q.bind(1, key);
+      if (!q.step()) return result;
       std::string why;
-      bool found = false;
-      {
-        auto q = s.prepare(select_entry_value_sql);
-        q.bind(1, key);
-        if (q.step()) {
-          found = true;
-          entry = read_entry(q, why);
-          if (entry && entry->inline_value) {
-            const auto bytes = q.bytes_at(8);
-            inline_bytes.assign(bytes.begin(), bytes.end());
-          }
-        }
-      }
-      if (found && !entry) {
-        s.prepare(delete_entry_sql).bind(1, key).run();
-        result.status = cache_status::index_corrupt;
-        result.message = fmt::format("cache entry {}: its row in {} is unreadable ({}); the row was removed", key.hex(),
-                                     s.index_file.string(), why);
-      } else if (entry) {
-        if (!entry->inline_value) {
-          mark_id = s.next_id++;
-          s.prepare(insert_mark_sql)
-              .bind(1, entry->content)
-              .bind(2, s.token)
-              .bind(3, mark_id)
-              .bind(4, std::int64_t{s.pid})
-              .bind(5, std::string_view(s.host))
-              .bind(6, expiry(s.now(), s.options.mark_ttl))
-              .run();
-        }
-        const std::int64_t used = s.stamp();
-        s.prepare(touch_entry_sql).bind(1, key).bind(2, used).run();
-        entry->last_used = from_ns(used);
+      if (auto entry = read_entry(q, why); entry && entry->inline_value && s.fresh(entry->last_used)) {
+        const auto bytes = q.bytes_at(8);
+        inline_bytes.assign(bytes.begin(), bytes.end());
         result.entry = std::move(*entry);
       }
-      s.exec("COMMIT");
-      if (!found || !entry) return result;
-    } catch (...) {
-      sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
-      throw;
+    }
+    if (!result.entry.inline_value) {
+      s.transaction("BEGIN IMMEDIATE");
+      try {
+        std::optional<cache_entry> entry;
+        std::string why;
+        bool found = false;
+        {
+          auto q = s.prepare(select_entry_value_sql);
+          q.bind(1, key);
+          if (q.step()) {
+            found = true;
+            entry = read_entry(q, why);
+            if (entry && entry->inline_value) {
+              const auto bytes = q.bytes_at(8);
+              inline_bytes.assign(bytes.begin(), bytes.end());
+            }
+          }
+        }
+        if (found && !entry) {
+          s.prepare(delete_entry_sql).bind(1, key).run();
+          result.status = cache_status::index_corrupt;
+          result.message = fmt::format("cache entry {}: its row in {} is unreadable ({}); the row was removed",
+                                       key.hex(), s.index_file.string(), why);
+        } else if (entry) {
+          if (!entry->inline_value) {
+            mark_id = s.next_id++;
+            s.prepare(insert_mark_sql)
+                .bind(1, entry->content)
+                .bind(2, s.token)
+                .bind(3, mark_id)
+                .bind(4, std::int64_t{s.pid})
+                .bind(5, std::string_view(s.host))
+                .bind(6, expiry(s.now(), s.options.mark_ttl))
+                .run();
+          }
+          if (!s.fresh(entry->last_used)) {
+            const std::int64_t used = s.stamp();
+            s.prepare(touch_entry_sql).bind(1, key).bind(2, used).run();
+            entry->last_used = from_ns(used);
+          }
+          result.entry = std::move(*entry);
+        }
+        s.transaction("COMMIT");
+        if (!found || !entry) return result;
+      } catch (...) {
+        sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
+        throw;
+      }
     }
   }
   const cache_entry& entry = result.entry;
@@ -1288,7 +1467,7 @@ cache_result cache_store::get(const digest& key,
                         content.hex(), static_cast<std::uint64_t>(seen.st_size), entry.size);
       } else {
         ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-        hasher hash;
+        trailing_hasher hash(into.data(), into.size() >= parallel_hash_min);
         std::size_t done = 0;
         int read_error = 0;
         while (done < into.size()) {
@@ -1300,8 +1479,8 @@ cache_result cache_store::get(const digest& key,
             break;
           }
           if (n == 0) break;
-          hash.update(into.data() + done, static_cast<std::size_t>(n));
           done += static_cast<std::size_t>(n);
+          hash.available(done);
         }
         if (read_error != 0) {
           if (read_error != EIO) {
@@ -1331,14 +1510,14 @@ cache_result cache_store::get(const digest& key,
 
   // 3. Unmark; a bad blob goes, with every row that names it.
   auto guard = s.lock();
-  s.exec("BEGIN IMMEDIATE");
+  s.transaction("BEGIN IMMEDIATE");
   try {
     s.unmark(content, mark_id);
     if (!result.hit()) {
       s.drop_bad_blob(content, opened ? &seen : nullptr);
       result.message += "; the blob and the index rows naming it were removed, the value will be recomputed";
     }
-    s.exec("COMMIT");
+    s.transaction("COMMIT");
   } catch (...) {
     sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
     throw;
@@ -1381,7 +1560,7 @@ lease_attempt cache_store::try_acquire(const digest& key, std::chrono::seconds t
   auto& s = *state_;
   auto guard = s.lock();
   lease_attempt attempt;
-  s.exec("BEGIN IMMEDIATE");
+  s.transaction("BEGIN IMMEDIATE");
   try {
     const std::int64_t at = s.now();
     bool cached = false;
@@ -1421,7 +1600,7 @@ lease_attempt cache_store::try_acquire(const digest& key, std::chrono::seconds t
       attempt.status = lease_status::acquired;
       attempt.lease = cache_lease(this, key, static_cast<std::uint64_t>(id));
     }
-    s.exec("COMMIT");
+    s.transaction("COMMIT");
   } catch (...) {
     attempt.lease.store_ = nullptr;                             // the row was rolled back
     sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
@@ -1456,7 +1635,7 @@ cache_stats cache_store::stats() {
   auto& s = *state_;
   auto guard = s.lock();
   cache_stats out;
-  s.exec("BEGIN");  // one snapshot for all the counts
+  s.transaction("BEGIN");  // one snapshot for all the counts
   try {
     {
       auto q = s.prepare(count_entries_sql);
@@ -1480,7 +1659,7 @@ cache_stats cache_store::stats() {
       auto q = s.prepare(count_leases_sql);
       if (q.step()) out.leases = static_cast<std::uint64_t>(q.integer(0));
     }
-    s.exec("COMMIT");
+    s.transaction("COMMIT");
   } catch (...) {
     sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
     throw;
@@ -1494,7 +1673,7 @@ gc_result cache_store::gc(const gc_limits& limits) {
   gc_result out;
   // One write transaction for all of it: a put or get that marks a digest
   // waits for it, then finds the world gc left (see cache_store.hpp).
-  s.exec("BEGIN IMMEDIATE");
+  s.transaction("BEGIN IMMEDIATE");
   try {
     const std::int64_t at = s.now();
 
@@ -1649,7 +1828,7 @@ gc_result cache_store::gc(const gc_limits& limits) {
       }
     }
     if (ec) throw cache_error(fmt::format("cannot list {}: {}", s.blobs.string(), ec.message()));
-    s.exec("COMMIT");
+    s.transaction("COMMIT");
   } catch (...) {
     sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
     throw;
@@ -1663,7 +1842,7 @@ void cache_store::record_run(const run_record& run) {
   if (run.run_id.empty()) throw std::invalid_argument("record_run: the run id is empty");
   auto& s = *state_;
   auto guard = s.lock();
-  s.exec("BEGIN IMMEDIATE");
+  s.transaction("BEGIN IMMEDIATE");
   try {
     s.prepare(insert_run_sql)
         .bind(1, std::string_view(run.run_id))
@@ -1678,7 +1857,7 @@ void cache_store::record_run(const run_record& run) {
         .run();
     const auto kept = std::min<std::uint64_t>(s.options.runs_kept, std::numeric_limits<std::int64_t>::max());
     s.prepare(prune_runs_sql).bind(1, static_cast<std::int64_t>(kept)).run();
-    s.exec("COMMIT");
+    s.transaction("COMMIT");
   } catch (...) {
     sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
     throw;
@@ -1700,7 +1879,7 @@ void cache_store::record_steps(std::span<const step_record> steps) {
   if (steps.empty()) return;
   auto& s = *state_;
   auto guard = s.lock();
-  s.exec("BEGIN IMMEDIATE");
+  s.transaction("BEGIN IMMEDIATE");
   try {
     for (const auto& r : steps) {
       s.prepare(upsert_step_sql)
@@ -1712,7 +1891,7 @@ void cache_store::record_steps(std::span<const step_record> steps) {
           .bind(6, to_ns(r.when))
           .run();
     }
-    s.exec("COMMIT");
+    s.transaction("COMMIT");
   } catch (...) {
     sqlite3_exec(s.db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
     throw;

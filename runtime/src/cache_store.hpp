@@ -158,6 +158,10 @@ struct cache_store_options {
   // Expiry of the in-use mark a reader or writer holds; only matters when the
   // owner runs on another host (on this host a dead owner's mark is dropped).
   std::chrono::seconds mark_ttl{3600};
+  // An entry's last_used is rewritten (by get() and touch()) only when it is
+  // older than this: gc's least-recently-used order needs no finer grain,
+  // and a rerun that only reads fresh entries writes nothing to the index.
+  std::chrono::seconds touch_interval{3600};
   // The time source for created / last_used / expiry stamps; empty: system_clock. For tests.
   std::function<std::chrono::system_clock::time_point()> clock;
   // record_run keeps the runs_kept latest runs (by start time) of all
@@ -244,7 +248,9 @@ class cache_store {
   // Stores contiguous bytes under `key` (replacing what the key named). The
   // fast path: the bytes are hashed, then stored inline if they are small,
   // else written with one write() call unless a blob with their digest is
-  // already stored.
+  // already stored. From 8 MiB on, they are hashed on a second thread while
+  // they are written to a temporary file, which is dropped unsynced if the
+  // blob turns out to be stored already.
   //
   // `lease`, if given and held, must be this store's lease on `key` (else
   // std::invalid_argument): it is released in the transaction that writes
@@ -263,10 +269,13 @@ class cache_store {
   // last_used not updated (for planning). A hit here may still turn out to be
   // a reported miss when the blob is read.
   [[nodiscard]] cache_result lookup(const digest& key);
-  // The same for many keys in one read transaction (a planner's batch).
+  // The same for many keys in one read transaction (a planner's batch); a
+  // hit's entry holds the key, content, size, last_used and inline_value
+  // only (type, run_id and created are left empty: not read).
   [[nodiscard]] std::vector<cache_result> lookup(std::span<const digest> keys);
   // Marks entries as used now (a planner keeps the entries it relies on fresh
-  // for gc), in one transaction. Unknown keys are ignored.
+  // for gc), in one transaction. Unknown keys are ignored, and so are entries
+  // used within touch_interval.
   void touch(std::span<const digest> keys);
 
   // Reads the value into the span `destination(entry)` returns, which must be
