@@ -7,7 +7,10 @@
 //                                          cereal), the streaming path the executor stores outputs with
 //   BM_cache_store_256MiB/write_fsync      open, write(), fsync(), close of a new file
 //   BM_cache_load_256MiB/get               cache_store::get(key, bytes): read and verify into a reused buffer
-//   BM_cache_load_256MiB/load_slot_load    cache_store::load(key, read) through the slot's load, as the executor loads
+//   BM_cache_load_256MiB/load_slot_load    cache_store::load(key, read) through the slot's load (cereal from a
+//                                          verified copy), as the executor loads a value that is not contiguous
+//   BM_cache_load_256MiB/load_contiguous   cache_store::get_parts straight into a new vector's storage, as the
+//                                          executor loads a std::vector of arithmetic elements
 //   BM_cache_load_256MiB/read              open, read(), close of a file in the page cache, into a reused buffer
 //   BM_cache_load_256MiB/read_new_vector   the same into a new std::vector<float> each time (what a load makes)
 //   BM_hash_256MiB/penstock_hasher         penstock::hasher (incremental XXH3-128)
@@ -190,6 +193,31 @@ void load_slot_load(benchmark::State& state) {
   report_bytes(state);
 }
 
+// How the executor loads a std::vector<float> (cache_session::load_contiguous):
+// get_parts straight into the new vector's storage, its count apart.
+void load_contiguous(benchmark::State& state) {
+  io_setup s;
+  const ps::digest key{1, 1};
+  (void)s.store.put(
+      key, [&](std::ostream& out) { return vector_slot().save(&s.value, out); }, s.info);
+  for (auto _ : state) {
+    std::optional<std::vector<float>> loaded;
+    std::uint64_t stored_count = 0;
+    std::uint64_t count = 0;
+    const r1::cache_result got = s.store.get_parts(key, [&](const r1::cache_entry& entry) {
+      std::span<std::byte> elements;
+      if (!vector_slot().prepare_contiguous(&loaded, entry.size, &count, &elements)) elements = {};
+      return std::vector{std::as_writable_bytes(std::span(&stored_count, 1)), elements};
+    });
+    if (!got.hit() || !loaded || loaded->size() != floats || stored_count != count) {
+      state.SkipWithError("load missed");
+      break;
+    }
+    benchmark::DoNotOptimize(loaded->data());
+  }
+  report_bytes(state);
+}
+
 void read(benchmark::State& state) {
   io_setup s;
   if (!write_file(s.raw, reinterpret_cast<const std::byte*>(s.value->data()), bytes)) {
@@ -275,6 +303,12 @@ BENCHMARK(get)
     ->MinTime(2.0);
 BENCHMARK(load_slot_load)
     ->Name("BM_cache_load_256MiB/load_slot_load")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinWarmUpTime(0.5)
+    ->MinTime(2.0);
+BENCHMARK(load_contiguous)
+    ->Name("BM_cache_load_256MiB/load_contiguous")
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinWarmUpTime(0.5)

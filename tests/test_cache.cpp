@@ -6,15 +6,20 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <sqlite3.h>
 
+#include <penstock/detail/slot.hpp>
 #include <penstock/penstock.hpp>
 
 #include "scratch_directory.hpp"
@@ -315,6 +320,93 @@ TEST_P(damaged_cache, is_reported_and_recomputed) {
 }
 
 INSTANTIATE_TEST_SUITE_P(damage, damaged_cache, ::testing::Values("flip", "truncate", "delete", "index"));
+
+// A std::vector<float> output is read straight into its own storage
+// (value_traits' contiguous load), its element count apart; 9 MiB, so its
+// blob is also hashed on a second thread while it is read. A flipped byte in
+// the blob is still a reported miss, and an empty vector still loads.
+TEST(cache, a_large_vector_output_loads_straight_into_its_storage) {
+  scratch_directory dir;
+  std::atomic<int> waves{0};
+  auto n = ps::param<long>("n", 9 << 18);  // floats
+  auto wave = ps::step<"wave">([&waves](long count) {
+    ++waves;
+    std::vector<float> v(static_cast<std::size_t>(count));
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i % 1000) * 0.5f + 1.0f;
+    return v;
+  })(n);
+  auto sum = ps::step<"sum">([](const std::vector<float>& v) {
+    double total = 0;
+    for (float x : v) total += x;
+    return total;
+  })(wave);
+  const auto p = ps::pipeline<"vectors">(wave, sum);
+
+  const auto first = p.run(cached_in(dir.path()));
+  ASSERT_TRUE(first.ok()) << first.report().summary();
+  const std::vector<float> expected = first.value(wave);
+  ASSERT_EQ(expected.size(), std::size_t{9} << 18);
+
+  const auto again = p.run(cached_in(dir.path()));
+  ASSERT_TRUE(again.ok()) << again.report().summary();
+  EXPECT_EQ(hits(again.report()).size(), 2u) << again.report().summary();
+  EXPECT_EQ(again.value(wave), expected);
+  EXPECT_EQ(again.value(sum), first.value(sum));
+  EXPECT_EQ(waves.load(), 1);
+
+  std::vector<fs::path> blobs;
+  for (const auto& entry : fs::recursive_directory_iterator(dir.path() / "blobs"))
+    if (entry.is_regular_file() && entry.path().filename().string().front() != '.') blobs.push_back(entry.path());
+  ASSERT_EQ(blobs.size(), 1u) << "the wave's value; the sum lives in its index row";
+  fs::permissions(blobs[0], fs::perms::owner_write, fs::perm_options::add);
+  {
+    std::fstream f(blobs[0], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(5 << 20);
+    char c = 0;
+    f.get(c);
+    f.seekp(5 << 20);
+    f.put(static_cast<char>(c ^ 0x01));
+  }
+  const auto damaged = p.run(cached_in(dir.path()));
+  ASSERT_TRUE(damaged.ok()) << damaged.report().summary();
+  EXPECT_EQ(damaged.value(wave), expected);
+  EXPECT_EQ(waves.load(), 2) << "recomputed";
+  EXPECT_NE(damaged.report().steps[0].cache_note.find("does not match its digest"), std::string::npos)
+      << damaged.report().steps[0].cache_note;
+
+  const auto empty = p.run(cached_in(dir.path(), {{"n", "0"}}));
+  ASSERT_TRUE(empty.ok());
+  const auto empty_again = p.run(cached_in(dir.path(), {{"n", "0"}}));
+  ASSERT_TRUE(empty_again.ok());
+  EXPECT_EQ(hits(empty_again.report()).size(), 2u) << empty_again.report().summary();
+  EXPECT_TRUE(empty_again.value(wave).empty());
+  EXPECT_EQ(empty_again.value(sum), 0.0);
+}
+
+TEST(cache, contiguous_loads_are_offered_for_vectors_of_arithmetic_elements_only) {
+  using ps::detail::slot_functions_for;
+  EXPECT_NE(slot_functions_for<std::vector<float>>().prepare_contiguous, nullptr);
+  EXPECT_NE(slot_functions_for<std::vector<std::uint8_t>>().prepare_contiguous, nullptr);
+  EXPECT_EQ(slot_functions_for<std::vector<bool>>().prepare_contiguous, nullptr);
+  EXPECT_EQ(slot_functions_for<std::vector<std::string>>().prepare_contiguous, nullptr);
+  EXPECT_EQ(slot_functions_for<std::string>().prepare_contiguous, nullptr);
+  EXPECT_EQ(slot_functions_for<counted_value>().prepare_contiguous, nullptr);
+
+  const ps::slot_functions f = slot_functions_for<std::vector<double>>();
+  alignas(std::optional<std::vector<double>>) std::byte storage[sizeof(std::optional<std::vector<double>>)];
+  f.construct(storage);
+  std::uint64_t count = 0;
+  std::span<std::byte> elements;
+  ASSERT_TRUE(f.prepare_contiguous(storage, 8 + 3 * 8, &count, &elements));
+  EXPECT_EQ(count, 3u);
+  EXPECT_EQ(elements.size(), 24u);
+  EXPECT_EQ(elements.data(), reinterpret_cast<std::byte*>(
+                                 (*reinterpret_cast<std::optional<std::vector<double>>*>(storage))->data()));
+  EXPECT_FALSE(f.prepare_contiguous(storage, 8 + 3 * 8 + 1, &count, &elements)) << "not a whole element";
+  EXPECT_FALSE(f.has_value(storage)) << "a refused size leaves the slot empty";
+  EXPECT_FALSE(f.prepare_contiguous(storage, 7, &count, &elements)) << "shorter than the count";
+  f.destroy(storage);
+}
 
 TEST(cache, a_map_reruns_only_the_elements_it_has_not_seen) {
   scratch_directory dir;

@@ -52,6 +52,14 @@ struct slot_functions {
   digest (*hash)(const void* slot) = nullptr;
   digest (*save)(const void* slot, std::ostream& out) = nullptr;  // returns the digest of what it wrote
   void (*load)(void* slot, std::istream& in) = nullptr;
+  // The direct load of a value stored as an 8-byte element count and then
+  // its elements (value_traits<T>::contiguous): makes the slot hold a value
+  // of the right length for `stored_size` bytes, points `elements` at its
+  // bytes and returns its element count, which the stored count must equal.
+  // Returns false, the slot empty, if no value takes that many bytes. Null
+  // for other types.
+  bool (*prepare_contiguous)(void* slot, std::uint64_t stored_size, std::uint64_t* count,
+                             std::span<std::byte>* elements) = nullptr;
 };
 
 struct param_description {

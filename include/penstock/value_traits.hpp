@@ -8,11 +8,13 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <istream>
 #include <map>
 #include <optional>
 #include <ostream>
 #include <set>
+#include <span>
 #include <streambuf>
 #include <string_view>
 #include <tuple>
@@ -78,6 +80,15 @@ struct elements_archivable<std::unordered_map<K, V, H, E, A>>
     : std::bool_constant<deep_archivable_v<K> && deep_archivable_v<V>> {};
 }  // namespace detail
 
+namespace detail {
+// std::vector of arithmetic elements (not bool): cereal's binary archive
+// writes it as a 64-bit element count followed by the elements' bytes.
+template <class T>
+inline constexpr bool arithmetic_vector_v = false;
+template <class E, class A>
+inline constexpr bool arithmetic_vector_v<std::vector<E, A>> = std::is_arithmetic_v<E> && !std::is_same_v<E, bool>;
+}  // namespace detail
+
 // A type penstock can store and hash: cereal can write and read it (all the
 // way down its elements), and it can be default-constructed to load into.
 template <class T>
@@ -135,6 +146,27 @@ struct value_traits {
     cereal::BinaryInputArchive archive(in);
     archive(value);
     return value;
+  }
+
+  // Stored as an 8-byte element count followed by the elements' bytes: the
+  // store can then read a value straight into its own storage (no copy
+  // through a stream). True for std::vector of arithmetic elements; a
+  // specialization that changes the representation leaves it out.
+  static constexpr bool contiguous = detail::arithmetic_vector_v<T>;
+  // For a value stored in `stored_size` bytes: makes `value` the right
+  // length and returns its element count (what the stored count must say)
+  // and its elements' bytes, for the store to read into. nullopt if no value
+  // of T takes that many bytes.
+  static std::optional<std::pair<std::uint64_t, std::span<std::byte>>> prepare_contiguous(
+      T& value, std::uint64_t stored_size) requires contiguous {
+    using element = typename T::value_type;
+    if (stored_size < sizeof(std::uint64_t) || (stored_size - sizeof(std::uint64_t)) % sizeof(element) != 0) {
+      return std::nullopt;
+    }
+    const std::uint64_t count = (stored_size - sizeof(std::uint64_t)) / sizeof(element);
+    if (count > value.max_size()) return std::nullopt;
+    value.resize(static_cast<std::size_t>(count));
+    return std::pair{count, std::as_writable_bytes(std::span(value))};
   }
 
   // The content digest: the hash of the bytes save() would write.

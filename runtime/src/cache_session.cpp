@@ -256,6 +256,27 @@ bool cache_session::begin_miss(std::uint32_t i, step_report& report) {
   return false;
 }
 
+// A contiguous value (value_traits<T>::contiguous) is read straight into its
+// own storage, its element count apart: no stream, no second copy.
+cache_result cache_session::load_contiguous(const node_description& node, const digest& key, void* slot) {
+  std::uint64_t stored_count = 0;
+  std::uint64_t count = 0;
+  cache_result loaded = store_->get_parts(key, [&](const cache_entry& entry) {
+    std::span<std::byte> elements;
+    if (!node.slot.prepare_contiguous(slot, entry.size, &count, &elements)) {
+      throw cache_error(fmt::format("cannot load the value of cache entry {}: {} bytes cannot hold a value of type {}",
+                                    key.hex(), entry.size, node.output_type));
+    }
+    return std::vector{std::as_writable_bytes(std::span(&stored_count, 1)), elements};
+  });
+  if (loaded.hit() && stored_count != count) {
+    throw cache_error(fmt::format("cannot load the value of cache entry {}: it says {} elements in {} bytes", key.hex(),
+                                  stored_count, loaded.entry.size));
+  }
+  if (!loaded.hit()) node.slot.clear(slot);
+  return loaded;
+}
+
 bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::uint32_t)>& recompute) {
   const node_description& node = graph_.nodes[p];
   auto& me = nodes_[p];
@@ -264,7 +285,9 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
   if (node.slot.has_value(slot)) return true;
   if (me.lazy.load(std::memory_order_acquire) && me.key && node.slot.load != nullptr) {
     try {
-      const cache_result loaded = store_->load(*me.key, [&](std::istream& in) { node.slot.load(slot, in); });
+      const cache_result loaded = node.slot.prepare_contiguous != nullptr
+                                      ? load_contiguous(node, *me.key, slot)
+                                      : store_->load(*me.key, [&](std::istream& in) { node.slot.load(slot, in); });
       if (loaded.hit() && loaded.entry.content == *content_[p]) return true;
       if (!loaded.hit()) {
         me.note = loaded.message.empty()

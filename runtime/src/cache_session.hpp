@@ -135,6 +135,8 @@ class cache_session {
   void finish(const run_report& report);
 
  private:
+  cache_result load_contiguous(const node_description& node, const digest& key, void* slot);
+
   struct node_state {
     std::optional<digest> key;
     std::atomic<bool> lazy{false};  // hit, value not loaded

@@ -237,7 +237,9 @@ digest_bytes random_token() {
 // is read), on the caller's otherwise.
 class trailing_hasher {
  public:
-  trailing_hasher(const std::byte* data, bool second_thread) : data_(data) {
+  // Continues `so_far` (the digest of what came before `data`).
+  trailing_hasher(const std::byte* data, bool second_thread, hasher so_far = {})
+      : data_(data), hash_(std::move(so_far)) {
     if (second_thread) worker_ = std::thread([this] { run(); });
   }
   trailing_hasher(const trailing_hasher&) = delete;
@@ -258,6 +260,11 @@ class trailing_hasher {
   [[nodiscard]] digest finish() {
     stop();
     return hash_.finish();
+  }
+  // The hasher, having hashed every byte made available (to go on with the next part).
+  [[nodiscard]] hasher release() {
+    stop();
+    return hash_;
   }
 
  private:
@@ -1315,8 +1322,23 @@ void cache_store::touch(std::span<const digest> keys) {
   }
 }
 
+namespace {
+
+std::size_t total_size(std::span<const std::span<std::byte>> parts) noexcept {
+  std::size_t total = 0;
+  for (const auto& part : parts) total += part.size();
+  return total;
+}
+
+}  // namespace
+
 cache_result cache_store::get(const digest& key,
                               const std::function<std::span<std::byte>(const cache_entry&)>& destination) {
+  return get_parts(key, [&destination](const cache_entry& e) { return std::vector{destination(e)}; });
+}
+
+cache_result cache_store::get_parts(
+    const digest& key, const std::function<std::vector<std::span<std::byte>>(const cache_entry&)>& destination) {
   auto& s = *state_;
   cache_result result;
   std::int64_t mark_id = 0;
@@ -1395,18 +1417,25 @@ cache_result cache_store::get(const digest& key,
   // 2'. An inline value: verify the copy, outside the lock; a bad one goes
   //     with its row (if the row still holds it: a writer may have replaced it).
   if (entry.inline_value) {
-    const std::span<std::byte> into = destination(entry);
-    if (into.size() != entry.size) {
-      throw std::invalid_argument(fmt::format("cache entry {}: the destination holds {} bytes, the value {}", key.hex(),
-                                              into.size(), entry.size));
+    const std::vector<std::span<std::byte>> parts = destination(entry);
+    if (const std::size_t holds = total_size(parts); holds != entry.size) {
+      throw std::invalid_argument(
+          fmt::format("cache entry {}: the destination holds {} bytes, the value {}", key.hex(), holds, entry.size));
     }
     if (inline_bytes.size() != entry.size) {
       result.status = cache_status::blob_truncated;
       result.message = fmt::format("cache entry {}: its inline value in {} (digest {}) has {} bytes, the index says {}",
                                    key.hex(), s.index_file.string(), content.hex(), inline_bytes.size(), entry.size);
     } else {
-      if (!into.empty()) std::memcpy(into.data(), inline_bytes.data(), into.size());
-      if (const digest actual = hasher().update(into.data(), into.size()).finish(); actual != content) {
+      hasher hash;
+      std::size_t at = 0;
+      for (const auto& part : parts) {
+        if (part.empty()) continue;
+        std::memcpy(part.data(), inline_bytes.data() + at, part.size());
+        hash.update(part.data(), part.size());
+        at += part.size();
+      }
+      if (const digest actual = hash.finish(); actual != content) {
         result.status = cache_status::blob_corrupt;
         result.message =
             fmt::format("cache entry {}: its inline value in {} does not match its digest {} (its bytes hash to {})",
@@ -1432,10 +1461,10 @@ cache_result cache_store::get(const digest& key,
   struct stat seen {};
   bool opened = false;
   try {
-    const std::span<std::byte> into = destination(entry);
-    if (into.size() != entry.size) {
-      throw std::invalid_argument(fmt::format("cache entry {}: the destination holds {} bytes, the value {}", key.hex(),
-                                              into.size(), entry.size));
+    const std::vector<std::span<std::byte>> parts = destination(entry);
+    if (const std::size_t holds = total_size(parts); holds != entry.size) {
+      throw std::invalid_argument(
+          fmt::format("cache entry {}: the destination holds {} bytes, the value {}", key.hex(), holds, entry.size));
     }
     unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) {
@@ -1467,20 +1496,31 @@ cache_result cache_store::get(const digest& key,
                         content.hex(), static_cast<std::uint64_t>(seen.st_size), entry.size);
       } else {
         ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-        trailing_hasher hash(into.data(), into.size() >= parallel_hash_min);
-        std::size_t done = 0;
+        hasher hash;
+        std::size_t done = 0;  // over all parts
         int read_error = 0;
-        while (done < into.size()) {
-          const std::size_t want = std::min(into.size() - done, io_chunk);
-          const ssize_t n = ::read(fd.get(), into.data() + done, want);
-          if (n < 0) {
-            if (errno == EINTR) continue;
-            read_error = errno;
-            break;
+        bool ended = false;  // the file ended early
+        for (const auto& into : parts) {
+          trailing_hasher part_hash(into.data(), into.size() >= parallel_hash_min, hash);
+          std::size_t filled = 0;
+          while (filled < into.size()) {
+            const std::size_t want = std::min(into.size() - filled, io_chunk);
+            const ssize_t n = ::read(fd.get(), into.data() + filled, want);
+            if (n < 0) {
+              if (errno == EINTR) continue;
+              read_error = errno;
+              break;
+            }
+            if (n == 0) {
+              ended = true;
+              break;
+            }
+            filled += static_cast<std::size_t>(n);
+            part_hash.available(filled);
           }
-          if (n == 0) break;
-          done += static_cast<std::size_t>(n);
-          hash.available(done);
+          done += filled;
+          hash = part_hash.release();
+          if (read_error != 0 || ended) break;
         }
         if (read_error != 0) {
           if (read_error != EIO) {
@@ -1490,7 +1530,7 @@ cache_result cache_store::get(const digest& key,
           result.status = cache_status::blob_corrupt;
           result.message = fmt::format("cache entry {}: blob {} (digest {}) cannot be read: {}", key.hex(),
                                        path.string(), content.hex(), errno_text(read_error));
-        } else if (done != into.size()) {
+        } else if (done != entry.size) {
           result.status = cache_status::blob_truncated;
           result.message = fmt::format("cache entry {}: blob {} (digest {}) ended after {} of {} bytes", key.hex(),
                                        path.string(), content.hex(), done, entry.size);

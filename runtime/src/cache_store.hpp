@@ -286,6 +286,12 @@ class cache_store {
   [[nodiscard]] cache_result get(const digest& key,
                                  const std::function<std::span<std::byte>(const cache_entry&)>& destination);
   [[nodiscard]] cache_result get(const digest& key, std::vector<std::byte>& out);
+  // The same into several spans, filled in order, whose sizes must add up to
+  // entry.size: a value read straight into its own storage, its header apart
+  // (value_traits' contiguous load). An exception from `destination` leaves
+  // the entry as it was and propagates.
+  [[nodiscard]] cache_result get_parts(
+      const digest& key, const std::function<std::vector<std::span<std::byte>>(const cache_entry&)>& destination);
   // Reads and verifies the value, then hands it to `read` as a stream
   // (value_traits<T>::load, slot_functions::load). An exception from `read`
   // is rethrown as cache_error naming the key and the blob.

@@ -4,11 +4,14 @@
 // null for types that cannot be serialized.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <istream>
 #include <memory>
 #include <new>
 #include <optional>
 #include <ostream>
+#include <span>
 #include <string>
 
 #include <penstock/detail/format_value.hpp>
@@ -39,6 +42,22 @@ slot_functions slot_functions_for() {
     f.load = [](void* slot, std::istream& in) {
       static_cast<std::optional<T>*>(slot)->emplace(value_traits<T>::load(in));
     };
+    if constexpr (requires { value_traits<T>::contiguous; }) {
+      if constexpr (value_traits<T>::contiguous) {
+        f.prepare_contiguous = [](void* slot, std::uint64_t stored_size, std::uint64_t* count,
+                                  std::span<std::byte>* elements) {
+          auto& value = *static_cast<std::optional<T>*>(slot);
+          auto prepared = value_traits<T>::prepare_contiguous(value.emplace(), stored_size);
+          if (!prepared) {
+            value.reset();
+            return false;
+          }
+          *count = prepared->first;
+          *elements = prepared->second;
+          return true;
+        };
+      }
+    }
   }
   return f;
 }
