@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <optional>
+#include <random>
 #include <set>
 #include <span>
 #include <string>
@@ -400,8 +400,8 @@ TEST(cache, contiguous_loads_are_offered_for_vectors_of_arithmetic_elements_only
   ASSERT_TRUE(f.prepare_contiguous(storage, 8 + 3 * 8, &count, &elements));
   EXPECT_EQ(count, 3u);
   EXPECT_EQ(elements.size(), 24u);
-  EXPECT_EQ(elements.data(), reinterpret_cast<std::byte*>(
-                                 (*reinterpret_cast<std::optional<std::vector<double>>*>(storage))->data()));
+  EXPECT_EQ(elements.data(),
+            reinterpret_cast<std::byte*>((*reinterpret_cast<std::optional<std::vector<double>>*>(storage))->data()));
   EXPECT_FALSE(f.prepare_contiguous(storage, 8 + 3 * 8 + 1, &count, &elements)) << "not a whole element";
   EXPECT_FALSE(f.has_value(storage)) << "a refused size leaves the slot empty";
   EXPECT_FALSE(f.prepare_contiguous(storage, 7, &count, &elements)) << "shorter than the count";

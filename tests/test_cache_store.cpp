@@ -978,7 +978,7 @@ TEST(cache_store_leases, waiting_ends_when_the_value_appears_or_the_time_is_up) 
 TEST(cache_store_gc, least_recently_used_go_first_until_the_budget_holds) {
   scratch_directory dir;
   cache_store store(dir.path(), {.touch_interval = 0s, .clock = {}});  // every use is recorded
-  constexpr std::uint64_t n = cache_inline_max + 1000;  // blob files
+  constexpr std::uint64_t n = cache_inline_max + 1000;                 // blob files
   std::vector<std::byte> bytes(n);
   for (int i = 0; i < 4; ++i) {
     bytes[0] = static_cast<std::byte>(i);
