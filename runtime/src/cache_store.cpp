@@ -1031,15 +1031,25 @@ struct cache_store::state {
     return blobs / fmt::format(".tmp-{}-{}-{:02x}", host_tag, pid, fmt::join(r.begin(), r.begin() + 8, ""));
   }
 
-  // Writes the bytes to a fresh temporary file and fsyncs it (unless
-  // `sync` is false: publish() syncs it if it is used).
-  [[nodiscard]] fs::path write_temporary(std::span<const std::byte> bytes, bool sync = true) {
+  // Writes the bytes to a fresh temporary file and fsyncs it. With `hash`:
+  // hashes each io_chunk piece just before writing it (while it is in the
+  // CPU cache), and leaves the fsync to publish(), which does it only if the
+  // file is used.
+  [[nodiscard]] fs::path write_temporary(std::span<const std::byte> bytes, hasher* hash = nullptr) {
     fs::path temp = temporary_path();
     unique_fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
     if (!fd) throw cache_error(fmt::format("cannot create {}: {}", temp.string(), errno_text(errno)));
     try {
-      write_all(fd.get(), bytes.data(), bytes.size(), temp);
-      if (sync) sync_file(fd.get(), temp);
+      if (hash == nullptr) {
+        write_all(fd.get(), bytes.data(), bytes.size(), temp);
+        sync_file(fd.get(), temp);
+      } else {
+        for (std::size_t at = 0; at < bytes.size(); at += io_chunk) {
+          const std::size_t piece = std::min(io_chunk, bytes.size() - at);
+          hash->update(bytes.data() + at, piece);
+          write_all(fd.get(), bytes.data() + at, piece, temp);
+        }
+      }
       fd.close(temp);
     } catch (...) {
       ::unlink(temp.c_str());
@@ -1192,13 +1202,13 @@ put_result cache_store::put(const digest& key, std::span<const std::byte> bytes,
   const std::int64_t lease_id = lease_id_for(key, lease);
   put_result result;
   if (bytes.size() >= parallel_hash_min) {
-    // A large value is written to a temporary file while a second thread
-    // hashes it; only then is the digest known. If a blob with that digest
-    // is already stored, the file goes unsynced (a write to the page cache
-    // wasted, no fsync); else it is fsync'ed and renamed into place.
-    trailing_hasher hash(bytes.data(), true);
-    hash.available(bytes.size());
-    fs::path temp = state_->write_temporary(bytes, false);
+    // A large value is hashed piece by piece as it is written to a temporary
+    // file (one pass over memory, not two); only then is the digest known.
+    // If a blob with that digest is already stored, the file goes unsynced
+    // (a write to the page cache wasted, no fsync); else it is fsync'ed and
+    // renamed into place.
+    hasher hash;
+    fs::path temp = state_->write_temporary(bytes, &hash);
     const digest content = hash.finish();
     result = state_->publish(key, content, bytes.size(), info, std::move(temp), {}, lease_id, true);
   } else {

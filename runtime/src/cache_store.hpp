@@ -248,9 +248,9 @@ class cache_store {
   // Stores contiguous bytes under `key` (replacing what the key named). The
   // fast path: the bytes are hashed, then stored inline if they are small,
   // else written with one write() call unless a blob with their digest is
-  // already stored. From 8 MiB on, they are hashed on a second thread while
-  // they are written to a temporary file, which is dropped unsynced if the
-  // blob turns out to be stored already.
+  // already stored. From 8 MiB on, they are hashed piece by piece as they
+  // are written to a temporary file, which is dropped unsynced if the blob
+  // turns out to be stored already.
   //
   // `lease`, if given and held, must be this store's lease on `key` (else
   // std::invalid_argument): it is released in the transaction that writes
