@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -544,6 +545,23 @@ TEST(cache_store_damage, large_values_hashed_beside_the_io_dedup_and_detect_dama
   const auto got = store.get(key_of("large", 2), out);
   ASSERT_TRUE(got.hit()) << got.message;
   EXPECT_EQ(out, bytes);
+
+  // Into parts at odd addresses (read through the realigning buffer): 3
+  // bytes, then the rest one byte past an aligned address.
+  std::vector<std::byte> head(3);
+  std::vector<std::byte> tail(bytes.size() - 3 + 1);
+  const auto parts = store.get_parts(key_of("large", 1), [&](const penstock::detail::r1::cache_entry& e) {
+    EXPECT_EQ(e.size, bytes.size());
+    return std::vector{std::span(head), std::span(tail).subspan(1)};
+  });
+  ASSERT_TRUE(parts.hit()) << parts.message;
+  EXPECT_TRUE(std::equal(head.begin(), head.end(), bytes.begin()));
+  EXPECT_TRUE(std::equal(tail.begin() + 1, tail.end(), bytes.begin() + 3));
+  EXPECT_THROW(
+      (void)store.get_parts(key_of("large", 1),
+                            [&](const penstock::detail::r1::cache_entry&) { return std::vector{std::span(head)}; }),
+      std::invalid_argument)
+      << "parts that do not add up to the value";
 
   const fs::path blob = store.blob_path(first.content);
   make_writable(blob);
