@@ -236,7 +236,6 @@ digest_bytes random_token() {
   return token;
 }
 
-// Reads an in-memory buffer as a stream, for load().
 // Hashes the bytes a reader fills in, in order, as they become available:
 // on a second thread for a large value (chunk k is hashed while chunk k + 1
 // is read), on the caller's otherwise.
@@ -320,6 +319,7 @@ class realigning_buffer {
   std::unique_ptr<std::byte, release> base_;
 };
 
+// Reads an in-memory buffer as a stream, for load().
 class memory_streambuf final : public std::streambuf {
  public:
   explicit memory_streambuf(std::span<std::byte> bytes) {
