@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -1496,7 +1497,7 @@ PRAGMA user_version=1;
 
   {
     cache_store store(dir.path());
-    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 3);
+    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
     std::vector<std::byte> out;
     const cache_result got = store.get(key, out);
     ASSERT_TRUE(got.hit()) << got.message;
@@ -1507,8 +1508,8 @@ PRAGMA user_version=1;
     const step_record steps[] = {step_of("p", "s", "new-run", t0)};
     store.record_steps(steps);
   }
-  cache_store again(dir.path());  // a second open finds version 3 and changes nothing
-  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 3);
+  cache_store again(dir.path());  // a second open finds version 4 and changes nothing
+  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
   EXPECT_EQ(again.last_run("p")->run_id, "new-run");
   EXPECT_EQ(again.last_steps("p").size(), 1u);
   EXPECT_TRUE(again.lookup(key).hit());
@@ -1518,15 +1519,15 @@ TEST(cache_store_schema, an_index_of_a_newer_schema_is_refused_untouched) {
   scratch_directory dir;
   { cache_store create(dir.path()); }
   const fs::path index = dir.path() / "index.sqlite";
-  exec_sql(index, "PRAGMA user_version=4");
+  exec_sql(index, "PRAGMA user_version=5");
   try {
     cache_store store(dir.path());
     ADD_FAILURE() << "expected cache_error";
   } catch (const cache_error& e) {
-    EXPECT_NE(std::string(e.what()).find("schema version 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("schema version 5"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find(index.string()), std::string::npos) << e.what();
   }
-  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
+  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 5);
 }
 
 // ---- inline values ----------------------------------------------------------------
@@ -1762,8 +1763,10 @@ PRAGMA user_version=2;
 
   {
     cache_store store(dir.path());
-    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 3);
+    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
     EXPECT_EQ(query_integer(index, "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'inline_value'"), 1);
+    EXPECT_EQ(query_integer(index, "SELECT count(*) FROM pragma_table_info('leases') WHERE name = 'started'"), 1);
+    EXPECT_EQ(query_integer(index, "SELECT count(*) FROM pragma_table_info('in_use') WHERE name = 'started'"), 1);
     std::vector<std::byte> out;
     for (std::size_t i = 0; i < values.size(); ++i) {
       const cache_result got = store.get(key_of("from schema 2", i), out);
@@ -1783,11 +1786,80 @@ PRAGMA user_version=2;
     EXPECT_EQ(stats.inline_values, 1u);
     EXPECT_EQ(store.gc({}).orphans_removed, 0u) << "the small blob file is still named by its old row";
   }
-  cache_store again(dir.path());  // a second open finds version 3 and changes nothing
-  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 3);
+  cache_store again(dir.path());  // a second open finds version 4 and changes nothing
+  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
   std::vector<std::byte> out;
   for (std::size_t i = 0; i < values.size(); ++i) EXPECT_TRUE(again.get(key_of("from schema 2", i), out).hit());
   EXPECT_TRUE(again.get(key_of("new"), out).hit());
+}
+
+// When a process started (field 22 of /proc/<pid>/stat), for the tests below.
+std::int64_t start_time_of(pid_t pid) {
+  std::ifstream stat_file("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  std::getline(stat_file, text);
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) fields >> field;
+  return std::stoll(field);
+}
+
+std::string this_host() {
+  std::array<char, 256> name{};
+  ::gethostname(name.data(), name.size() - 1);
+  return name.data();
+}
+
+// A lease row on `key` owned by `pid` on this host, expiring in an hour,
+// with the owner start time `started` ("NULL" for a row of schema 3).
+void plant_lease(const fs::path& index, const digest& key, pid_t pid, const std::string& started) {
+  const auto expires =
+      std::chrono::duration_cast<std::chrono::nanoseconds>((std::chrono::system_clock::now() + 1h).time_since_epoch())
+          .count();
+  exec_sql(index, "INSERT INTO leases(key, owner, id, pid, host, expires, started) VALUES(X'" + key.hex() +
+                      "', X'0123456789abcdef0123456789abcdef', 1, " + std::to_string(pid) + ", '" + this_host() +
+                      "', " + std::to_string(expires) + ", " + started + ")");
+}
+
+// A pid is reused: a container's pipeline is pid 1 in every run, and a busy
+// host hands a dead owner's pid to a new process. A row whose pid is alive
+// but whose owner started at another time was left by a dead process.
+TEST(cache_store_leases, a_lease_whose_pid_now_names_another_process_is_taken_over) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const fs::path index = store.index_path();
+  const pid_t parent = ::getppid();
+
+  plant_lease(index, key_of("reused pid", 1), parent, "-1");
+  const auto other = store.try_acquire(key_of("reused pid", 1), 60s);
+  EXPECT_EQ(other.status, lease_status::acquired) << other.holder;
+  EXPECT_NE(other.holder.find("process gone"), std::string::npos) << other.holder;
+
+  plant_lease(index, key_of("reused pid", 2), ::getpid(), "-1");
+  const auto mine = store.try_acquire(key_of("reused pid", 2), 60s);
+  EXPECT_EQ(mine.status, lease_status::acquired) << "this process's pid, another start time: " << mine.holder;
+  EXPECT_NE(mine.holder.find("process gone"), std::string::npos) << mine.holder;
+
+  // The owner itself, still running: held.
+  plant_lease(index, key_of("reused pid", 3), parent, std::to_string(start_time_of(parent)));
+  const auto live = store.try_acquire(key_of("reused pid", 3), 60s);
+  EXPECT_EQ(live.status, lease_status::held) << live.holder;
+  // A row without a start time (written before schema 4): the pid alone decides, as it did.
+  plant_lease(index, key_of("reused pid", 4), parent, "NULL");
+  EXPECT_EQ(store.try_acquire(key_of("reused pid", 4), 60s).status, lease_status::held);
+
+  // gc drops the in-use marks of a reused pid too, and keeps the live ones.
+  const auto expires =
+      std::chrono::duration_cast<std::chrono::nanoseconds>((std::chrono::system_clock::now() + 1h).time_since_epoch())
+          .count();
+  for (const auto& [id, started] : {std::pair{1, std::string("-1")}, {2, std::to_string(start_time_of(parent))}}) {
+    exec_sql(index, "INSERT INTO in_use(digest, owner, id, pid, host, expires, started) VALUES(X'" +
+                        key_of("marked").hex() + "', X'0123456789abcdef0123456789abcdef', " + std::to_string(id) +
+                        ", " + std::to_string(parent) + ", '" + this_host() + "', " + std::to_string(expires) + ", " +
+                        started + ")");
+  }
+  EXPECT_EQ(store.gc({}).stale_marks_removed, 1u) << "the mark with the wrong start time";
+  EXPECT_EQ(query_integer(index, "SELECT count(*) FROM in_use"), 1);
 }
 
 TEST(cache_store_leases, put_with_the_lease_releases_it_with_the_row) {

@@ -26,6 +26,7 @@
 #include <optional>
 #include <ostream>
 #include <random>
+#include <sstream>
 #include <streambuf>
 #include <system_error>
 #include <thread>
@@ -58,8 +59,11 @@ constexpr std::size_t max_io = 0x7ffff000;
 constexpr auto abandoned_after = std::chrono::hours(24);
 // 1: entries, leases, in_use. 2: adds runs and steps (run and step records);
 // the tables of version 1 are unchanged. 3: adds entries.inline_value (NULL:
-// the value is in a blob file; else its bytes). See schema_sql and open().
-constexpr int schema_version = 3;
+// the value is in a blob file; else its bytes). 4: adds leases.started and
+// in_use.started, the owner process's start time (NULL in older rows), so a
+// row left by a dead process is not kept alive by a new process given the
+// same pid. See schema_sql and open().
+constexpr int schema_version = 4;
 // SQLite's default automatic checkpoint: when a commit leaves this many pages in the WAL.
 constexpr int auto_checkpoint_pages = 1000;
 // A WAL of at most this many pages (4 KiB each) is left in place when the
@@ -200,18 +204,45 @@ void ensure_directory(const fs::path& dir) {
   }
 }
 
-// True unless the process certainly does not exist (or is a zombie: a child
-// killed but not reaped yet still answers kill(pid, 0)).
-bool process_alive(std::int64_t pid) {
-  if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return false;
-  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
+// /proc/<pid>/stat after the command name: "S ppid ..." (field 3 onwards);
+// empty if it cannot be read (no such process, or no /proc).
+std::string process_stat(std::int64_t pid) {
   std::ifstream stat_file("/proc/" + std::to_string(pid) + "/stat");
   std::string text;
-  if (!std::getline(stat_file, text)) return true;  // no /proc: trust kill()
+  if (!std::getline(stat_file, text)) return {};
   const auto paren = text.rfind(')');
-  if (paren == std::string::npos || paren + 2 >= text.size()) return true;
-  const char state = text[paren + 2];
-  return state != 'Z' && state != 'X';
+  if (paren == std::string::npos || paren + 2 >= text.size()) return {};
+  return text.substr(paren + 2);
+}
+
+// When the process started (field 22 of /proc/<pid>/stat, clock ticks since
+// boot): with the pid, it tells a process from a later one that was given
+// the same pid. nullopt where it cannot be read.
+std::optional<std::int64_t> process_start_time(std::int64_t pid) {
+  std::istringstream fields(process_stat(pid));
+  std::string field;
+  for (int i = 3; i <= 22; ++i)
+    if (!(fields >> field)) return std::nullopt;
+  try {
+    return std::stoll(field);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// True unless the process certainly does not exist: kill(pid, 0) finds no
+// such process, or it is a zombie (a child killed but not reaped yet still
+// answers kill), or it started at another time than `started` (the pid was
+// given to a new process after the owner died).
+bool process_alive(std::int64_t pid, std::optional<std::int64_t> started) {
+  if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return false;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
+  const std::string stat = process_stat(pid);
+  if (stat.empty()) return true;  // no /proc: trust kill()
+  if (stat[0] == 'Z' || stat[0] == 'X') return false;
+  if (!started) return true;  // a row written before schema 4
+  const auto now_started = process_start_time(pid);
+  return !now_started || *now_started == *started;
 }
 
 std::string host_name() {
@@ -476,7 +507,8 @@ class staging_streambuf final : public std::streambuf {
 // of any older version (or on a new, empty one) brings it to schema_version,
 // in open()'s transaction: that is the migration, together with the steps
 // open() takes for changes to existing tables, keyed on the old user_version
-// (3: entries.inline_value is added to an older entries table).
+// (3: entries.inline_value is added to an older entries table; 4:
+// leases.started and in_use.started to older tables).
 constexpr const char* schema_sql = R"sql(
 CREATE TABLE IF NOT EXISTS entries(
   key BLOB PRIMARY KEY,
@@ -496,7 +528,8 @@ CREATE TABLE IF NOT EXISTS leases(
   id INTEGER NOT NULL,
   pid INTEGER NOT NULL,
   host TEXT NOT NULL,
-  expires INTEGER NOT NULL
+  expires INTEGER NOT NULL,
+  started INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS in_use(
   digest BLOB NOT NULL,
@@ -505,6 +538,7 @@ CREATE TABLE IF NOT EXISTS in_use(
   pid INTEGER NOT NULL,
   host TEXT NOT NULL,
   expires INTEGER NOT NULL,
+  started INTEGER,
   PRIMARY KEY(digest, owner, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs(
@@ -548,6 +582,12 @@ constexpr const char* insert_entry_sql =
 constexpr const char* has_inline_column_sql =
     "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'inline_value'";
 constexpr const char* add_inline_column_sql = "ALTER TABLE entries ADD COLUMN inline_value BLOB";
+constexpr const char* has_lease_started_column_sql =
+    "SELECT count(*) FROM pragma_table_info('leases') WHERE name = 'started'";
+constexpr const char* add_lease_started_column_sql = "ALTER TABLE leases ADD COLUMN started INTEGER";
+constexpr const char* has_mark_started_column_sql =
+    "SELECT count(*) FROM pragma_table_info('in_use') WHERE name = 'started'";
+constexpr const char* add_mark_started_column_sql = "ALTER TABLE in_use ADD COLUMN started INTEGER";
 // A bad inline value goes with its row only if the row still holds it.
 constexpr const char* delete_inline_entry_sql =
     "DELETE FROM entries WHERE key = ?1 AND digest = ?2 AND inline_value = ?3";
@@ -557,15 +597,15 @@ constexpr const char* touch_stale_entry_sql =
 constexpr const char* delete_entry_sql = "DELETE FROM entries WHERE key = ?1";
 constexpr const char* delete_entries_of_digest_sql = "DELETE FROM entries WHERE digest = ?1 AND inline_value IS NULL";
 constexpr const char* insert_mark_sql =
-    "INSERT OR REPLACE INTO in_use(digest, owner, id, pid, host, expires) VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT OR REPLACE INTO in_use(digest, owner, id, pid, host, expires, started) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 constexpr const char* delete_mark_sql = "DELETE FROM in_use WHERE digest = ?1 AND owner = ?2 AND id = ?3";
-constexpr const char* select_marks_sql = "SELECT digest, owner, id, pid, host, expires FROM in_use";
-constexpr const char* select_lease_sql = "SELECT owner, id, pid, host, expires FROM leases WHERE key = ?1";
+constexpr const char* select_marks_sql = "SELECT digest, owner, id, pid, host, expires, started FROM in_use";
+constexpr const char* select_lease_sql = "SELECT owner, id, pid, host, expires, started FROM leases WHERE key = ?1";
 constexpr const char* insert_lease_sql =
-    "INSERT OR REPLACE INTO leases(key, owner, id, pid, host, expires) VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT OR REPLACE INTO leases(key, owner, id, pid, host, expires, started) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 constexpr const char* delete_lease_sql = "DELETE FROM leases WHERE key = ?1 AND owner = ?2 AND id = ?3";
 constexpr const char* renew_lease_sql = "UPDATE leases SET expires = ?4 WHERE key = ?1 AND owner = ?2 AND id = ?3";
-constexpr const char* select_leases_sql = "SELECT key, owner, id, pid, host, expires FROM leases";
+constexpr const char* select_leases_sql = "SELECT key, owner, id, pid, host, expires, started FROM leases";
 constexpr const char* select_lru_sql =
     "SELECT key, digest, size, last_used, inline_value IS NOT NULL FROM entries ORDER BY last_used, created";
 constexpr const char* select_digests_sql = "SELECT DISTINCT digest FROM entries WHERE inline_value IS NULL";
@@ -705,16 +745,20 @@ struct owner_row {
   std::int64_t pid = 0;
   std::string host;
   std::int64_t expires = 0;
+  std::optional<std::int64_t> started;  // the owner process's start time (schema 4; NULL before)
 };
 
-// Reads owner, id, pid, host, expires from columns first.. first+4.
+// Reads owner, id, pid, host, expires, started from columns first.. first+5.
 std::optional<owner_row> read_owner(const query& q, int first) {
   auto owner = q.token_at(first);
   if (!owner || q.type(first + 1) != SQLITE_INTEGER || q.type(first + 2) != SQLITE_INTEGER ||
       q.type(first + 3) != SQLITE_TEXT || q.type(first + 4) != SQLITE_INTEGER) {
     return std::nullopt;
   }
-  return owner_row{*owner, q.integer(first + 1), q.integer(first + 2), q.text(first + 3), q.integer(first + 4)};
+  std::optional<std::int64_t> started;
+  if (q.type(first + 5) == SQLITE_INTEGER) started = q.integer(first + 5);
+  return owner_row{*owner, q.integer(first + 1), q.integer(first + 2), q.text(first + 3), q.integer(first + 4),
+                   started};
 }
 
 // Parses the columns of select_entry_sql (the first 8 of
@@ -840,6 +884,7 @@ struct cache_store::state {
   cache_store_options options;
   // Who we are, in leases and marks.
   pid_t pid = ::getpid();
+  std::optional<std::int64_t> started = process_start_time(pid);
   std::string host = host_name();
   std::string host_tag = hasher().update(host).finish().hex().substr(0, 8);
   digest_bytes token = random_token();
@@ -992,6 +1037,17 @@ struct cache_store::state {
         }
         if (!has_column) exec(add_inline_column_sql);
       }
+      if (version < 4) {  // leases and in_use of schema 1 to 3 lack the owner's start time
+        for (const auto& [has, add] : {std::pair{has_lease_started_column_sql, add_lease_started_column_sql},
+                                       std::pair{has_mark_started_column_sql, add_mark_started_column_sql}}) {
+          bool has_column = false;
+          {
+            auto q = prepare(has);
+            has_column = q.step() && q.integer(0) > 0;
+          }
+          if (!has_column) exec(add);
+        }
+      }
       exec(fmt::format("PRAGMA user_version={}", schema_version).c_str());
       transaction("COMMIT");
     } catch (...) {
@@ -1000,31 +1056,48 @@ struct cache_store::state {
     }
   }
 
+  // Is the owner process of a lease or mark (on this host) gone? A row with
+  // this process's pid but another start time was left by an earlier process
+  // that had the same pid (a container's pid 1, say).
+  [[nodiscard]] bool owner_gone(const owner_row& o) const {
+    if (o.pid == pid) return o.started && started && *o.started != *started;
+    return !process_alive(o.pid, o.started);
+  }
+
   // Is the owner of a lease or mark still there?
   [[nodiscard]] bool live(const owner_row& o, std::int64_t at) const {
     if (o.expires <= at) return false;
     if (o.host != host) return true;  // another host: only the expiry tells
-    if (o.pid == pid) return true;
-    return process_alive(o.pid);
+    return !owner_gone(o);
   }
 
   [[nodiscard]] std::string describe(const owner_row& o, std::int64_t at) const {
     const double seconds = static_cast<double>(o.expires - at) / 1e9;
     return fmt::format("process {} on {} ({} {:.1f} s{})", o.pid, o.host, seconds >= 0 ? "expires in" : "expired",
-                       std::abs(seconds), o.host == host && !process_alive(o.pid) ? ", process gone" : "");
+                       std::abs(seconds), o.host == host && owner_gone(o) ? ", process gone" : "");
+  }
+
+  // Binds this process's start time (NULL where it cannot be read).
+  void bind_started(query& q, int index) const {
+    if (started) {
+      q.bind(index, *started);
+    } else {
+      q.bind_null(index);
+    }
   }
 
   std::int64_t mark(const digest& content) {
     auto guard = lock();
     const std::int64_t id = next_id++;
-    prepare(insert_mark_sql)
-        .bind(1, content)
+    auto q = prepare(insert_mark_sql);
+    q.bind(1, content)
         .bind(2, token)
         .bind(3, id)
         .bind(4, std::int64_t{pid})
         .bind(5, std::string_view(host))
-        .bind(6, expiry(now(), options.mark_ttl))
-        .run();  // autocommit: one statement is one transaction
+        .bind(6, expiry(now(), options.mark_ttl));
+    bind_started(q, 7);
+    q.run();  // autocommit: one statement is one transaction
     return id;
   }
 
@@ -1421,14 +1494,15 @@ cache_result cache_store::get_parts(
         } else if (entry) {
           if (!entry->inline_value) {
             mark_id = s.next_id++;
-            s.prepare(insert_mark_sql)
-                .bind(1, entry->content)
+            auto q = s.prepare(insert_mark_sql);
+            q.bind(1, entry->content)
                 .bind(2, s.token)
                 .bind(3, mark_id)
                 .bind(4, std::int64_t{s.pid})
                 .bind(5, std::string_view(s.host))
-                .bind(6, expiry(s.now(), s.options.mark_ttl))
-                .run();
+                .bind(6, expiry(s.now(), s.options.mark_ttl));
+            s.bind_started(q, 7);
+            q.run();
           }
           if (!s.fresh(entry->last_used)) {
             const std::int64_t used = s.stamp();
@@ -1672,14 +1746,15 @@ lease_attempt cache_store::try_acquire(const digest& key, std::chrono::seconds t
     } else {
       if (holder) attempt.holder = s.describe(*holder, at);
       const std::int64_t id = s.next_id++;
-      s.prepare(insert_lease_sql)
-          .bind(1, key)
+      auto q = s.prepare(insert_lease_sql);
+      q.bind(1, key)
           .bind(2, s.token)
           .bind(3, id)
           .bind(4, std::int64_t{s.pid})
           .bind(5, std::string_view(s.host))
-          .bind(6, expiry(at, ttl))
-          .run();
+          .bind(6, expiry(at, ttl));
+      s.bind_started(q, 7);
+      q.run();
       attempt.status = lease_status::acquired;
       attempt.lease = cache_lease(this, key, static_cast<std::uint64_t>(id));
     }
@@ -1886,7 +1961,7 @@ gc_result cache_store::gc(const gc_limits& limits) {
       char* end = nullptr;
       const long long writer = std::strtoll(pid_text.c_str(), &end, 10);
       if (end == pid_text.c_str() || *end != '\0') return false;
-      return writer != s.pid && !process_alive(writer);
+      return writer != s.pid && !process_alive(writer, std::nullopt);
     };
     auto remove_file = [&](const fs::path& path, std::uint64_t& counter) {
       if (::unlink(path.c_str()) == 0) {

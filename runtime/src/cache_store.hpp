@@ -11,7 +11,8 @@
 //   blobs/.tmp-<host>-<pid>-<random>             a blob being written (renamed into place when done)
 //   index.sqlite (+ -wal, -shm)                  tables entries, leases, in_use (schema 1),
 //                                                runs, steps (schema 2: run and step records),
-//                                                entries.inline_value (schema 3: inline values)
+//                                                entries.inline_value (schema 3: inline values),
+//                                                leases.started, in_use.started (schema 4: owner start time)
 //
 // Integrity rules (each one is tested in tests/test_cache_store.cpp):
 // * A blob appears under its final name only complete and fsync'ed (temporary
@@ -37,8 +38,10 @@
 // * put() given the lease of its key releases it in the transaction that
 //   writes the index row, so the key is never unleased and unstored.
 // * A lease or mark is live while its expiry is in the future and, when it
-//   was taken on this host, its owner process is alive; a dead owner's lease
-//   is taken over at once, and its marks are dropped by the next gc.
+//   was taken on this host, its owner process is alive (the same pid and the
+//   same start time: a new process given a dead owner's pid does not keep its
+//   rows alive); a dead owner's lease is taken over at once, and its marks
+//   are dropped by the next gc.
 // * Run and step records (record_run, record_steps) are bookkeeping, not
 //   cache content: gc never touches them. Run rows are bounded (see
 //   cache_store_options::runs_kept); step rows are one per (pipeline, step).
