@@ -9,7 +9,7 @@
 //   BM_cache_load_256MiB/get               cache_store::get(key, bytes): read and verify into a reused buffer
 //   BM_cache_load_256MiB/load_slot_load    cache_store::load(key, read) through the slot's load (cereal from a
 //                                          verified copy), as the executor loads a value that is not contiguous
-//   BM_cache_load_256MiB/load_contiguous   cache_store::get_parts straight into a new vector's storage, as the
+//   BM_cache_load_256MiB/load_contiguous   r1::load_contiguous (cache_store::get_parts) into a new vector, as the
 //                                          executor loads a std::vector of arithmetic elements
 //   BM_cache_load_256MiB/read              open, read(), close of a file in the page cache, into a reused buffer
 //   BM_cache_load_256MiB/read_new_vector   the same into a new std::vector<float> each time (what a load makes)
@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "cache_bench_support.hpp"
+#include "cache_session.hpp"
 #include "cache_store.hpp"
 
 namespace ps = penstock;
@@ -193,8 +194,9 @@ void load_slot_load(benchmark::State& state) {
   report_bytes(state);
 }
 
-// How the executor loads a std::vector<float> (cache_session::load_contiguous):
-// get_parts straight into the new vector's storage, its count apart.
+// How the executor loads a std::vector<float> (r1::load_contiguous, the
+// function cache_session uses): get_parts straight into the new vector's
+// storage, its count apart.
 void load_contiguous(benchmark::State& state) {
   io_setup s;
   const ps::digest key{1, 1};
@@ -202,14 +204,8 @@ void load_contiguous(benchmark::State& state) {
       key, [&](std::ostream& out) { return vector_slot().save(&s.value, out); }, s.info);
   for (auto _ : state) {
     std::optional<std::vector<float>> loaded;
-    std::uint64_t stored_count = 0;
-    std::uint64_t count = 0;
-    const r1::cache_result got = s.store.get_parts(key, [&](const r1::cache_entry& entry) {
-      std::span<std::byte> elements;
-      if (!vector_slot().prepare_contiguous(&loaded, entry.size, &count, &elements)) elements = {};
-      return std::vector{std::as_writable_bytes(std::span(&stored_count, 1)), elements};
-    });
-    if (!got.hit() || !loaded || loaded->size() != floats || stored_count != count) {
+    const r1::cache_result got = r1::load_contiguous(s.store, vector_slot(), key, &loaded, "std::vector<float>");
+    if (!got.hit() || !loaded || loaded->size() != floats) {
       state.SkipWithError("load missed");
       break;
     }
@@ -234,8 +230,9 @@ void read(benchmark::State& state) {
   report_bytes(state);
 }
 
-// The peer of load_slot_load: like it, makes a new std::vector<float> of the
-// file's bytes each time (allocation, page faults and all), with read().
+// The peer of load_contiguous and load_slot_load: like them, makes a new
+// std::vector<float> of the file's bytes each time (allocation, page faults
+// and all), with read().
 void read_new_vector(benchmark::State& state) {
   io_setup s;
   if (!write_file(s.raw, reinterpret_cast<const std::byte*>(s.value->data()), bytes)) {

@@ -129,6 +129,25 @@ std::vector<std::optional<digest>> input_digests(const node_description& node,
   return out;
 }
 
+cache_result load_contiguous(cache_store& store, const slot_functions& functions, const digest& key, void* slot,
+                             std::string_view type) {
+  std::uint64_t stored_count = 0;
+  std::uint64_t count = 0;
+  cache_result loaded = store.get_parts(key, [&](const cache_entry& entry) {
+    std::span<std::byte> elements;
+    if (!functions.prepare_contiguous(slot, entry.size, &count, &elements)) {
+      throw cache_error(fmt::format("cannot load the value of cache entry {}: {} bytes cannot hold a value of type {}",
+                                    key.hex(), entry.size, type));
+    }
+    return std::vector{std::as_writable_bytes(std::span(&stored_count, 1)), elements};
+  });
+  if (loaded.hit() && stored_count != count) {
+    throw cache_error(fmt::format("cannot load the value of cache entry {}: it says {} elements in {} bytes", key.hex(),
+                                  stored_count, loaded.entry.size));
+  }
+  return loaded;
+}
+
 std::string new_run_id() {
   const auto now = std::chrono::system_clock::now();
   std::random_device random;
@@ -256,27 +275,6 @@ bool cache_session::begin_miss(std::uint32_t i, step_report& report) {
   return false;
 }
 
-// A contiguous value (value_traits<T>::contiguous) is read straight into its
-// own storage, its element count apart: no stream, no second copy.
-cache_result cache_session::load_contiguous(const node_description& node, const digest& key, void* slot) {
-  std::uint64_t stored_count = 0;
-  std::uint64_t count = 0;
-  cache_result loaded = store_->get_parts(key, [&](const cache_entry& entry) {
-    std::span<std::byte> elements;
-    if (!node.slot.prepare_contiguous(slot, entry.size, &count, &elements)) {
-      throw cache_error(fmt::format("cannot load the value of cache entry {}: {} bytes cannot hold a value of type {}",
-                                    key.hex(), entry.size, node.output_type));
-    }
-    return std::vector{std::as_writable_bytes(std::span(&stored_count, 1)), elements};
-  });
-  if (loaded.hit() && stored_count != count) {
-    throw cache_error(fmt::format("cannot load the value of cache entry {}: it says {} elements in {} bytes", key.hex(),
-                                  stored_count, loaded.entry.size));
-  }
-  if (!loaded.hit()) node.slot.clear(slot);
-  return loaded;
-}
-
 bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::uint32_t)>& recompute) {
   const node_description& node = graph_.nodes[p];
   auto& me = nodes_[p];
@@ -286,7 +284,7 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
   if (me.lazy.load(std::memory_order_acquire) && me.key && node.slot.load != nullptr) {
     try {
       const cache_result loaded = node.slot.prepare_contiguous != nullptr
-                                      ? load_contiguous(node, *me.key, slot)
+                                      ? load_contiguous(*store_, node.slot, *me.key, slot, node.output_type)
                                       : store_->load(*me.key, [&](std::istream& in) { node.slot.load(slot, in); });
       if (loaded.hit() && loaded.entry.content == *content_[p]) return true;
       if (!loaded.hit()) {
@@ -363,10 +361,9 @@ void cache_session::abandon(std::uint32_t i) {
 }
 
 void cache_session::finish(const run_report& report) {
-  // Hits not marked used for an hour are marked now (gc's least recently
-  // used order); fresher ones are left alone, so a no-op rerun writes nothing
-  // but its run record.
-  const auto stale = std::chrono::system_clock::now() - std::chrono::hours(1);
+  // Hits not marked used within the store's touch_interval are marked now
+  // (gc's least recently used order); fresher ones are left alone, so a
+  // no-op rerun writes nothing but its run record.
   std::vector<digest> used;
   std::vector<step_record> records;
   for (std::uint32_t i = 0; i < graph_.nodes.size(); ++i) {
@@ -376,7 +373,7 @@ void cache_session::finish(const run_report& report) {
     if (!me.key) continue;
     const step_report& step = report.steps[i];
     if (step.cache_hit) {
-      if (me.last_used < stale) used.push_back(*me.key);
+      if (!store_->fresh(me.last_used)) used.push_back(*me.key);
       continue;
     }
     // `explain` compares with the last run that produced each step.

@@ -26,6 +26,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <penstock/digest.hpp>
@@ -69,6 +70,15 @@ namespace penstock::detail::r1 {
 [[nodiscard]] std::vector<std::optional<digest>> input_digests(const node_description& node,
                                                                std::span<const std::optional<digest>> content,
                                                                std::span<const std::optional<digest>> params);
+
+// Loads a contiguous value (value_traits<T>::contiguous, `functions`
+// .prepare_contiguous not null) into `slot` straight from the store: its
+// element count into 8 bytes apart, its elements into the value's own
+// storage, no stream and no second copy. Throws cache_error when the stored
+// size or count cannot be a value of `type`. On anything but a hit the slot's
+// contents are unspecified: the caller clears it.
+[[nodiscard]] cache_result load_contiguous(cache_store& store, const slot_functions& functions, const digest& key,
+                                           void* slot, std::string_view type);
 
 // A new run id: UTC time, host process id and a random suffix.
 [[nodiscard]] std::string new_run_id();
@@ -135,8 +145,6 @@ class cache_session {
   void finish(const run_report& report);
 
  private:
-  cache_result load_contiguous(const node_description& node, const digest& key, void* slot);
-
   struct node_state {
     std::optional<digest> key;
     std::atomic<bool> lazy{false};  // hit, value not loaded

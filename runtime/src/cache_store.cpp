@@ -48,8 +48,9 @@ using sys_clock = std::chrono::system_clock;
 // Reads and writes go in pieces of this size so that each piece is hashed
 // while it is still in the CPU cache.
 constexpr std::size_t io_chunk = std::size_t{1} << 20;
-// get() hashes a blob at least this large on a second thread while it reads.
-constexpr std::size_t parallel_hash_min = std::size_t{8} << 20;
+// A large value: put() hashes it piece by piece as it writes it, get() on a
+// second thread while it reads it.
+constexpr std::size_t large_value_min = std::size_t{8} << 20;
 // get() reads a destination at least this large through a realigning buffer
 // when its alignment differs from the file offset's.
 constexpr std::size_t realign_min = std::size_t{64} << 10;
@@ -579,14 +580,10 @@ constexpr const char* select_entry_value_sql =
 constexpr const char* insert_entry_sql =
     "INSERT OR REPLACE INTO entries(key, digest, size, type, run_id, created, last_used, inline_value) "
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)";
-constexpr const char* has_inline_column_sql =
-    "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'inline_value'";
+// Whether table ?1 has a column named ?2.
+constexpr const char* has_column_sql = "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2";
 constexpr const char* add_inline_column_sql = "ALTER TABLE entries ADD COLUMN inline_value BLOB";
-constexpr const char* has_lease_started_column_sql =
-    "SELECT count(*) FROM pragma_table_info('leases') WHERE name = 'started'";
 constexpr const char* add_lease_started_column_sql = "ALTER TABLE leases ADD COLUMN started INTEGER";
-constexpr const char* has_mark_started_column_sql =
-    "SELECT count(*) FROM pragma_table_info('in_use') WHERE name = 'started'";
 constexpr const char* add_mark_started_column_sql = "ALTER TABLE in_use ADD COLUMN started INTEGER";
 // A bad inline value goes with its row only if the row still holds it.
 constexpr const char* delete_inline_entry_sql =
@@ -927,10 +924,11 @@ struct cache_store::state {
   }
 
   [[nodiscard]] std::int64_t now() const { return to_ns(options.clock ? options.clock() : sys_clock::now()); }
-  // Used within touch_interval: get() and touch() leave its last_used alone.
-  [[nodiscard]] bool fresh(sys_clock::time_point last_used) const {
-    return to_ns(last_used) >= now() - std::chrono::nanoseconds(options.touch_interval).count();
+  // A last_used stamp before this is stale: get() and touch() rewrite it.
+  [[nodiscard]] std::int64_t stale_before() const {
+    return now() - std::chrono::nanoseconds(options.touch_interval).count();
   }
+  [[nodiscard]] bool fresh(sys_clock::time_point last_used) const { return to_ns(last_used) >= stale_before(); }
   // Strictly increasing within this store, so last-use order is exact.
   std::int64_t stamp() {
     last_stamp = std::max(now(), last_stamp + 1);
@@ -1029,24 +1027,12 @@ struct cache_store::state {
                                       index_file.string(), version, schema_version));
       }
       exec(schema_sql);
-      if (version < 3) {  // an entries table of schema 1 or 2 lacks inline_value; a new one has it
-        bool has_column = false;
-        {
-          auto q = prepare(has_inline_column_sql);
-          has_column = q.step() && q.integer(0) > 0;
-        }
-        if (!has_column) exec(add_inline_column_sql);
-      }
-      if (version < 4) {  // leases and in_use of schema 1 to 3 lack the owner's start time
-        for (const auto& [has, add] : {std::pair{has_lease_started_column_sql, add_lease_started_column_sql},
-                                       std::pair{has_mark_started_column_sql, add_mark_started_column_sql}}) {
-          bool has_column = false;
-          {
-            auto q = prepare(has);
-            has_column = q.step() && q.integer(0) > 0;
-          }
-          if (!has_column) exec(add);
-        }
+      // Columns added to existing tables (a table that schema_sql has just
+      // created has them already).
+      if (version < 3) add_column_unless_present("entries", "inline_value", add_inline_column_sql);
+      if (version < 4) {
+        add_column_unless_present("leases", "started", add_lease_started_column_sql);
+        add_column_unless_present("in_use", "started", add_mark_started_column_sql);
       }
       exec(fmt::format("PRAGMA user_version={}", schema_version).c_str());
       transaction("COMMIT");
@@ -1054,6 +1040,17 @@ struct cache_store::state {
       sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // the error being thrown says what went wrong
       throw;
     }
+  }
+
+  // Runs `add` (an ALTER TABLE adding `column` to `table`) unless the table has the column.
+  void add_column_unless_present(std::string_view table, std::string_view column, const char* add) {
+    bool present = false;
+    {
+      auto q = prepare(has_column_sql);
+      q.bind(1, table).bind(2, column);
+      present = q.step() && q.integer(0) > 0;
+    }
+    if (!present) exec(add);
   }
 
   // Is the owner process of a lease or mark (on this host) gone? A row with
@@ -1086,8 +1083,8 @@ struct cache_store::state {
     }
   }
 
-  std::int64_t mark(const digest& content) {
-    auto guard = lock();
+  // Writes a new in-use mark on `content`; returns its id. Called under the lock.
+  std::int64_t insert_mark(const digest& content) {
     const std::int64_t id = next_id++;
     auto q = prepare(insert_mark_sql);
     q.bind(1, content)
@@ -1097,8 +1094,13 @@ struct cache_store::state {
         .bind(5, std::string_view(host))
         .bind(6, expiry(now(), options.mark_ttl));
     bind_started(q, 7);
-    q.run();  // autocommit: one statement is one transaction
+    q.run();
     return id;
+  }
+
+  std::int64_t mark(const digest& content) {
+    auto guard = lock();
+    return insert_mark(content);  // autocommit: one statement is one transaction
   }
 
   void unmark(const digest& content, std::int64_t id) {
@@ -1298,7 +1300,7 @@ put_result cache_store::put(const digest& key, std::span<const std::byte> bytes,
                             cache_lease* lease) {
   const std::int64_t lease_id = lease_id_for(key, lease);
   put_result result;
-  if (bytes.size() >= parallel_hash_min) {
+  if (bytes.size() >= large_value_min) {
     // A large value is hashed piece by piece as it is written to a temporary
     // file (one pass over memory, not two); only then is the digest known.
     // If a blob with that digest is already stored, the file goes unsynced
@@ -1361,6 +1363,8 @@ put_result cache_store::put(const digest& key, const std::function<digest(std::o
   return result;
 }
 
+bool cache_store::fresh(std::chrono::system_clock::time_point last_used) const { return state_->fresh(last_used); }
+
 cache_result cache_store::lookup(const digest& key) {
   auto& s = *state_;
   auto guard = s.lock();
@@ -1420,7 +1424,7 @@ void cache_store::touch(std::span<const digest> keys) {
   s.transaction("BEGIN IMMEDIATE");
   try {
     const std::int64_t at = s.stamp();
-    const std::int64_t stale_before = s.now() - std::chrono::nanoseconds(s.options.touch_interval).count();
+    const std::int64_t stale_before = s.stale_before();
     for (const auto& key : keys) s.prepare(touch_stale_entry_sql).bind(1, key).bind(2, at).bind(3, stale_before).run();
     s.transaction("COMMIT");
   } catch (...) {
@@ -1450,6 +1454,20 @@ cache_result cache_store::get_parts(
   cache_result result;
   std::int64_t mark_id = 0;
   std::vector<std::byte> inline_bytes;
+  // Reads the key's row: false if there is none; else `entry` is set if the
+  // row is readable (`why` says what is wrong if not), and an inline value's
+  // bytes are copied into inline_bytes.
+  const auto read_row = [&](std::optional<cache_entry>& entry, std::string& why) {
+    auto q = s.prepare(select_entry_value_sql);
+    q.bind(1, key);
+    if (!q.step()) return false;
+    entry = read_entry(q, why);
+    if (entry && entry->inline_value) {
+      const auto bytes = q.bytes_at(8);
+      inline_bytes.assign(bytes.begin(), bytes.end());
+    }
+    return true;
+  };
   // 1. Find the row and mark its blob in use, in one transaction: gc either
   //    ran before (and the row is gone) or sees the mark. An inline value is
   //    copied out of the row instead (no file, no mark).
@@ -1458,52 +1476,24 @@ cache_result cache_store::get_parts(
     // 1'. An inline value used within touch_interval needs no write: one
     //     SELECT, its own read transaction. (A rerun's outputs, mostly.)
     {
-      auto q = s.prepare(select_entry_value_sql);
-      q.bind(1, key);
-      if (!q.step()) return result;
+      std::optional<cache_entry> entry;
       std::string why;
-      if (auto entry = read_entry(q, why); entry && entry->inline_value && s.fresh(entry->last_used)) {
-        const auto bytes = q.bytes_at(8);
-        inline_bytes.assign(bytes.begin(), bytes.end());
-        result.entry = std::move(*entry);
-      }
+      if (!read_row(entry, why)) return result;
+      if (entry && entry->inline_value && s.fresh(entry->last_used)) result.entry = std::move(*entry);
     }
     if (!result.entry.inline_value) {
       s.transaction("BEGIN IMMEDIATE");
       try {
         std::optional<cache_entry> entry;
         std::string why;
-        bool found = false;
-        {
-          auto q = s.prepare(select_entry_value_sql);
-          q.bind(1, key);
-          if (q.step()) {
-            found = true;
-            entry = read_entry(q, why);
-            if (entry && entry->inline_value) {
-              const auto bytes = q.bytes_at(8);
-              inline_bytes.assign(bytes.begin(), bytes.end());
-            }
-          }
-        }
+        const bool found = read_row(entry, why);
         if (found && !entry) {
           s.prepare(delete_entry_sql).bind(1, key).run();
           result.status = cache_status::index_corrupt;
           result.message = fmt::format("cache entry {}: its row in {} is unreadable ({}); the row was removed",
                                        key.hex(), s.index_file.string(), why);
         } else if (entry) {
-          if (!entry->inline_value) {
-            mark_id = s.next_id++;
-            auto q = s.prepare(insert_mark_sql);
-            q.bind(1, entry->content)
-                .bind(2, s.token)
-                .bind(3, mark_id)
-                .bind(4, std::int64_t{s.pid})
-                .bind(5, std::string_view(s.host))
-                .bind(6, expiry(s.now(), s.options.mark_ttl));
-            s.bind_started(q, 7);
-            q.run();
-          }
+          if (!entry->inline_value) mark_id = s.insert_mark(entry->content);
           if (!s.fresh(entry->last_used)) {
             const std::int64_t used = s.stamp();
             s.prepare(touch_entry_sql).bind(1, key).bind(2, used).run();
@@ -1521,15 +1511,19 @@ cache_result cache_store::get_parts(
   }
   const cache_entry& entry = result.entry;
   const digest content = entry.content;
-
-  // 2'. An inline value: verify the copy, outside the lock; a bad one goes
-  //     with its row (if the row still holds it: a writer may have replaced it).
-  if (entry.inline_value) {
-    const std::vector<std::span<std::byte>> parts = destination(entry);
+  const auto parts_for = [&] {
+    std::vector<std::span<std::byte>> parts = destination(entry);
     if (const std::size_t holds = total_size(parts); holds != entry.size) {
       throw std::invalid_argument(
           fmt::format("cache entry {}: the destination holds {} bytes, the value {}", key.hex(), holds, entry.size));
     }
+    return parts;
+  };
+
+  // 2'. An inline value: verify the copy, outside the lock; a bad one goes
+  //     with its row (if the row still holds it: a writer may have replaced it).
+  if (entry.inline_value) {
+    const std::vector<std::span<std::byte>> parts = parts_for();
     if (inline_bytes.size() != entry.size) {
       result.status = cache_status::blob_truncated;
       result.message = fmt::format("cache entry {}: its inline value in {} (digest {}) has {} bytes, the index says {}",
@@ -1569,11 +1563,7 @@ cache_result cache_store::get_parts(
   struct stat seen {};
   bool opened = false;
   try {
-    const std::vector<std::span<std::byte>> parts = destination(entry);
-    if (const std::size_t holds = total_size(parts); holds != entry.size) {
-      throw std::invalid_argument(
-          fmt::format("cache entry {}: the destination holds {} bytes, the value {}", key.hex(), holds, entry.size));
-    }
+    const std::vector<std::span<std::byte>> parts = parts_for();
     unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) {
       const int error = errno;
@@ -1610,7 +1600,7 @@ cache_result cache_store::get_parts(
         bool ended = false;  // the file ended early
         realigning_buffer realign;
         for (const auto& into : parts) {
-          trailing_hasher part_hash(into.data(), into.size() >= parallel_hash_min, hash);
+          trailing_hasher part_hash(into.data(), into.size() >= large_value_min, hash);
           // A destination whose address is not aligned like the file offset
           // (mod 64) is filled through a buffer that is: the kernel's copy
           // out of the page cache is 2-4x slower between differently
@@ -1622,7 +1612,6 @@ cache_result cache_store::get_parts(
             const std::size_t want = std::min(into.size() - filled, io_chunk);
             std::byte* const target = through_buffer ? realign.at(done + filled) : into.data() + filled;
             const ssize_t n = ::read(fd.get(), target, want);
-            if (n > 0 && through_buffer) std::memcpy(into.data() + filled, target, static_cast<std::size_t>(n));
             if (n < 0) {
               if (errno == EINTR) continue;
               read_error = errno;
@@ -1632,6 +1621,7 @@ cache_result cache_store::get_parts(
               ended = true;
               break;
             }
+            if (through_buffer) std::memcpy(into.data() + filled, target, static_cast<std::size_t>(n));
             filled += static_cast<std::size_t>(n);
             part_hash.available(filled);
           }

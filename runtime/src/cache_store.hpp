@@ -276,6 +276,9 @@ class cache_store {
   // hit's entry holds the key, content, size, last_used and inline_value
   // only (type, run_id and created are left empty: not read).
   [[nodiscard]] std::vector<cache_result> lookup(std::span<const digest> keys);
+  // Whether an entry last used at `last_used` was used within touch_interval
+  // (touch() and get() leave such an entry's last_used as it is).
+  [[nodiscard]] bool fresh(std::chrono::system_clock::time_point last_used) const;
   // Marks entries as used now (a planner keeps the entries it relies on fresh
   // for gc), in one transaction. Unknown keys are ignored, and so are entries
   // used within touch_interval.
