@@ -28,8 +28,8 @@ if(PENSTOCK_WITH_CUDA)
   list(APPEND penstock_installed_targets penstock_cuda)
   set(penstock_gpu_headers_excluded)
 else()
-  # The GPU headers (include/penstock/gpu/) come with penstock::cuda only.
-  set(penstock_gpu_headers_excluded PATTERN gpu EXCLUDE)
+  # The GPU headers (include/penstock/cuda/) come with penstock::cuda only.
+  set(penstock_gpu_headers_excluded PATTERN cuda EXCLUDE)
 endif()
 
 # The installed include directory comes from penstock_runtime's and

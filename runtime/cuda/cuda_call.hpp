@@ -8,9 +8,9 @@
 #include <string>
 #include <string_view>
 
-#include <penstock/gpu/cuda_error.hpp>
+#include <penstock/cuda/cuda_error.hpp>
 
-namespace penstock::gpu::detail {
+namespace penstock::cuda::detail {
 
 // Throws cuda_error(status, call) unless `status` is cudaSuccess. The failed
 // call's error is also CUDA's "last error"; it is cleared so that a later,
@@ -47,4 +47,4 @@ inline std::string on_device(std::string_view call, int device) {
   return std::string(call) + "(device " + std::to_string(device) + ")";
 }
 
-}  // namespace penstock::gpu::detail
+}  // namespace penstock::cuda::detail

@@ -1,13 +1,13 @@
 // cuda_error's message, and the helpers every source of penstock::cuda uses
 // to call CUDA (cuda_call.hpp).
-#include <penstock/gpu/cuda_error.hpp>
+#include <penstock/cuda/cuda_error.hpp>
 
 #include <cstdio>
 #include <string>
 
 #include "cuda_call.hpp"
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 namespace {
 
 std::string describe(int code, std::string_view call) {
@@ -51,4 +51,4 @@ device_guard::~device_guard() {
 }
 
 }  // namespace detail
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda

@@ -1,12 +1,12 @@
 // Device discovery: how many devices, why none, and what each one is.
-#include <penstock/gpu/device.hpp>
+#include <penstock/cuda/device.hpp>
 
 #include <stdexcept>
 #include <string>
 
 #include "cuda_call.hpp"
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 namespace {
 
 struct discovery {
@@ -92,4 +92,4 @@ int runtime_version() {
   return version;
 }
 
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda

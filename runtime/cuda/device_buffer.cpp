@@ -1,5 +1,5 @@
 // The untyped, stream-ordered allocation behind device_buffer<T>.
-#include <penstock/gpu/device_buffer.hpp>
+#include <penstock/cuda/device_buffer.hpp>
 
 #include <stdexcept>
 #include <string>
@@ -7,7 +7,7 @@
 
 #include "cuda_call.hpp"
 
-namespace penstock::gpu::detail {
+namespace penstock::cuda::detail {
 namespace {
 
 std::string sized(std::string_view call, std::size_t bytes, int device) {
@@ -58,4 +58,4 @@ void device_allocation::copy_to_host(void* destination, std::size_t bytes, strea
         sized("cudaMemcpyAsync device to host", bytes, stream.device()));
 }
 
-}  // namespace penstock::gpu::detail
+}  // namespace penstock::cuda::detail

@@ -1,6 +1,6 @@
 // event: an owned cudaEvent_t without timing, recorded on a stream and waited
 // for by other streams or polled by the host.
-#include <penstock/gpu/event.hpp>
+#include <penstock/cuda/event.hpp>
 
 #include <stdexcept>
 #include <string>
@@ -8,7 +8,7 @@
 
 #include "cuda_call.hpp"
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 
 event::event(int device) : device_(device) {
   const detail::device_guard current(device);
@@ -53,4 +53,4 @@ void event::synchronize() const {
   detail::check(cudaEventSynchronize(handle_), detail::on_device("cudaEventSynchronize", device_));
 }
 
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda

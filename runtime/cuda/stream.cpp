@@ -1,9 +1,9 @@
 // stream_view's calls into CUDA: wait for an event, query, synchronize.
-#include <penstock/gpu/stream.hpp>
+#include <penstock/cuda/stream.hpp>
 
 #include <type_traits>
 
-#include <penstock/gpu/event.hpp>
+#include <penstock/cuda/event.hpp>
 
 #include "cuda_call.hpp"
 
@@ -11,7 +11,7 @@
 static_assert(std::is_same_v<cudaStream_t, CUstream_st*>, "cudaStream_t is no longer CUstream_st*");
 static_assert(std::is_same_v<cudaEvent_t, CUevent_st*>, "cudaEvent_t is no longer CUevent_st*");
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 
 void stream_view::wait(const event& done) const {
   detail::check(cudaStreamWaitEvent(handle_, done.native_handle(), cudaEventWaitDefault),
@@ -32,4 +32,4 @@ void stream_view::synchronize() const {
   detail::check(cudaStreamSynchronize(handle_), detail::on_device("cudaStreamSynchronize", device_));
 }
 
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda

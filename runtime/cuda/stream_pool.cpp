@@ -1,6 +1,6 @@
 // stream_pool: round-robin over a fixed set of streams, each created the
 // first time it is handed out.
-#include <penstock/gpu/stream_pool.hpp>
+#include <penstock/cuda/stream_pool.hpp>
 
 #include <atomic>
 #include <memory>
@@ -10,7 +10,7 @@
 
 #include "cuda_call.hpp"
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 
 struct stream_pool::state {
   explicit state(std::size_t count) : size(count), streams(std::make_unique<std::atomic<cudaStream_t>[]>(count)) {}
@@ -81,4 +81,4 @@ stream_view stream_pool::acquire() {
   return {stream, device_};
 }
 
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda

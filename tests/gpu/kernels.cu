@@ -10,12 +10,12 @@
 #include <cstdint>
 #include <string>
 
-#include <penstock/gpu/cuda_error.hpp>
+#include <penstock/cuda/cuda_error.hpp>
 
-namespace penstock_test::gpu {
+namespace penstock_test::cuda {
 namespace {
 
-using penstock::gpu::cuda_error;
+using penstock::cuda::cuda_error;
 
 constexpr std::uint64_t gate_patience_ns = 60'000'000'000;  // one minute
 constexpr unsigned threads_per_block = 256;
@@ -49,12 +49,12 @@ __device__ std::uint64_t global_time_ns() {
 __global__ void gated_scale(int* gate, int* data, std::size_t n, int factor) {
   __shared__ bool opened;
   if (threadIdx.x == 0) {
-    const cuda::atomic_ref<int, cuda::thread_scope_system> flag(*gate);
+    const ::cuda::atomic_ref<int, ::cuda::thread_scope_system> flag(*gate);
     const std::uint64_t start = global_time_ns();
-    bool open = flag.load(cuda::memory_order_acquire) != 0;
+    bool open = flag.load(::cuda::memory_order_acquire) != 0;
     while (!open && global_time_ns() - start < gate_patience_ns) {
       __nanosleep(1000);
-      open = flag.load(cuda::memory_order_acquire) != 0;
+      open = flag.load(::cuda::memory_order_acquire) != 0;
     }
     opened = open;
   }
@@ -91,7 +91,7 @@ host_gate::~host_gate() {
 }
 
 void host_gate::open() noexcept {
-  cuda::atomic_ref<int, cuda::thread_scope_system>(*flag_).store(1, cuda::memory_order_release);
+  ::cuda::atomic_ref<int, ::cuda::thread_scope_system>(*flag_).store(1, ::cuda::memory_order_release);
 }
 
 pinned_ints::pinned_ints(std::size_t size) : size_(size) {
@@ -102,15 +102,15 @@ pinned_ints::pinned_ints(std::size_t size) : size_(size) {
 pinned_ints::~pinned_ints() { static_cast<void>(cudaFreeHost(data_)); }
 
 void launch_gated_scale(const host_gate& gate, int* data, std::size_t n, int factor,
-                        penstock::gpu::stream_view stream) {
+                        penstock::cuda::stream_view stream) {
   gated_scale<<<blocks_for(n, gated_blocks), threads_per_block, 0, stream.native_handle()>>>(gate.device_pointer(),
                                                                                              data, n, factor);
   check(cudaGetLastError(), "gated_scale<<<...>>>");
 }
 
-void launch_add(const int* in, int* out, std::size_t n, int addend, penstock::gpu::stream_view stream) {
+void launch_add(const int* in, int* out, std::size_t n, int addend, penstock::cuda::stream_view stream) {
   add<<<blocks_for(n, max_blocks), threads_per_block, 0, stream.native_handle()>>>(in, out, n, addend);
   check(cudaGetLastError(), "add<<<...>>>");
 }
 
-}  // namespace penstock_test::gpu
+}  // namespace penstock_test::cuda

@@ -5,9 +5,9 @@
 
 #include <cstddef>
 
-#include <penstock/gpu/stream.hpp>
+#include <penstock/cuda/stream.hpp>
 
-namespace penstock_test::gpu {
+namespace penstock_test::cuda {
 
 // An int in pinned, device-mapped host memory that kernels wait on until the
 // host opens it: a test holds a stream's work back for as long as it likes
@@ -53,9 +53,10 @@ inline constexpr int gate_gave_up = -999'999;
 
 // On `stream`: once `gate` is open, data[i] *= factor for i < n. Throws
 // cuda_error if the launch fails.
-void launch_gated_scale(const host_gate& gate, int* data, std::size_t n, int factor, penstock::gpu::stream_view stream);
+void launch_gated_scale(const host_gate& gate, int* data, std::size_t n, int factor,
+                        penstock::cuda::stream_view stream);
 
 // On `stream`: out[i] = in[i] + addend for i < n.
-void launch_add(const int* in, int* out, std::size_t n, int addend, penstock::gpu::stream_view stream);
+void launch_add(const int* in, int* out, std::size_t n, int addend, penstock::cuda::stream_view stream);
 
-}  // namespace penstock_test::gpu
+}  // namespace penstock_test::cuda

@@ -5,7 +5,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include <penstock/gpu/device.hpp>
+#include <penstock/cuda/device.hpp>
 
 #include <iostream>
 #include <stdexcept>
@@ -14,8 +14,8 @@
 namespace ps = penstock;
 
 TEST(gpu_device, count_and_reason_agree) {
-  const int count = ps::gpu::device_count();
-  const std::string reason = ps::gpu::no_device_reason();
+  const int count = ps::cuda::device_count();
+  const std::string reason = ps::cuda::no_device_reason();
   std::cout << "device_count() = " << count << (reason.empty() ? "" : ", " + reason) << "\n";
   EXPECT_GE(count, 0);
   if (count == 0) {
@@ -27,17 +27,17 @@ TEST(gpu_device, count_and_reason_agree) {
 }
 
 TEST(gpu_device, device_info_refuses_an_index_it_does_not_have) {
-  const int count = ps::gpu::device_count();
+  const int count = ps::cuda::device_count();
   for (const int index : {-1, count}) {
     try {
-      static_cast<void>(ps::gpu::device_info(index));
+      static_cast<void>(ps::cuda::device_info(index));
       FAIL() << "device_info(" << index << ") returned";
     } catch (const std::out_of_range& error) {
       const std::string what = error.what();
       EXPECT_EQ(what.rfind("device_info(" + std::to_string(index) + "): ", 0), 0u) << what;
       if (count == 0) {
         // The same reason the GPU tests skip with.
-        EXPECT_NE(what.find(ps::gpu::no_device_reason()), std::string::npos) << what;
+        EXPECT_NE(what.find(ps::cuda::no_device_reason()), std::string::npos) << what;
       } else {
         EXPECT_NE(what.find("this process sees " + std::to_string(count) + " CUDA device"), std::string::npos) << what;
       }
@@ -46,20 +46,20 @@ TEST(gpu_device, device_info_refuses_an_index_it_does_not_have) {
 }
 
 TEST(gpu_device, runtime_version_is_the_one_penstock_was_built_with) {
-  EXPECT_EQ(ps::gpu::runtime_version(), CUDART_VERSION);
-  const int driver = ps::gpu::driver_version();
-  std::cout << "runtime " << ps::gpu::runtime_version() << ", driver " << driver << "\n";
-  if (ps::gpu::device_count() > 0) {
+  EXPECT_EQ(ps::cuda::runtime_version(), CUDART_VERSION);
+  const int driver = ps::cuda::driver_version();
+  std::cout << "runtime " << ps::cuda::runtime_version() << ", driver " << driver << "\n";
+  if (ps::cuda::device_count() > 0) {
     EXPECT_GT(driver, 0);
   }
 }
 
 TEST(gpu_device, describes_every_device) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
-  for (int i = 0; i < ps::gpu::device_count(); ++i) {
-    const ps::gpu::device_properties device = ps::gpu::device_info(i);
+  for (int i = 0; i < ps::cuda::device_count(); ++i) {
+    const ps::cuda::device_properties device = ps::cuda::device_info(i);
     std::cout << "device " << i << ": " << device.name << ", sm_" << device.compute_capability_major
               << device.compute_capability_minor << ", " << device.total_memory / (1024 * 1024) << " MiB, "
               << device.multiprocessor_count << " SMs, memory pools " << (device.memory_pools_supported ? "yes" : "no")

@@ -5,11 +5,11 @@
 
 #include <cuda_runtime_api.h>
 
-#include <penstock/gpu/cuda_error.hpp>
-#include <penstock/gpu/device.hpp>
-#include <penstock/gpu/device_buffer.hpp>
-#include <penstock/gpu/event.hpp>
-#include <penstock/gpu/stream_pool.hpp>
+#include <penstock/cuda/cuda_error.hpp>
+#include <penstock/cuda/device.hpp>
+#include <penstock/cuda/device_buffer.hpp>
+#include <penstock/cuda/event.hpp>
+#include <penstock/cuda/stream_pool.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -24,16 +24,16 @@
 
 namespace ps = penstock;
 
-static_assert(!std::is_copy_constructible_v<ps::gpu::device_buffer<float>>);
-static_assert(!std::is_copy_assignable_v<ps::gpu::device_buffer<float>>);
-static_assert(std::is_nothrow_move_constructible_v<ps::gpu::device_buffer<float>>);
-static_assert(std::is_nothrow_move_assignable_v<ps::gpu::device_buffer<float>>);
+static_assert(!std::is_copy_constructible_v<ps::cuda::device_buffer<float>>);
+static_assert(!std::is_copy_assignable_v<ps::cuda::device_buffer<float>>);
+static_assert(std::is_nothrow_move_constructible_v<ps::cuda::device_buffer<float>>);
+static_assert(std::is_nothrow_move_assignable_v<ps::cuda::device_buffer<float>>);
 
 namespace {
 
 // The legacy default stream of device 0: a stream_view makes no CUDA call,
 // and empty buffers never use it.
-const ps::gpu::stream_view no_stream(nullptr, 0);
+const ps::cuda::stream_view no_stream(nullptr, 0);
 
 struct sample {
   std::int32_t id;
@@ -43,7 +43,7 @@ struct sample {
 }  // namespace
 
 TEST(gpu_device_buffer, an_empty_buffer_allocates_nothing) {
-  ps::gpu::device_buffer<double> empty(0, no_stream);
+  ps::cuda::device_buffer<double> empty(0, no_stream);
   EXPECT_TRUE(empty.empty());
   EXPECT_EQ(empty.size(), 0u);
   EXPECT_EQ(empty.size_bytes(), 0u);
@@ -51,12 +51,12 @@ TEST(gpu_device_buffer, an_empty_buffer_allocates_nothing) {
   EXPECT_EQ(empty.stream(), no_stream);
   empty.copy_from_host(nullptr, 0, no_stream);  // nothing to copy: no CUDA call
   empty.copy_to_host(nullptr, 0, no_stream);
-  ps::gpu::device_buffer<double> moved = std::move(empty);
+  ps::cuda::device_buffer<double> moved = std::move(empty);
   EXPECT_TRUE(moved.empty());
 }
 
 TEST(gpu_device_buffer, copies_beyond_its_size_are_refused) {
-  ps::gpu::device_buffer<int> empty(0, no_stream);
+  ps::cuda::device_buffer<int> empty(0, no_stream);
   const std::vector<int> values{1, 2, 3};
   std::vector<int> back(3);
   try {
@@ -66,33 +66,33 @@ TEST(gpu_device_buffer, copies_beyond_its_size_are_refused) {
     EXPECT_STREQ(error.what(), "device_buffer::copy_from_host: 3 elements requested, the buffer holds 0");
   }
   EXPECT_THROW(empty.copy_to_host(back.data(), back.size(), no_stream), std::out_of_range);
-  EXPECT_THROW(ps::gpu::device_buffer<double>(SIZE_MAX / 4, no_stream), std::length_error);
+  EXPECT_THROW(ps::cuda::device_buffer<double>(SIZE_MAX / 4, no_stream), std::length_error);
 }
 
 TEST(gpu_device_buffer, allocation_without_a_device_names_cudaMallocAsync) {
-  if (ps::gpu::device_count() > 0) {
+  if (ps::cuda::device_count() > 0) {
     GTEST_SKIP() << "a CUDA device is present: this test checks allocation without one";
   }
   try {
-    ps::gpu::device_buffer<float> buffer(1024, no_stream);
+    ps::cuda::device_buffer<float> buffer(1024, no_stream);
     FAIL() << "allocated without a device";
-  } catch (const ps::gpu::cuda_error& error) {
+  } catch (const ps::cuda::cuda_error& error) {
     EXPECT_EQ(error.call(), "cudaMallocAsync(4096 bytes, device 0)");
   }
 }
 
 TEST(gpu_device_buffer, round_trip_through_async_copies) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
   constexpr std::size_t n = (1 << 20) + 3;  // 12 MiB of samples, not a power of two
-  ps::gpu::stream_pool pool(0, 1);
-  const ps::gpu::stream_view stream = pool.acquire();
+  ps::cuda::stream_pool pool(0, 1);
+  const ps::cuda::stream_view stream = pool.acquire();
   std::vector<sample> values(n);
   for (std::size_t i = 0; i < n; ++i) {
     values[i] = {static_cast<std::int32_t>(i), 0.5f * static_cast<float>(i % 1000)};
   }
-  ps::gpu::device_buffer<sample> buffer(n, stream);
+  ps::cuda::device_buffer<sample> buffer(n, stream);
   EXPECT_EQ(buffer.size(), n);
   EXPECT_EQ(buffer.size_bytes(), n * sizeof(sample));
   EXPECT_NE(buffer.data(), nullptr);
@@ -122,24 +122,24 @@ TEST(gpu_device_buffer, round_trip_through_async_copies) {
 // it through an event, device -> host on the second: the data crosses
 // streams with no host synchronization until the end.
 TEST(gpu_device_buffer, round_trip_across_two_streams) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
   constexpr std::size_t n = 1 << 18;
-  ps::gpu::stream_pool pool(0, 2);
-  const ps::gpu::stream_view upload = pool.acquire();
-  const ps::gpu::stream_view compute = pool.acquire();
-  penstock_test::gpu::pinned_ints host(n);
+  ps::cuda::stream_pool pool(0, 2);
+  const ps::cuda::stream_view upload = pool.acquire();
+  const ps::cuda::stream_view compute = pool.acquire();
+  penstock_test::cuda::pinned_ints host(n);
   std::iota(host.data(), host.data() + n, 100);
 
-  ps::gpu::device_buffer<int> in(n, upload);
+  ps::cuda::device_buffer<int> in(n, upload);
   in.copy_from_host(host.data(), n, upload);
-  ps::gpu::event uploaded(0);
+  ps::cuda::event uploaded(0);
   uploaded.record(upload);
 
   compute.wait(uploaded);
-  ps::gpu::device_buffer<int> out(n, compute);
-  penstock_test::gpu::launch_add(in.data(), out.data(), n, -100, compute);
+  ps::cuda::device_buffer<int> out(n, compute);
+  penstock_test::cuda::launch_add(in.data(), out.data(), n, -100, compute);
   in.set_stream(compute);
   out.copy_to_host(host.data(), n, compute);
   compute.synchronize();
@@ -151,7 +151,7 @@ TEST(gpu_device_buffer, round_trip_across_two_streams) {
 // The memory goes back to the device's pool when the stream reaches the
 // free: the pool's used bytes rise by the buffer's size and fall back.
 TEST(gpu_device_buffer, frees_its_memory_in_stream_order) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
   cudaMemPool_t memory_pool = nullptr;
@@ -162,16 +162,16 @@ TEST(gpu_device_buffer, frees_its_memory_in_stream_order) {
     return bytes;
   };
   constexpr std::size_t n = 16 << 20;  // 64 MiB of floats
-  ps::gpu::stream_pool pool(0, 1);
-  const ps::gpu::stream_view stream = pool.acquire();
+  ps::cuda::stream_pool pool(0, 1);
+  const ps::cuda::stream_view stream = pool.acquire();
   stream.synchronize();
   const std::uint64_t before = used();
   {
-    ps::gpu::device_buffer<float> buffer(n, stream);
+    ps::cuda::device_buffer<float> buffer(n, stream);
     stream.synchronize();
     EXPECT_GE(used(), before + n * sizeof(float));
-    ps::gpu::device_buffer<float> moved = std::move(buffer);  // one allocation, one free
-    EXPECT_EQ(buffer.data(), nullptr);                        // NOLINT(bugprone-use-after-move)
+    ps::cuda::device_buffer<float> moved = std::move(buffer);  // one allocation, one free
+    EXPECT_EQ(buffer.data(), nullptr);                         // NOLINT(bugprone-use-after-move)
     EXPECT_EQ(moved.size(), n);
   }
   stream.synchronize();

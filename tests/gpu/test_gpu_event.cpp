@@ -3,10 +3,10 @@
 // recorded work, while the host goes on; query() reports completion.
 #include <gtest/gtest.h>
 
-#include <penstock/gpu/device.hpp>
-#include <penstock/gpu/device_buffer.hpp>
-#include <penstock/gpu/event.hpp>
-#include <penstock/gpu/stream_pool.hpp>
+#include <penstock/cuda/device.hpp>
+#include <penstock/cuda/device_buffer.hpp>
+#include <penstock/cuda/event.hpp>
+#include <penstock/cuda/stream_pool.hpp>
 
 #include <cstddef>
 #include <numeric>
@@ -18,12 +18,12 @@
 #include "kernels.hpp"
 
 namespace ps = penstock;
-using penstock_test::gpu::host_gate;
-using penstock_test::gpu::pinned_ints;
+using penstock_test::cuda::host_gate;
+using penstock_test::cuda::pinned_ints;
 
-static_assert(!std::is_copy_constructible_v<ps::gpu::event>);
-static_assert(std::is_nothrow_move_constructible_v<ps::gpu::event>);
-static_assert(std::is_nothrow_move_assignable_v<ps::gpu::event>);
+static_assert(!std::is_copy_constructible_v<ps::cuda::event>);
+static_assert(std::is_nothrow_move_constructible_v<ps::cuda::event>);
+static_assert(std::is_nothrow_move_assignable_v<ps::cuda::event>);
 
 // The GPU model's chain of two GPU steps on different streams: `producer`
 // computes data[i] = 3 * i (held back by a gate the host controls), records
@@ -34,29 +34,29 @@ static_assert(std::is_nothrow_move_assignable_v<ps::gpu::event>);
 // cudaStreamWaitEvent can cause. Once it opens, the consumer saw the
 // producer's results.
 TEST(gpu_event, a_stream_waits_for_an_event_without_the_host_waiting) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
   constexpr std::size_t n = 1 << 20;
-  ps::gpu::stream_pool pool(0, 2);
-  const ps::gpu::stream_view producer = pool.acquire();
-  const ps::gpu::stream_view consumer = pool.acquire();
+  ps::cuda::stream_pool pool(0, 2);
+  const ps::cuda::stream_view producer = pool.acquire();
+  const ps::cuda::stream_view consumer = pool.acquire();
   ASSERT_NE(producer, consumer);
 
   pinned_ints input(n);
   std::iota(input.data(), input.data() + n, 0);
   pinned_ints output(n);
   host_gate gate;
-  ps::gpu::event produced(0);
+  ps::cuda::event produced(0);
 
-  ps::gpu::device_buffer<int> data(n, producer);
+  ps::cuda::device_buffer<int> data(n, producer);
   data.copy_from_host(input.data(), n, producer);
-  penstock_test::gpu::launch_gated_scale(gate, data.data(), n, 3, producer);
+  penstock_test::cuda::launch_gated_scale(gate, data.data(), n, 3, producer);
   produced.record(producer);
 
   consumer.wait(produced);
-  ps::gpu::device_buffer<int> out(n, consumer);
-  penstock_test::gpu::launch_add(data.data(), out.data(), n, 1, consumer);
+  ps::cuda::device_buffer<int> out(n, consumer);
+  penstock_test::cuda::launch_add(data.data(), out.data(), n, 1, consumer);
   out.copy_to_host(output.data(), n, consumer);
   data.set_stream(consumer);  // its last user: freed after the consumer's kernel
 
@@ -75,10 +75,10 @@ TEST(gpu_event, a_stream_waits_for_an_event_without_the_host_waiting) {
 }
 
 TEST(gpu_event, an_event_never_recorded_is_complete) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
-  const ps::gpu::event never(0);
+  const ps::cuda::event never(0);
   EXPECT_NE(never.native_handle(), nullptr);
   EXPECT_EQ(never.device(), 0);
   EXPECT_TRUE(never.query());
@@ -86,19 +86,19 @@ TEST(gpu_event, an_event_never_recorded_is_complete) {
 }
 
 TEST(gpu_event, synchronize_waits_for_the_recorded_work) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
   constexpr std::size_t n = 1 << 16;
-  ps::gpu::stream_pool pool(0, 1);
-  const ps::gpu::stream_view stream = pool.acquire();
+  ps::cuda::stream_pool pool(0, 1);
+  const ps::cuda::stream_view stream = pool.acquire();
   pinned_ints values(n);
   std::iota(values.data(), values.data() + n, 0);
-  ps::gpu::device_buffer<int> data(n, stream);
+  ps::cuda::device_buffer<int> data(n, stream);
   data.copy_from_host(values.data(), n, stream);
-  penstock_test::gpu::launch_add(data.data(), data.data(), n, 7, stream);
+  penstock_test::cuda::launch_add(data.data(), data.data(), n, 7, stream);
   data.copy_to_host(values.data(), n, stream);
-  ps::gpu::event copied(0);
+  ps::cuda::event copied(0);
   copied.record(stream);
   copied.synchronize();
   EXPECT_TRUE(copied.query());
@@ -108,24 +108,24 @@ TEST(gpu_event, synchronize_waits_for_the_recorded_work) {
 }
 
 TEST(gpu_event, record_refuses_a_stream_of_another_device) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
-  ps::gpu::event on_zero(0);
+  ps::cuda::event on_zero(0);
   // Checked before any CUDA call, so a device 1 need not exist.
-  EXPECT_THROW(on_zero.record(ps::gpu::stream_view(nullptr, 1)), std::invalid_argument);
+  EXPECT_THROW(on_zero.record(ps::cuda::stream_view(nullptr, 1)), std::invalid_argument);
 }
 
 TEST(gpu_event, moving_leaves_an_empty_event) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
-  ps::gpu::event first(0);
+  ps::cuda::event first(0);
   CUevent_st* const handle = first.native_handle();
-  ps::gpu::event second = std::move(first);
+  ps::cuda::event second = std::move(first);
   EXPECT_EQ(second.native_handle(), handle);
   EXPECT_EQ(first.native_handle(), nullptr);  // NOLINT(bugprone-use-after-move)
-  ps::gpu::event third(0);
+  ps::cuda::event third(0);
   third = std::move(second);  // destroys third's own event
   EXPECT_EQ(third.native_handle(), handle);
   EXPECT_TRUE(third.query());

@@ -3,10 +3,10 @@
 // the streams run independently of each other.
 #include <gtest/gtest.h>
 
-#include <penstock/gpu/cuda_error.hpp>
-#include <penstock/gpu/device.hpp>
-#include <penstock/gpu/device_buffer.hpp>
-#include <penstock/gpu/stream_pool.hpp>
+#include <penstock/cuda/cuda_error.hpp>
+#include <penstock/cuda/device.hpp>
+#include <penstock/cuda/device_buffer.hpp>
+#include <penstock/cuda/stream_pool.hpp>
 
 #include <cstddef>
 #include <latch>
@@ -21,48 +21,48 @@
 #include "kernels.hpp"
 
 namespace ps = penstock;
-using penstock_test::gpu::host_gate;
-using penstock_test::gpu::pinned_ints;
+using penstock_test::cuda::host_gate;
+using penstock_test::cuda::pinned_ints;
 
 TEST(gpu_stream_pool, construction_creates_no_stream) {
   // No device is needed: streams are created on first acquire().
-  const ps::gpu::stream_pool pool(0, 3);
+  const ps::cuda::stream_pool pool(0, 3);
   EXPECT_EQ(pool.device(), 0);
   EXPECT_EQ(pool.size(), 3u);
   EXPECT_EQ(pool.created(), 0u);
-  EXPECT_EQ(ps::gpu::stream_pool(0).size(), ps::gpu::stream_pool::default_size);
+  EXPECT_EQ(ps::cuda::stream_pool(0).size(), ps::cuda::stream_pool::default_size);
 }
 
 TEST(gpu_stream_pool, refuses_no_streams_and_negative_devices) {
-  EXPECT_THROW(ps::gpu::stream_pool(0, 0), std::invalid_argument);
-  EXPECT_THROW(ps::gpu::stream_pool(-1, 2), std::invalid_argument);
+  EXPECT_THROW(ps::cuda::stream_pool(0, 0), std::invalid_argument);
+  EXPECT_THROW(ps::cuda::stream_pool(-1, 2), std::invalid_argument);
 }
 
 TEST(gpu_stream_pool, a_moved_from_pool_hands_out_nothing) {
-  ps::gpu::stream_pool pool(0, 3);
-  ps::gpu::stream_pool moved = std::move(pool);
+  ps::cuda::stream_pool pool(0, 3);
+  ps::cuda::stream_pool moved = std::move(pool);
   EXPECT_EQ(moved.size(), 3u);
   EXPECT_EQ(pool.size(), 0u);  // NOLINT(bugprone-use-after-move): what moving leaves is the point
   EXPECT_THROW(static_cast<void>(pool.acquire()), std::logic_error);
-  pool = ps::gpu::stream_pool(0, 2);
+  pool = ps::cuda::stream_pool(0, 2);
   EXPECT_EQ(pool.size(), 2u);
 }
 
 TEST(gpu_stream_pool, acquire_without_a_device_throws) {
-  if (ps::gpu::device_count() > 0) {
+  if (ps::cuda::device_count() > 0) {
     GTEST_SKIP() << "a CUDA device is present: this test checks acquire() without one";
   }
-  ps::gpu::stream_pool pool(0, 2);
-  EXPECT_THROW(static_cast<void>(pool.acquire()), ps::gpu::cuda_error);
+  ps::cuda::stream_pool pool(0, 2);
+  EXPECT_THROW(static_cast<void>(pool.acquire()), ps::cuda::cuda_error);
   EXPECT_EQ(pool.created(), 0u);
 }
 
 TEST(gpu_stream_pool, acquire_hands_out_the_streams_round_robin) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
-  ps::gpu::stream_pool pool(0, 3);
-  std::vector<ps::gpu::stream_view> handed;
+  ps::cuda::stream_pool pool(0, 3);
+  std::vector<ps::cuda::stream_view> handed;
   for (int i = 0; i < 7; ++i) {
     handed.push_back(pool.acquire());
     EXPECT_EQ(pool.created(), std::min<std::size_t>(handed.size(), 3));
@@ -78,13 +78,13 @@ TEST(gpu_stream_pool, acquire_hands_out_the_streams_round_robin) {
 }
 
 TEST(gpu_stream_pool, threads_racing_for_new_streams_create_each_once) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
   constexpr std::size_t threads = 4;
   constexpr std::size_t acquires = 64;
-  ps::gpu::stream_pool pool(0, 3);
-  std::vector<std::vector<ps::gpu::stream_view>> handed(threads);
+  ps::cuda::stream_pool pool(0, 3);
+  std::vector<std::vector<ps::cuda::stream_view>> handed(threads);
   std::latch start(threads);
   std::vector<std::thread> workers;
   for (std::size_t t = 0; t < threads; ++t) {
@@ -112,13 +112,13 @@ TEST(gpu_stream_pool, threads_racing_for_new_streams_create_each_once) {
 // the pool: independent GPU steps overlap. (Were the pool's streams blocking
 // streams, or the same one, the second could not finish first.)
 TEST(gpu_stream_pool, streams_run_independently) {
-  if (const std::string why = ps::gpu::no_device_reason(); !why.empty()) {
+  if (const std::string why = ps::cuda::no_device_reason(); !why.empty()) {
     GTEST_SKIP() << why;
   }
   constexpr std::size_t n = 1 << 16;
-  ps::gpu::stream_pool pool(0, 2);
-  const ps::gpu::stream_view held = pool.acquire();
-  const ps::gpu::stream_view free_running = pool.acquire();
+  ps::cuda::stream_pool pool(0, 2);
+  const ps::cuda::stream_view held = pool.acquire();
+  const ps::cuda::stream_view free_running = pool.acquire();
   ASSERT_NE(held, free_running);
 
   pinned_ints input(n);
@@ -126,14 +126,14 @@ TEST(gpu_stream_pool, streams_run_independently) {
   pinned_ints output(n);
   host_gate gate;
 
-  ps::gpu::device_buffer<int> held_data(n, held);
+  ps::cuda::device_buffer<int> held_data(n, held);
   held_data.copy_from_host(input.data(), n, held);
-  penstock_test::gpu::launch_gated_scale(gate, held_data.data(), n, 2, held);
+  penstock_test::cuda::launch_gated_scale(gate, held_data.data(), n, 2, held);
 
-  ps::gpu::device_buffer<int> in(n, free_running);
-  ps::gpu::device_buffer<int> out(n, free_running);
+  ps::cuda::device_buffer<int> in(n, free_running);
+  ps::cuda::device_buffer<int> out(n, free_running);
   in.copy_from_host(input.data(), n, free_running);
-  penstock_test::gpu::launch_add(in.data(), out.data(), n, 5, free_running);
+  penstock_test::cuda::launch_add(in.data(), out.data(), n, 5, free_running);
   out.copy_to_host(output.data(), n, free_running);
   free_running.synchronize();  // returns while `held` still waits at the gate
 

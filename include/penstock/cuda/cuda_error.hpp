@@ -1,8 +1,8 @@
-// ps::gpu::cuda_error: what a failed CUDA runtime call in penstock::cuda
+// ps::cuda::cuda_error: what a failed CUDA runtime call in penstock::cuda
 // throws. The message names the call, with the device or size involved, and
 // CUDA's own description of the error:
 //   cudaMallocAsync(4096 bytes, device 0) failed: out of memory (cudaErrorMemoryAllocation)
-// Like every header in penstock/gpu/, it includes no CUDA header and is valid
+// Like every header in penstock/cuda/, it includes no CUDA header and is valid
 // C++17, so a .cu file includes it cheaply.
 #pragma once
 
@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <string_view>
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 
 class cuda_error : public std::runtime_error {
  public:
@@ -28,4 +28,4 @@ class cuda_error : public std::runtime_error {
   std::size_t call_size_;
 };
 
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda

@@ -1,15 +1,15 @@
-// ps::gpu::event: an owned CUDA event, the completion of a GPU step. record()
+// ps::cuda::event: an owned CUDA event, the completion of a GPU step. record()
 // it on the stream that did the work; a stream that must come after it calls
 // stream_view::wait(event), so that GPU steps are ordered without the host
 // waiting; query() tells the host whether the work is done.
 #pragma once
 
-#include <penstock/gpu/stream.hpp>
+#include <penstock/cuda/stream.hpp>
 
 // cudaEvent_t is CUevent_st* (CUDA's driver_types.h).
 struct CUevent_st;
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 
 class event {
  public:
@@ -45,4 +45,4 @@ class event {
   int device_ = 0;
 };
 
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda

@@ -1,4 +1,4 @@
-// ps::gpu::stream_view: a non-owning handle to a CUDA stream and the device it
+// ps::cuda::stream_view: a non-owning handle to a CUDA stream and the device it
 // belongs to, as stream_pool::acquire() hands them out. native_handle() is the
 // cudaStream_t to launch kernels on and to give CUDA libraries.
 #pragma once
@@ -7,7 +7,7 @@
 // here keeps CUDA's headers out of this one.
 struct CUstream_st;
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 
 class event;
 
@@ -45,4 +45,4 @@ class stream_view {
   int device_;
 };
 
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda

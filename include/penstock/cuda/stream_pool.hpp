@@ -1,4 +1,4 @@
-// ps::gpu::stream_pool: a fixed number of CUDA streams on one device, handed
+// ps::cuda::stream_pool: a fixed number of CUDA streams on one device, handed
 // out round-robin, so that independent GPU steps run concurrently without a
 // stream per step. Streams are created on first use, so constructing a pool
 // makes no CUDA call (and works on a machine without a GPU).
@@ -7,9 +7,9 @@
 #include <cstddef>
 #include <memory>
 
-#include <penstock/gpu/stream.hpp>
+#include <penstock/cuda/stream.hpp>
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 
 class stream_pool {
  public:
@@ -46,4 +46,4 @@ class stream_pool {
   std::unique_ptr<state> state_;
 };
 
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <string>
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 
 struct device_properties {
   int index = 0;                     // as device_info() was asked for it
@@ -46,4 +46,4 @@ struct device_properties {
 // The version of the CUDA runtime penstock::cuda was linked with.
 [[nodiscard]] int runtime_version();
 
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda

@@ -1,4 +1,4 @@
-// ps::gpu::device_buffer<T>: `size()` values of T in device memory, allocated
+// ps::cuda::device_buffer<T>: `size()` values of T in device memory, allocated
 // and freed in stream order (cudaMallocAsync / cudaFreeAsync on the buffer's
 // stream), with asynchronous copies from and to host memory. Move-only.
 #pragma once
@@ -9,9 +9,9 @@
 #include <string>
 #include <type_traits>
 
-#include <penstock/gpu/stream.hpp>
+#include <penstock/cuda/stream.hpp>
 
-namespace penstock::gpu {
+namespace penstock::cuda {
 
 namespace detail {
 
@@ -123,4 +123,4 @@ class device_buffer {
   detail::device_allocation allocation_;
 };
 
-}  // namespace penstock::gpu
+}  // namespace penstock::cuda
