@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libtbb-dev libboost-dev libcereal-dev libxxhash-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev libsqlite3-dev
+  libthrust-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   graphviz clang-format
   python3-venv python3-pip

@@ -19,6 +19,8 @@ class stop_requested_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class gpu_context;
+
 namespace detail {
 struct log_sink {
   virtual void write(std::string_view step, std::string_view message) = 0;
@@ -33,13 +35,15 @@ class context {
   using clock = std::chrono::steady_clock;
 
   context(std::string_view step_name, const std::atomic<bool>* run_stop, clock::time_point deadline,
-          detail::log_sink* sink, std::size_t element = npos, void* element_cache = nullptr) noexcept
+          detail::log_sink* sink, std::size_t element = npos, void* element_cache = nullptr,
+          gpu_context* gpu = nullptr) noexcept
       : step_name_(step_name),
         run_stop_(run_stop),
         deadline_(deadline),
         sink_(sink),
         element_(element),
-        element_cache_(element_cache) {}
+        element_cache_(element_cache),
+        gpu_(gpu) {}
 
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
@@ -57,7 +61,7 @@ class context {
 
   // The same step's context for element `i` of a ps::map.
   [[nodiscard]] context for_element(std::size_t i) const noexcept {
-    return context(step_name_, run_stop_, deadline_, sink_, i, element_cache_);
+    return context(step_name_, run_stop_, deadline_, sink_, i, element_cache_, gpu_);
   }
 
   [[nodiscard]] bool timed_out() const noexcept {
@@ -74,6 +78,10 @@ class context {
   // (opaque; null when the run does not cache this step).
   [[nodiscard]] void* element_cache() const noexcept { return element_cache_; }
 
+  // For the runtime: the GPU context of a GPU step's run (null for CPU steps).
+  [[nodiscard]] gpu_context* gpu() const noexcept { return gpu_; }
+  void attach_gpu(gpu_context* gpu) noexcept { gpu_ = gpu; }
+
   // A line in the run's log, prefixed with the step's name. Thread-safe.
   void log(std::string_view message) const {
     if (sink_ != nullptr) sink_->write(step_name_, message);
@@ -86,6 +94,7 @@ class context {
   detail::log_sink* sink_;
   std::size_t element_;
   void* element_cache_;
+  gpu_context* gpu_;
 };
 
 }  // namespace penstock

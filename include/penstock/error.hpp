@@ -49,6 +49,25 @@ struct map_input_not_a_vector;
 template <fixed_string Step, class Output>
 struct step_output_not_serializable;
 
+// Step `Step` is declared .on(ps::gpu), but its callable `Callable` does not
+// take ps::gpu_context& first. A GPU step's work goes on the stream its
+// context gives it. Fix: make the first parameter `ps::gpu_context&`.
+template <fixed_string Step, class Callable>
+struct gpu_step_without_gpu_context;
+
+// Step `Step`'s callable `Callable` takes ps::gpu_context&, but the step is
+// not declared to run on the GPU. Fix: write ps::step<"Step">(fn).on(ps::gpu).
+template <fixed_string Step, class Callable>
+struct gpu_context_in_cpu_step;
+
+// The .fallback of GPU step `Step` cannot be called like its GPU callable:
+// with ps::gpu_context& and the same inputs (`Expected`, the GPU callable's
+// parameters), returning the same type. Fix: give the fallback the GPU
+// callable's signature; on the host backend its device_vector inputs are in
+// host memory.
+template <fixed_string Step, class Expected, class Fallback>
+struct gpu_fallback_signature_mismatch;
+
 }  // namespace penstock::error
 
 namespace penstock::detail {

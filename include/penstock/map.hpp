@@ -62,7 +62,10 @@ class map_definition : public detail::option_setters<map_definition<Name, F, Cac
       return error_node{};
     } else {
       using element = typename detail::vector_element<T>::type;
-      if constexpr (detail::known_signature_v<F>) {
+      if constexpr (detail::known_signature_v<F> && detail::takes_gpu_context<F>()) {
+        (void)detail::report<error::gpu_context_in_cpu_step<Name, F>>();
+        return error_node{};
+      } else if constexpr (detail::known_signature_v<F>) {
         constexpr std::size_t arity = detail::data_arity<F>();
         if constexpr (arity != 1) {
           (void)detail::report<error::step_argument_count_mismatch<Name, arity, 1>>();

@@ -1,5 +1,5 @@
 // step_options: what a step declares about how it runs (.version, .retries,
-// .timeout). Plain data; it crosses the seam to the runtime unchanged.
+// .timeout, .on(ps::gpu)). Plain data; it crosses the seam to the runtime unchanged.
 #pragma once
 
 #include <chrono>
@@ -21,6 +21,16 @@ struct never_t {
 };
 inline constexpr never_t never{};
 
+// Where a step runs: on a CPU core (a oneTBB task), or on the run's GPU
+// backend (a CUDA stream, or Thrust on oneTBB where there is no device).
+enum class placement : std::uint8_t { cpu, gpu };
+
+// The argument of .on(ps::gpu).
+struct gpu_t {
+  explicit constexpr gpu_t() = default;
+};
+inline constexpr gpu_t gpu{};
+
 struct step_options {
   // Bumped by hand when a step's behaviour changes in a way its inputs do not
   // show; part of the step's identity (and of its cache key, later).
@@ -31,6 +41,7 @@ struct step_options {
   // context::stop_requested(), and a step that overruns fails.
   std::chrono::nanoseconds timeout{0};
   cache_policy cache = cache_policy::normal;
+  placement where = placement::cpu;
   // The source file in which ps::step / ps::map was written (from
   // std::source_location): its content digest is the step's code
   // fingerprint, when the binary was built with penstock_code_fingerprints.

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <penstock/context.hpp>
+#include <penstock/device_vector.hpp>
 #include <penstock/error.hpp>
 #include <penstock/fixed_string.hpp>
+#include <penstock/gpu_context.hpp>
 #include <penstock/graph_description.hpp>
 #include <penstock/main.hpp>
 #include <penstock/map.hpp>

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <penstock/digest.hpp>
+#include <penstock/gpu_context.hpp>
 
 namespace penstock {
 
@@ -84,6 +85,10 @@ struct run_options {
   // context::stop_requested(). ps::main points it at its Ctrl-C flag.
   const std::atomic<bool>* stop = nullptr;
   cache_options cache{};
+  // The backend of GPU steps (.on(ps::gpu)): unset picks CUDA when this build
+  // has it and a device is present, the host backend otherwise. Asking for
+  // cuda where there is none fails the run before any step starts.
+  std::optional<gpu_backend> gpu{};
 };
 
 struct run_report {
@@ -93,6 +98,11 @@ struct run_report {
   bool interrupted = false;
   std::string run_id{};      // set when the run used the cache: its record in the cache's index
   std::string cache_note{};  // why the cache was not used, when it was asked for and could not be
+  // When the pipeline has GPU steps: the backend they ran on, and how many
+  // times the runtime made the host wait for the GPU (copies of GPU values
+  // to CPU steps or to the cache; never between two GPU steps).
+  std::optional<gpu_backend> gpu{};
+  std::uint64_t gpu_host_synchronizations = 0;
 
   [[nodiscard]] bool ok() const noexcept {
     if (interrupted) return false;

@@ -16,6 +16,7 @@
 #include <penstock/detail/option_setters.hpp>
 #include <penstock/detail/step_instance.hpp>
 #include <penstock/error.hpp>
+#include <penstock/gpu_context.hpp>
 #include <penstock/node.hpp>
 #include <penstock/options.hpp>
 #include <penstock/value_traits.hpp>
@@ -45,10 +46,10 @@ constexpr auto graph_with() {
 
 }  // namespace detail
 
-template <fixed_string Name, class F, cache_policy Cache = cache_policy::normal>
-class step_definition : public detail::option_setters<step_definition<Name, F, Cache>> {
+template <fixed_string Name, class F, cache_policy Cache = cache_policy::normal, placement Where = placement::cpu>
+class step_definition : public detail::option_setters<step_definition<Name, F, Cache, Where>> {
   friend class detail::option_setters<step_definition>;
-  template <fixed_string, class, cache_policy>
+  template <fixed_string, class, cache_policy, placement>
   friend class step_definition;
 
  public:
@@ -57,40 +58,72 @@ class step_definition : public detail::option_setters<step_definition<Name, F, C
   explicit step_definition(F fn, step_options options = {}) : fn_(std::move(fn)) {
     this->options_ = options;
     this->options_.cache = Cache;
+    this->options_.where = Where;
   }
 
   // The step always runs and its output is never stored (non-deterministic
   // steps, outputs that cannot be serialized).
-  [[nodiscard]] step_definition<Name, F, cache_policy::never> cache(never_t) const {
-    return step_definition<Name, F, cache_policy::never>(fn_, this->options_);
+  [[nodiscard]] step_definition<Name, F, cache_policy::never, Where> cache(never_t) const {
+    return step_definition<Name, F, cache_policy::never, Where>(fn_, this->options_);
+  }
+
+  // The step runs on the run's GPU backend: its callable takes
+  // ps::gpu_context& first, and ps::device_vector<T> parameters, which accept
+  // nodes of std::vector<T> (the runtime copies them to the device).
+  [[nodiscard]] step_definition<Name, F, Cache, placement::gpu> on(gpu_t) const {
+    return step_definition<Name, F, Cache, placement::gpu>(fn_, this->options_);
+  }
+
+  // What a GPU step runs instead when its code needs a CUDA device and the run
+  // has none: `cpu_fn` takes the same parameters (ps::gpu_context& first; its
+  // device_vector inputs are then in host memory) and returns the same type.
+  template <class G>
+  [[nodiscard]] auto fallback(G cpu_fn) const {
+    static_assert(Where == placement::gpu, "only a GPU step (.on(ps::gpu)) has a CPU fallback");
+    using both = detail::with_fallback<F, G>;
+    if constexpr (detail::known_signature_v<F> && !detail::fallback_fits<F, G>()) {
+      (void)detail::report<error::gpu_fallback_signature_mismatch<Name, F, G>>();
+      return *this;  // reported once; the step goes on without the fallback
+    } else {
+      return step_definition<Name, both, Cache, Where>(both{fn_, std::move(cpu_fn)}, this->options_);
+    }
   }
 
   template <class... Args>
   [[nodiscard]] auto operator()(Args&&... args) const {
     if constexpr ((detail::is_error_v<Args> || ...)) {
       return error_node{};
+    } else if constexpr (detail::known_signature_v<F> && Where == placement::gpu && !detail::takes_gpu_context<F>()) {
+      (void)detail::report<error::gpu_step_without_gpu_context<Name, F>>();
+      return error_node{};
+    } else if constexpr (detail::known_signature_v<F> && Where == placement::cpu && detail::takes_gpu_context<F>()) {
+      (void)detail::report<error::gpu_context_in_cpu_step<Name, F>>();
+      return error_node{};
     } else if constexpr (detail::known_signature_v<F>) {
       constexpr std::size_t arity = detail::data_arity<F>();
       if constexpr (arity != sizeof...(Args)) {
         (void)detail::report<error::step_argument_count_mismatch<Name, arity, sizeof...(Args)>>();
         return error_node{};
-      } else if constexpr (constexpr std::size_t bad = detail::first_mismatch<F, Args...>(); bad < sizeof...(Args)) {
+      } else if constexpr (constexpr std::size_t bad = detail::first_mismatch<F, Where, Args...>();
+                           bad < sizeof...(Args)) {
         using given = typename detail::traits_of<std::tuple_element_t<bad, std::tuple<Args...>>>::given;
         (void)detail::report<error::step_argument_mismatch<Name, bad, detail::data_param_t<F, bad>, given>>();
         return error_node{};
       } else {
-        return apply<detail::takes_context<F>(), typename detail::callable_traits<F>::result>(
+        return apply<detail::context_params<F> != 0, typename detail::callable_traits<F>::result>(
             std::index_sequence_for<Args...>{}, std::forward<Args>(args)...);
       }
-    } else if constexpr (!detail::invocable_with<F, Args...>()) {
+    } else if constexpr (!detail::invocable_with<F, Where, Args...>()) {
       (void)detail::report<error::step_not_invocable_with<Name, typename detail::traits_of<Args>::given...>>();
       return error_node{};
     } else {
-      constexpr bool with_context = detail::generic_takes_context<F, Args...>();
+      constexpr bool with_context = Where == placement::gpu || detail::generic_takes_context<F, Args...>();
       // The lambda's body is instantiated (it is not an unevaluated operand),
       // so it names the result type through invoke_result_t, never declval.
       using result = typename decltype([]<class... G>(std::type_identity<G>...) {
-        if constexpr (with_context) {
+        if constexpr (Where == placement::gpu) {
+          return std::type_identity<std::invoke_result_t<const F&, gpu_context&, const G&...>>{};
+        } else if constexpr (with_context) {
           return std::type_identity<std::invoke_result_t<const F&, context&, const G&...>>{};
         } else {
           return std::type_identity<std::invoke_result_t<const F&, const G&...>>{};
@@ -112,7 +145,7 @@ class step_definition : public detail::option_setters<step_definition<Name, F, C
     } else {
       using R = std::remove_cvref_t<Result>;
       using self =
-          detail::step_instance<Name, F, WithContext, R,
+          detail::step_instance<Name, F, WithContext, R, Where,
                                 typename detail::traits_of<Args>::template kind<detail::expected_t<F, I, Args>>...>;
       using graph_t = typename decltype(detail::graph_with<Name, self, Args...>())::type;
       if constexpr (std::is_void_v<graph_t>) {

@@ -40,6 +40,7 @@
 #include <cereal/types/vector.hpp>
 
 #include <penstock/detail/type_name.hpp>
+#include <penstock/device_vector.hpp>
 #include <penstock/digest.hpp>
 
 namespace penstock {
@@ -179,6 +180,29 @@ struct value_traits {
     }
     return sink.finish();
   }
+};
+
+// A GPU step's output: stored as the std::vector<T> of its values (the same
+// bytes), copied to the host for hashing and saving. The runtime does that
+// after the step's GPU work, off the path of the GPU steps that follow it. A
+// value read back from the cache is in host memory; a GPU step on CUDA that
+// takes it uploads it.
+template <class T>
+struct value_traits<device_vector<T>> {
+  using host_traits = value_traits<std::vector<T>>;
+  static constexpr bool cacheable = host_traits::cacheable;
+
+  static digest type_fingerprint() noexcept {
+    return hasher().update(detail::type_name<device_vector<T>>()).update_value(std::uint32_t{1}).finish();
+  }
+  static digest save(std::ostream& out, const device_vector<T>& value) requires cacheable {
+    return host_traits::save(out, value.to_host());
+  }
+  static device_vector<T> load(std::istream& in) requires cacheable {
+    const std::vector<T> values = host_traits::load(in);
+    return device_vector<T>::from_host(values.data(), values.size(), host_memory_resource(), nullptr);
+  }
+  static digest hash(const device_vector<T>& value) requires cacheable { return host_traits::hash(value.to_host()); }
 };
 
 }  // namespace penstock

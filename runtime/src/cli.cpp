@@ -1,5 +1,5 @@
 // The command line shared by every pipeline binary (CLI11):
-//   run [--param name=value]... [--threads N] [--quiet] [--no-cache] [--rerun STEP]...
+//   run [--param name=value]... [--threads N] [--quiet] [--no-cache] [--rerun STEP]... [--gpu auto|cuda|host]
 //   explain [--param name=value]... [--rerun STEP]...
 //   graph [--format dot|mermaid]
 //   describe
@@ -103,6 +103,7 @@ struct run_arguments {
   bool quiet = false;
   bool no_cache = false;
   std::vector<std::string> rerun;
+  std::string gpu = "auto";
 };
 
 run_options options_from(const graph_description& graph, const run_arguments& args) {
@@ -113,6 +114,8 @@ run_options options_from(const graph_description& graph, const run_arguments& ar
   check_step_names(graph, args.rerun);
   options.cache.enabled = !args.no_cache;
   options.cache.rerun = args.rerun;
+  if (args.gpu == "host") options.gpu = gpu_backend::host;
+  if (args.gpu == "cuda") options.gpu = gpu_backend::cuda;
   return options;
 }
 
@@ -139,7 +142,7 @@ int run_command(const graph_description& graph, const run_arguments& args) {
     options.stop = watcher.flag();
     try {
       outcome = execute(graph, options);
-    } catch (const param_error& e) {
+    } catch (const std::invalid_argument& e) {  // a bad parameter, or --gpu cuda without a device
       fmt::print(stderr, "error: {}\n", e.what());
       return 2;
     }
@@ -182,6 +185,10 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
   run->add_option("-j,--threads", args.threads, "worker threads (default: one per core)")->check(CLI::Range(1, 4096));
   run->add_flag("-q,--quiet", args.quiet, "no progress or summary; outputs and errors only");
   run->add_flag("--no-cache", args.no_cache, "run every step; read and write nothing in the cache");
+  run->add_option("--gpu", args.gpu,
+                  "backend of GPU steps: auto (CUDA when a device is present), cuda, or host (Thrust on oneTBB)")
+      ->check(CLI::IsMember({"auto", "cuda", "host"}))
+      ->default_str("auto");
   run->add_option("--rerun", args.rerun, "run this step and every step that depends on it even if cached (repeatable)")
       ->type_name("STEP");
 

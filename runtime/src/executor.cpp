@@ -3,6 +3,10 @@
 // finishes a step runs one ready successor itself and spawns the rest, so a
 // chain costs no task spawns at all. A value is moved into its last consumer
 // and released as soon as no consumer needs it.
+// GPU steps on CUDA are asynchronous: once a GPU step's work is enqueued, its
+// GPU consumers start at once (they wait for it on the device); its CPU
+// consumers, its cache entry and the release of its inputs wait for a host
+// callback saying the work is done (gpu_runtime.hpp).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -25,6 +29,7 @@
 
 #include "cache_session.hpp"
 #include "cache_store.hpp"
+#include "gpu_runtime.hpp"
 #include "progress.hpp"
 #include "run_state.hpp"
 
@@ -41,6 +46,7 @@ std::string run_report::summary() const {
     if (s.elements_cached != 0)
       out += fmt::format(" ({}: {} of {} elements from cache)", s.name, s.elements_cached, s.elements);
   out += fmt::format(" in {:.3f} s", std::chrono::duration<double>(wall).count());
+  if (gpu) out += fmt::format(" (GPU steps on {})", to_string(*gpu));
   if (interrupted) out += " (interrupted)";
   for (const auto& s : steps) {
     if (s.status == step_status::failed || s.status == step_status::timed_out) {
@@ -118,6 +124,8 @@ class executor {
       : graph_(graph),
         state_(state),
         cache_(cache),
+        gpu_(state.gpu.get()),
+        gpu_async_(gpu_ != nullptr && gpu_->backend() == gpu_backend::cuda),
         stop_(options.stop != nullptr ? options.stop : &never_stop),
         shown_(shown),
         pending_(graph.nodes.size()),
@@ -136,6 +144,16 @@ class executor {
       }
     }
     for (auto o : graph.outputs) ++uses[o];  // outputs are kept for the caller
+    if (gpu_async_) {
+      // With the cache, an asynchronous GPU step's own completion is one more
+      // use of its value: its consumers may not move it away before it is stored.
+      if (cache_ != nullptr)
+        for (std::size_t i = 0; i < n; ++i) uses[i] += on_gpu(i) ? 1 : 0;
+      gpu_finish_.resize(n);
+      wakeups_.resize(n);
+      gpu_started_.resize(n);
+      for (std::uint32_t i = 0; i < n; ++i) wakeups_[i] = {this, i};
+    }
     for (std::size_t i = 0; i < n; ++i) consumer_begin_[i + 1] = consumer_begin_[i] + uses[i];
     consumers_.resize(consumer_begin_[n]);
     std::vector<std::uint32_t> fill(consumer_begin_.begin(), consumer_begin_.end() - 1);
@@ -154,6 +172,7 @@ class executor {
 
   void run(std::size_t threads) {
     tbb::task_arena& arena = arena_for(threads);
+    arena_ = &arena;
     // Sources are found before any task starts: once one runs, it counts
     // its consumers down to zero and starts them itself.
     std::vector<std::uint32_t> sources;
@@ -178,12 +197,13 @@ class executor {
     // a clock reading tens of them on some virtual machines).
     clock::time_point now = clock::now();
     for (;;) {
-      run_node(i, now);
+      const node_result result = run_node(i, now);
       std::uint32_t next = none;
-      const bool ok = reports_[i].status == step_status::succeeded;
       for (std::uint32_t c = consumer_begin_[i]; c < real_consumer_end_[i]; ++c) {
         const std::uint32_t s = consumers_[c];
-        if (!ok) input_failed_[s].store(true, std::memory_order_relaxed);
+        // Still running on the device: only GPU consumers start now.
+        if (result.async && !on_gpu(s)) continue;
+        if (!result.ok) input_failed_[s].store(true, std::memory_order_relaxed);
         if (pending_[s].fetch_sub(1, std::memory_order_acq_rel) == 1) {
           if (next != none) tasks_.run([this, next] { run_from(next); });
           next = s;
@@ -196,8 +216,15 @@ class executor {
     finished_.fetch_add(1, std::memory_order_release);
   }
 
+  struct node_result {
+    bool ok = false;     // succeeded (so far, for an asynchronous GPU step)
+    bool async = false;  // a GPU step still running on the device: finish_gpu() completes it
+  };
+
+  [[nodiscard]] bool on_gpu(std::size_t i) const noexcept { return graph_.nodes[i].options.where == placement::gpu; }
+
   // `now`: when the node starts; set to when it ended.
-  void run_node(std::uint32_t i, clock::time_point& now) {
+  node_result run_node(std::uint32_t i, clock::time_point& now) {
     // Acquire what every producer released when it counted this node down.
     // The thread that reached zero may have handed the node to this one
     // through oneTBB's queues; this load makes the edge explicit (and visible
@@ -209,19 +236,19 @@ class executor {
     if (stop_->load(std::memory_order_relaxed)) {
       report.status = step_status::not_run;
       release_inputs(node);
-      return;
+      return {};
     }
     if (input_failed_[i].load(std::memory_order_relaxed)) {
       report.status = step_status::skipped;
       release_inputs(node);
-      return;
+      return {};
     }
     if (cache_ != nullptr) {
       if (cache_->lookup(i, report) || cache_->begin_miss(i, report)) {
         shown_.cached(node.name);
         release_inputs(node);
         now = clock::now();
-        return;
+        return {.ok = report.status == step_status::succeeded};
       }
       // Inputs that were cache hits are read from the store now.
       for (const auto& in : node.inputs) {
@@ -233,7 +260,7 @@ class executor {
           shown_.started();
           shown_.finished(node.name, report.status, {});
           release_inputs(node);
-          return;
+          return {};
         }
       }
     }
@@ -255,7 +282,34 @@ class executor {
     const bool per_element = elements.has_value();
     if (cache_ != nullptr) now = clock::now();  // not counting the cache lookup and the inputs' loading
     const auto start = now;
-    attempt(node, inputs, state_.node_slots[i], report, per_element ? &*elements : nullptr);
+    CUstream_st* stream = nullptr;
+    if (gpu_ != nullptr && on_gpu(i) && !begin_gpu_step(i, stream, report)) {
+      if (cache_ != nullptr) cache_->abandon(i);
+      shown_.finished(node.name, report.status, {});
+      release_inputs(node);
+      return {};
+    }
+    {
+      // A CPU step reads GPU values whose work is done: copied on their own stream.
+      const completed_copies scope(gpu_async_ && !on_gpu(i) ? gpu_ : nullptr);
+      attempt(node, inputs, state_.node_slots[i], report, per_element ? &*elements : nullptr, stream);
+    }
+    if (gpu_async_ && on_gpu(i) && report.status == step_status::succeeded) {
+      // Enqueued: the rest happens in finish_gpu, once the device is done.
+      gpu_started_[i] = start;
+      gpu_finish_[i].emplace(tasks_.defer([this, i] { finish_gpu(i); }));
+      try {
+        gpu_->end_step(i, &wake, &wakeups_[i]);
+      } catch (const std::exception& e) {
+        report.status = step_status::failed;
+        report.error = e.what();
+        tasks_.run(std::move(*gpu_finish_[i]));
+        now = clock::now();
+        return {.ok = false, .async = true};
+      }
+      now = clock::now();
+      return {.ok = true, .async = true};
+    }
     if (per_element) {
       report.elements = elements->total.load(std::memory_order_relaxed);
       report.elements_cached = elements->cached.load(std::memory_order_relaxed);
@@ -271,6 +325,89 @@ class executor {
     }
     shown_.finished(node.name, report.status, report.duration);
     release_inputs(node);
+    return {.ok = report.status == step_status::succeeded};
+  }
+
+  // The stream of GPU step `i`, ordered after its GPU inputs. False, the
+  // report saying why, when CUDA refuses.
+  bool begin_gpu_step(std::uint32_t i, CUstream_st*& stream, step_report& report) {
+    std::vector<std::uint32_t> after;
+    for (const auto& in : graph_.nodes[i].inputs)
+      if (in.kind == input_kind::node && on_gpu(in.index)) after.push_back(in.index);
+    try {
+      stream = gpu_->begin_step(i, after);
+      return true;
+    } catch (const std::exception& e) {
+      report.status = step_status::failed;
+      report.error = e.what();
+      ++report.attempts;
+      return false;
+    }
+  }
+
+  // gpu_runtime::copy_completed_values for a scope; nothing for null.
+  class completed_copies {
+   public:
+    explicit completed_copies(gpu_runtime* gpu) noexcept : gpu_(gpu) {
+      if (gpu_ != nullptr) gpu_->copy_completed_values(true);
+    }
+    ~completed_copies() {
+      if (gpu_ != nullptr) gpu_->copy_completed_values(false);
+    }
+    completed_copies(const completed_copies&) = delete;
+    completed_copies& operator=(const completed_copies&) = delete;
+
+   private:
+    gpu_runtime* gpu_;
+  };
+
+  struct wakeup {
+    executor* self = nullptr;
+    std::uint32_t node = 0;
+  };
+
+  // Called on a CUDA thread once GPU step w->node's work is done: hands its
+  // completion to the arena (no CUDA call here, as CUDA requires).
+  static void wake(void* data) {
+    auto* w = static_cast<wakeup*>(data);
+    w->self->arena_->enqueue(std::move(*w->self->gpu_finish_[w->node]));
+  }
+
+  // The part of an asynchronous GPU step that needs its work done: errors
+  // the device reported, its cache entry (the value is copied to the host
+  // here, off the path of the GPU steps after it), the release of its inputs,
+  // and its CPU consumers.
+  void finish_gpu(std::uint32_t i) {
+    const node_description& node = graph_.nodes[i];
+    step_report& report = reports_[i];
+    if (report.status == step_status::succeeded) {
+      try {
+        gpu_->check_step(i);
+      } catch (const std::exception& e) {
+        report.status = step_status::failed;
+        report.error = e.what();
+      }
+    }
+    report.duration = clock::now() - gpu_started_[i];
+    if (cache_ != nullptr) {
+      if (report.status == step_status::succeeded) {
+        const completed_copies scope(gpu_);  // its work is done
+        cache_->store(i, report);
+      } else {
+        cache_->abandon(i);
+      }
+    }
+    shown_.finished(node.name, report.status, report.duration);
+    release_inputs(node);
+    const bool ok = report.status == step_status::succeeded;
+    for (std::uint32_t c = consumer_begin_[i]; c < real_consumer_end_[i]; ++c) {
+      const std::uint32_t s = consumers_[c];
+      if (on_gpu(s)) continue;  // started when this step was enqueued
+      if (!ok) input_failed_[s].store(true, std::memory_order_relaxed);
+      if (pending_[s].fetch_sub(1, std::memory_order_acq_rel) == 1) tasks_.run([this, s] { run_from(s); });
+    }
+    if (cache_ != nullptr) release_value(i);
+    finished_.fetch_add(1, std::memory_order_release);
   }
 
   // The input slots of one step run, on the stack for up to 8 inputs.
@@ -306,13 +443,18 @@ class executor {
 
   // Runs the step with its retries and time-out; sets status, attempts, error.
   void attempt(const node_description& node, input_list& inputs, void* output, step_report& report,
-               element_cache_hook* elements = nullptr) {
+               element_cache_hook* elements = nullptr, CUstream_st* stream = nullptr) {
     const std::uint32_t retries = node.kind == node_kind::map ? 0 : node.options.retries;
     for (;;) {
       ++report.attempts;
       const auto deadline =
           node.options.timeout.count() > 0 ? clock::now() + node.options.timeout : clock::time_point::max();
       context ctx(node.name, stop_, deadline, &shown_, context::npos, elements);
+      std::optional<gpu_context> gpu;
+      if (gpu_ != nullptr && node.options.where == placement::gpu) {
+        ctx.attach_gpu(
+            &gpu.emplace(ctx, gpu_->backend(), gpu_->device(), stream, gpu_->memory(), gpu_->why_no_device()));
+      }
       try {
         node.run(node.step, inputs.slots, inputs.may_move, output, ctx);
         if (ctx.timed_out()) {
@@ -364,7 +506,20 @@ class executor {
     input_list inputs(node.inputs.size());
     fill_inputs(node, inputs);
     step_report again;
-    attempt(node, inputs, state_.node_slots[q], again);
+    CUstream_st* stream = nullptr;
+    if (gpu_ != nullptr && on_gpu(q) && !begin_gpu_step(q, stream, again)) return false;
+    attempt(node, inputs, state_.node_slots[q], again, nullptr, stream);
+    if (gpu_async_ && on_gpu(q) && again.status == step_status::succeeded) {
+      // Outside the schedule: wait for it here.
+      try {
+        gpu_->end_step(
+            q, [](void*) {}, nullptr);
+        gpu_->wait_step(q);
+        gpu_->check_step(q);
+      } catch (const std::exception&) {
+        return false;
+      }
+    }
     if (again.status != step_status::succeeded) return false;
     cache_->store(q, again);
     return true;
@@ -376,12 +531,11 @@ class executor {
 
   // Drops each input's value once its last consumer is done with it.
   void release_inputs(const node_description& node) {
-    for (const auto& in : node.inputs) {
-      if (in.kind != input_kind::node) continue;
-      if (uses_left_[in.index].fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        graph_.nodes[in.index].slot.clear(state_.node_slots[in.index]);
-      }
-    }
+    for (const auto& in : node.inputs)
+      if (in.kind == input_kind::node) release_value(in.index);
+  }
+  void release_value(std::uint32_t p) {
+    if (uses_left_[p].fetch_sub(1, std::memory_order_acq_rel) == 1) graph_.nodes[p].slot.clear(state_.node_slots[p]);
   }
 
   static constexpr std::uint32_t none = static_cast<std::uint32_t>(-1);
@@ -389,6 +543,15 @@ class executor {
   const graph_description& graph_;
   run_state& state_;
   cache_session* cache_;  // null: caching off
+  gpu_runtime* gpu_;      // null: no GPU steps
+  bool gpu_async_;        // GPU steps run on CUDA, asynchronously
+  tbb::task_arena* arena_ = nullptr;
+  // Per node, for asynchronous GPU steps: the deferred completion task (the
+  // task group waits for it from the moment it is made), what the host
+  // callback is given, and when the step started.
+  std::vector<std::optional<tbb::task_handle>> gpu_finish_;
+  std::vector<wakeup> wakeups_;
+  std::vector<clock::time_point> gpu_started_;
   const std::atomic<bool>* stop_;
   progress& shown_;
   std::vector<std::atomic<std::uint32_t>> pending_;
@@ -405,7 +568,12 @@ class executor {
 }  // namespace
 
 run_outcome execute(const graph_description& graph, const run_options& options) {
-  auto state = std::make_shared<run_state>(graph);
+  std::unique_ptr<gpu_runtime> gpu;
+  if (std::any_of(graph.nodes.begin(), graph.nodes.end(),
+                  [](const node_description& n) { return n.options.where == placement::gpu; })) {
+    gpu = make_gpu_runtime(options.gpu, graph.nodes.size());
+  }
+  auto state = std::make_shared<run_state>(graph, std::move(gpu));
   resolve_params(graph, *state, options);
 
   const auto start = clock::now();
@@ -455,6 +623,10 @@ run_outcome execute(const graph_description& graph, const run_options& options) 
     r.error = "its cached output could not be read nor recomputed";
   }
   outcome.report.cache_note = std::move(cache_note);
+  if (outcome.state->gpu != nullptr) {
+    outcome.report.gpu = outcome.state->gpu->backend();
+    outcome.report.gpu_host_synchronizations = outcome.state->gpu->host_synchronizations();
+  }
   if (cache != nullptr) {
     outcome.report.run_id = cache->run_id();
     cache->finish(outcome.report);

@@ -52,8 +52,10 @@ std::string to_dot(const graph_description& graph) {
   }
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
     const auto& n = graph.nodes[i];
-    out += fmt::format("  n{} [label=\"{}{}\\n{}\"];\n", i, n.kind == node_kind::map ? "map " : "", dot_escape(n.name),
-                       dot_escape(n.output_type));
+    // GPU steps are drawn with a double border.
+    out +=
+        fmt::format("  n{} [label=\"{}{}\\n{}\"{}];\n", i, n.kind == node_kind::map ? "map " : "", dot_escape(n.name),
+                    dot_escape(n.output_type), n.options.where == placement::gpu ? ", peripheries=2" : "");
   }
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
     for (const auto& in : graph.nodes[i].inputs) {
@@ -118,6 +120,7 @@ std::string describe(const graph_description& graph) {
       }
     }
     std::string opts;
+    if (n.options.where == placement::gpu) opts += " on=gpu";
     if (n.options.version != 0) opts += fmt::format(" version={}", n.options.version);
     if (n.options.retries != 0) opts += fmt::format(" retries={}", n.options.retries);
     if (n.options.timeout.count() != 0)

@@ -4,13 +4,17 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <memory>
 #include <new>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <penstock/detail/runtime_api.hpp>
 #include <penstock/graph_description.hpp>
 #include <penstock/run_report.hpp>
+
+#include "gpu_runtime.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -58,7 +62,10 @@ class slot_block {
 
 class run_state {
  public:
-  explicit run_state(const graph_description& graph) : nodes_(graph.nodes), params_(graph.params) {
+  // The GPU backend, when the graph has GPU steps. Made before the slots and
+  // destroyed after them: device values are freed on its streams.
+  explicit run_state(const graph_description& graph, std::unique_ptr<gpu_runtime> gpu_backend = {})
+      : gpu(std::move(gpu_backend)), nodes_(graph.nodes), params_(graph.params) {
     node_slots.reserve(graph.nodes.size());
     for (std::size_t i = 0; i < graph.nodes.size(); ++i) node_slots.push_back(nodes_[i]);
     param_slots.reserve(graph.params.size());
@@ -67,6 +74,8 @@ class run_state {
   }
   run_state(const run_state&) = delete;
   run_state& operator=(const run_state&) = delete;
+
+  std::unique_ptr<gpu_runtime> gpu;
 
  private:
   slot_block nodes_;

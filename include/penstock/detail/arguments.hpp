@@ -9,6 +9,7 @@
 #include <utility>
 
 #include <penstock/detail/callable_traits.hpp>
+#include <penstock/detail/gpu_arguments.hpp>
 #include <penstock/detail/graph_list.hpp>
 #include <penstock/detail/step_instance.hpp>
 #include <penstock/node.hpp>
@@ -76,20 +77,22 @@ struct expected_type<F, I, A> {
 template <class F, std::size_t I, class A>
 using expected_t = typename expected_type<F, I, A>::type;
 
-template <class Expected, class A>
+template <class Expected, class A, placement Where = placement::cpu>
 constexpr bool argument_fits() {
   if constexpr (traits_of<A>::exact) {
-    return std::is_same_v<Expected, typename traits_of<A>::given>;
+    return std::is_same_v<Expected, typename traits_of<A>::given> ||
+           crosses_device_edge<Where, Expected, typename traits_of<A>::given>();
   } else {
     return std::is_convertible_v<A&&, Expected>;
   }
 }
 
 // Index of the first argument whose type does not fit, or sizeof...(Args).
-template <class F, class... Args>
+template <class F, placement Where, class... Args>
 constexpr std::size_t first_mismatch() {
   return []<std::size_t... I>(std::index_sequence<I...>) {
-    constexpr std::array<bool, sizeof...(Args) + 1> fits{argument_fits<expected_t<F, I, Args>, Args>()..., false};
+    constexpr std::array<bool, sizeof...(Args) + 1> fits{argument_fits<expected_t<F, I, Args>, Args, Where>()...,
+                                                         false};
     std::size_t i = 0;
     while (fits[i]) ++i;  // fits ends with false, so this stops at sizeof...(Args) at the latest
     return i;
@@ -97,8 +100,11 @@ constexpr std::size_t first_mismatch() {
   (std::index_sequence_for<Args...>{});
 }
 
-template <class F, class... Args>
+template <class F, placement Where, class... Args>
 constexpr bool invocable_with() {
+  if constexpr (Where == placement::gpu) {
+    return std::is_invocable_v<const F&, gpu_context&, const typename traits_of<Args>::given&...>;
+  }
   if constexpr (takes_context<F>() || !known_signature_v<F>) {
     if constexpr (std::is_invocable_v<const F&, context&, const typename traits_of<Args>::given&...>) return true;
   }

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -20,11 +21,13 @@
 
 #include <penstock/context.hpp>
 #include <penstock/detail/callable_traits.hpp>
+#include <penstock/detail/gpu_arguments.hpp>
 #include <penstock/detail/runtime_api.hpp>
 #include <penstock/detail/slot.hpp>
 #include <penstock/detail/type_name.hpp>
 #include <penstock/digest.hpp>
 #include <penstock/fixed_string.hpp>
+#include <penstock/gpu_context.hpp>
 #include <penstock/graph_description.hpp>
 #include <penstock/options.hpp>
 #include <penstock/param.hpp>
@@ -210,12 +213,14 @@ bool same_argument(const typename A::storage& a, const typename A::storage& b) {
   }
 }
 
-// F: the callable. R: what the callable returns (decayed). Args: argument kinds.
-template <fixed_string Name, class F, bool HasContext, class R, class... Args>
+// F: the callable. R: what the callable returns (decayed). Where: CPU or
+// GPU. Args: argument kinds.
+template <fixed_string Name, class F, bool HasContext, class R, placement Where, class... Args>
 class step_instance final : public step_base {
  public:
   static constexpr auto step_name = Name;
   static constexpr bool has_context = HasContext;
+  static constexpr placement where = Where;
   static constexpr std::size_t node_input_count = ((is_node_arg_v<Args> ? 1 : 0) + ... + 0);
   static constexpr std::array<std::string_view, node_input_count> producer_names = [] {
     std::array<std::string_view, node_input_count> names{};
@@ -296,13 +301,34 @@ class step_instance final : public step_base {
     const auto& me = *static_cast<const step_instance*>(self);
     auto& out = *static_cast<std::optional<R>*>(output);
     [&]<std::size_t... I>(std::index_sequence<I...>) {
-      std::tuple<argument_passer<param_type<I>, typename Args::value_type>...> passers{
-          me.template passer<I, Args>(inputs[I], may_move[I])...};
-      if constexpr (has_context) {
-        out.emplace(std::invoke(me.fn_, ctx, std::get<I>(passers).get()...));
+      if constexpr (Where == placement::gpu) {
+        gpu_context* gpu = ctx.gpu();
+        if (gpu == nullptr) {
+          throw std::logic_error(
+              std::string("GPU step '").append(Name.view()).append("' was run without a GPU context"));
+        }
+        // A step with a fallback may need its inputs twice: none is moved from.
+        constexpr bool keep_inputs = has_fallback_v<F>;
+        try {
+          std::tuple passers{me.template passer<I, Args>(inputs[I], !keep_inputs && may_move[I], gpu)...};
+          out.emplace(std::invoke(me.fn_, *gpu, std::get<I>(passers).get()...));
+        } catch (const gpu_unavailable_error&) {
+          if constexpr (keep_inputs) {
+            if (gpu->backend() != gpu_backend::host) throw;
+            ctx.log(std::string("no CUDA device (").append(gpu->why_no_device()).append("): running its CPU fallback"));
+            std::tuple passers{me.template passer<I, Args>(inputs[I], false, gpu)...};
+            out.emplace(std::invoke(me.fn_.fallback, *gpu, std::get<I>(passers).get()...));
+          } else {
+            throw;
+          }
+        }
       } else {
-        (void)ctx;
-        out.emplace(std::invoke(me.fn_, std::get<I>(passers).get()...));
+        std::tuple passers{me.template passer<I, Args>(inputs[I], may_move[I], nullptr)...};
+        if constexpr (has_context) {
+          out.emplace(std::invoke(me.fn_, ctx, std::get<I>(passers).get()...));
+        } else {
+          out.emplace(std::invoke(me.fn_, std::get<I>(passers).get()...));
+        }
       }
     }
     (std::index_sequence_for<Args...>{});
@@ -322,13 +348,21 @@ class step_instance final : public step_base {
   using param_type = typename decltype(param_type_of<I>())::type;
 
   template <std::size_t I, class A>
-  auto passer(void* slot, bool movable) const {
+  auto passer(void* slot, bool movable, [[maybe_unused]] gpu_context* gpu) const {
     using T = typename A::value_type;
     using P = param_type<I>;
     if constexpr (A::kind == input_kind::node) {
-      return []<fixed_string Pr, class PV, class Proj, class V>(node_arg<Pr, PV, Proj, V>*, void* s, bool m) {
+      return [gpu]<fixed_string Pr, class PV, class Proj, class V>(node_arg<Pr, PV, Proj, V>*, void* s, bool m) {
+        (void)gpu;
         auto& whole = **static_cast<std::optional<PV>*>(s);
-        return argument_passer<P, T>{&Proj::apply(whole), m};
+        if constexpr (Where == placement::gpu && is_device_vector_v<std::remove_cvref_t<P>>) {
+          return device_passer<P, T>{&Proj::apply(whole), m, gpu};  // uploaded where it is on the host
+        } else if constexpr (Where == placement::cpu && is_device_vector_v<T> &&
+                             !is_device_vector_v<std::remove_cvref_t<P>>) {
+          return host_passer<P, T>{&Proj::apply(whole)};  // a GPU -> CPU edge
+        } else {
+          return argument_passer<P, T>{&Proj::apply(whole), m};
+        }
       }(static_cast<A*>(nullptr), slot, movable);
     } else if constexpr (A::kind == input_kind::param) {
       auto& value = **static_cast<std::optional<T>*>(slot);

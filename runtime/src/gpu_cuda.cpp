@@ -1,0 +1,241 @@
+// The CUDA backend of GPU steps: a stream pool on device 0, an event per GPU
+// step, host callbacks that wake CPU work, stream-ordered device memory and
+// pinned staging buffers for copies. Built only with PENSTOCK_CUDA.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <penstock/cuda/cuda_error.hpp>
+#include <penstock/cuda/device.hpp>
+#include <penstock/cuda/event.hpp>
+#include <penstock/cuda/stream_pool.hpp>
+
+#include "../cuda/cuda_call.hpp"
+#include "gpu_runtime.hpp"
+
+namespace penstock::detail::r1 {
+
+namespace {
+
+using penstock::cuda::detail::check;
+
+// Set by cuda_gpu_runtime::copy_completed_values for the calling thread.
+thread_local cudaStream_t completed_copy_stream = nullptr;
+
+// Pinned host buffers that copies between host and device go through, each
+// reused once the copy that last used it has run (its event says so), so a
+// copy from host memory returns without waiting for the device.
+class staging_pool {
+ public:
+  struct buffer {
+    void* data = nullptr;
+    std::size_t size = 0;
+    cudaEvent_t done = nullptr;
+    bool taken = false;
+  };
+
+  staging_pool() = default;
+  staging_pool(const staging_pool&) = delete;
+  staging_pool& operator=(const staging_pool&) = delete;
+  ~staging_pool() {
+    for (auto& b : buffers_) {
+      if (b.done != nullptr) {
+        penstock::cuda::detail::report_cleanup_failure(cudaEventSynchronize(b.done), "cudaEventSynchronize");
+        penstock::cuda::detail::report_cleanup_failure(cudaEventDestroy(b.done), "cudaEventDestroy");
+      }
+      if (b.data != nullptr) penstock::cuda::detail::report_cleanup_failure(cudaFreeHost(b.data), "cudaFreeHost");
+    }
+  }
+
+  // A pinned buffer of at least `bytes` bytes that no copy still uses.
+  buffer& acquire(std::size_t bytes) {
+    const std::scoped_lock lock(mutex_);
+    for (auto& b : buffers_) {
+      if (!b.taken && b.size >= bytes && cudaEventQuery(b.done) == cudaSuccess) {
+        b.taken = true;
+        return b;
+      }
+    }
+    buffer& b = buffers_.emplace_back();
+    b.size = std::max<std::size_t>(bytes, std::size_t{1} << 20);
+    check(cudaMallocHost(&b.data, b.size), "cudaMallocHost");
+    check(cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    b.taken = true;
+    return b;
+  }
+
+  // Gives `b` back, free again once the work enqueued on `stream` so far has run.
+  void release_after(buffer& b, cudaStream_t stream) {
+    const cudaError_t status = cudaEventRecord(b.done, stream);
+    const std::scoped_lock lock(mutex_);
+    b.taken = false;
+    check(status, "cudaEventRecord");
+  }
+
+ private:
+  std::mutex mutex_;
+  std::deque<buffer> buffers_;  // stable addresses
+};
+
+class cuda_memory final : public gpu_memory_resource {
+ public:
+  [[nodiscard]] gpu_backend backend() const noexcept override { return gpu_backend::cuda; }
+
+  void* allocate(std::size_t bytes, CUstream_st* stream) override {
+    if (bytes == 0) return nullptr;
+    void* p = nullptr;
+    check(cudaMallocAsync(&p, bytes, stream), "cudaMallocAsync");
+    return p;
+  }
+  void deallocate(void* p, std::size_t, CUstream_st* stream) noexcept override {
+    if (p != nullptr) penstock::cuda::detail::report_cleanup_failure(cudaFreeAsync(p, stream), "cudaFreeAsync");
+  }
+  void copy_from_host(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
+    if (bytes == 0) return;
+    auto& staged = staging_.acquire(bytes);
+    std::memcpy(staged.data, source, bytes);
+    const cudaError_t status = cudaMemcpyAsync(destination, staged.data, bytes, cudaMemcpyHostToDevice, stream);
+    staging_.release_after(staged, stream);
+    check(status, "cudaMemcpyAsync(host to device)");
+  }
+  void copy_to_host(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
+    if (bytes == 0) return;
+    if (completed_copy_stream != nullptr) stream = completed_copy_stream;
+    auto& staged = staging_.acquire(bytes);
+    cudaError_t status = cudaMemcpyAsync(staged.data, source, bytes, cudaMemcpyDeviceToHost, stream);
+    if (status == cudaSuccess) {
+      synchronizations_.fetch_add(1, std::memory_order_relaxed);
+      status = cudaStreamSynchronize(stream);
+    }
+    if (status == cudaSuccess) std::memcpy(destination, staged.data, bytes);
+    staging_.release_after(staged, stream);
+    check(status, "cudaMemcpyAsync(device to host)");
+  }
+  void copy_within(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
+    if (bytes == 0) return;
+    check(cudaMemcpyAsync(destination, source, bytes, cudaMemcpyDeviceToDevice, stream),
+          "cudaMemcpyAsync(device to device)");
+  }
+
+  [[nodiscard]] std::uint64_t synchronizations() const noexcept {
+    return synchronizations_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  staging_pool staging_;
+  std::atomic<std::uint64_t> synchronizations_{0};
+};
+
+class cuda_gpu_runtime final : public gpu_runtime {
+ public:
+  static constexpr int device_index = 0;
+  static constexpr std::size_t streams = 8;
+
+  explicit cuda_gpu_runtime(std::size_t nodes)
+      : pool_(device_index, streams),
+        callbacks_(device_index, 1),
+        copy_pool_(device_index, 1),
+        copies_(copy_pool_.acquire()),
+        stream_of_(nodes),
+        events_(nodes),
+        launched_(nodes, 0),
+        stream_taken_(nodes) {}
+
+  [[nodiscard]] gpu_backend backend() const noexcept override { return gpu_backend::cuda; }
+  [[nodiscard]] int device() const noexcept override { return device_index; }
+  [[nodiscard]] std::string_view why_no_device() const noexcept override { return {}; }
+  [[nodiscard]] gpu_memory_resource& memory() noexcept override { return memory_; }
+
+  CUstream_st* begin_step(std::uint32_t node, std::span<const std::uint32_t> after) override {
+    // A chain stays on one stream: the first GPU consumer of a GPU step takes
+    // over its stream (ordered after it for free); the others wait for its
+    // event on streams of their own.
+    std::optional<penstock::cuda::stream_view> stream;
+    for (auto p : after) {
+      if (launched_[p] != 0 && !stream_taken_[p].exchange(true, std::memory_order_relaxed)) {
+        stream.emplace(stream_of_[p], device_index);
+        break;
+      }
+    }
+    if (!stream) stream.emplace(pool_.acquire());
+    for (auto p : after) {
+      if (launched_[p] == 0 || stream_of_[p] == stream->native_handle()) continue;
+      stream->wait(*events_[p]);
+    }
+    stream_of_[node] = stream->native_handle();
+    return stream->native_handle();
+  }
+
+  void end_step(std::uint32_t node, void (*done)(void*), void* data) override {
+    auto& completed = events_[node];
+    if (!completed) completed.emplace(device_index);
+    completed->record(penstock::cuda::stream_view(stream_of_[node], device_index));
+    launched_[node] = 1;
+    // The callback goes on a stream of its own, after the step's event: on
+    // the step's stream it would hold back the next step of a chain until the
+    // host had run it.
+    const auto callbacks = callbacks_.acquire();
+    callbacks.wait(*completed);
+    check(cudaLaunchHostFunc(callbacks.native_handle(), done, data), "cudaLaunchHostFunc");
+  }
+
+  void check_step(std::uint32_t node) override {
+    // An error of the step's kernels is sticky: the stream reports it.
+    const cudaError_t status = cudaStreamQuery(stream_of_[node]);
+    if (status != cudaSuccess && status != cudaErrorNotReady) check(status, "the step's GPU work");
+  }
+
+  void wait_step(std::uint32_t node) override {
+    if (launched_[node] == 0) return;
+    synchronizations_.fetch_add(1, std::memory_order_relaxed);
+    events_[node]->synchronize();
+  }
+
+  void copy_completed_values(bool on) noexcept override {
+    completed_copy_stream = on ? copies_.native_handle() : nullptr;
+  }
+
+  [[nodiscard]] std::uint64_t host_synchronizations() const noexcept override {
+    return synchronizations_.load(std::memory_order_relaxed) + memory_.synchronizations();
+  }
+
+ private:
+  // Declared first, destroyed last: values freed on its streams go first.
+  penstock::cuda::stream_pool pool_;
+  penstock::cuda::stream_pool callbacks_;  // one stream, for the host callbacks
+  penstock::cuda::stream_pool copy_pool_;  // one stream, for copy_completed_values
+  penstock::cuda::stream_view copies_;
+  cuda_memory memory_;
+  std::vector<cudaStream_t> stream_of_;
+  std::vector<std::optional<penstock::cuda::event>> events_;
+  // Written by the thread that enqueued the step, read by its consumers'
+  // threads after the executor's countdown (which orders them).
+  std::vector<char> launched_;
+  std::vector<std::atomic<bool>> stream_taken_;
+  std::atomic<std::uint64_t> synchronizations_{0};
+};
+
+}  // namespace
+
+std::string cuda_unavailable_reason() {
+  std::string why = penstock::cuda::no_device_reason();
+  if (!why.empty()) return why;
+  const auto info = penstock::cuda::device_info(0);
+  if (!info.memory_pools_supported) {
+    return "CUDA device 0 (" + info.name + ") has no stream-ordered allocation (cudaMallocAsync)";
+  }
+  return {};
+}
+
+std::unique_ptr<gpu_runtime> make_cuda_gpu_runtime(std::size_t nodes) {
+  return std::make_unique<cuda_gpu_runtime>(nodes);
+}
+
+}  // namespace penstock::detail::r1
