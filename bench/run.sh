@@ -15,6 +15,11 @@
 #   bench/run.sh --benchmark_filter=BM_chain/   # extra arguments go to the binary
 #   bench/run.sh --cache [--single-process] [...]   # the step-cache benchmarks
 #                                     # (penstock_cache_bench) instead; see RESULTS.md
+#   bench/run.sh --gpu [--single-process] [...]     # the GPU benchmarks
+#                                     # (penstock_gpu_bench, issue 4) instead. Skipped,
+#                                     # exit status 0, when the build has no CUDA
+#                                     # (no nvcc: the target does not exist) or the
+#                                     # machine has no CUDA device.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,13 +29,27 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --single-process) single=1 ;;
     --cache) target=penstock_cache_bench ;;
+    --gpu) target=penstock_gpu_bench ;;
     *) break ;;
   esac
   shift
 done
 cmake --preset bench
-cmake --build --preset bench --target "$target"
 binary=build/bench/bench/$target
+if [ "$target" = penstock_gpu_bench ]; then
+  # The target exists only when the configure step found CUDA (PENSTOCK_WITH_CUDA).
+  if ! grep -q '^build bench/penstock_gpu_bench:' build/bench/build.ninja; then
+    echo "bench/run.sh --gpu: skipped: this build has no CUDA (PENSTOCK_WITH_CUDA is OFF; the configure output says why)"
+    exit 0
+  fi
+  cmake --build --preset bench --target "$target"
+  if ! "$binary" --device; then
+    echo "bench/run.sh --gpu: skipped: no CUDA device to run the GPU benchmarks on"
+    exit 0
+  fi
+else
+  cmake --build --preset bench --target "$target"
+fi
 results=build/bench/results/$(date +%Y%m%dT%H%M%S)
 mkdir -p "$results"
 common="--benchmark_repetitions=5 --benchmark_report_aggregates_only=true --benchmark_out_format=json"
