@@ -103,6 +103,11 @@ struct run_report {
   // to CPU steps or to the cache; never between two GPU steps).
   std::optional<gpu_backend> gpu{};
   std::uint64_t gpu_host_synchronizations = 0;
+  // Copies between host memory and the run's GPU memory: one per edge from a
+  // CPU step (or a cached value) to a GPU step, one per GPU value read by a
+  // CPU step or stored in the cache, and those the steps made themselves.
+  std::uint64_t gpu_copies_to_device = 0;
+  std::uint64_t gpu_copies_to_host = 0;
 
   [[nodiscard]] bool ok() const noexcept {
     if (interrupted) return false;

@@ -626,6 +626,9 @@ run_outcome execute(const graph_description& graph, const run_options& options) 
   if (outcome.state->gpu != nullptr) {
     outcome.report.gpu = outcome.state->gpu->backend();
     outcome.report.gpu_host_synchronizations = outcome.state->gpu->host_synchronizations();
+    const auto copies = outcome.state->gpu->copies();
+    outcome.report.gpu_copies_to_device = copies.to_device;
+    outcome.report.gpu_copies_to_host = copies.to_host;
   }
   if (cache != nullptr) {
     outcome.report.run_id = cache->run_id();

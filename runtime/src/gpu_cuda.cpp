@@ -99,6 +99,7 @@ class cuda_memory final : public gpu_memory_resource {
   }
   void copy_from_host(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
     if (bytes == 0) return;
+    to_device_.fetch_add(1, std::memory_order_relaxed);
     auto& staged = staging_.acquire(bytes);
     std::memcpy(staged.data, source, bytes);
     const cudaError_t status = cudaMemcpyAsync(destination, staged.data, bytes, cudaMemcpyHostToDevice, stream);
@@ -108,6 +109,7 @@ class cuda_memory final : public gpu_memory_resource {
   void copy_to_host(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
     if (bytes == 0) return;
     if (completed_copy_stream != nullptr) stream = completed_copy_stream;
+    to_host_.fetch_add(1, std::memory_order_relaxed);
     auto& staged = staging_.acquire(bytes);
     cudaError_t status = cudaMemcpyAsync(staged.data, source, bytes, cudaMemcpyDeviceToHost, stream);
     if (status == cudaSuccess) {
@@ -127,10 +129,16 @@ class cuda_memory final : public gpu_memory_resource {
   [[nodiscard]] std::uint64_t synchronizations() const noexcept {
     return synchronizations_.load(std::memory_order_relaxed);
   }
+  [[nodiscard]] gpu_runtime::copy_counts counts() const noexcept {
+    return {.to_device = to_device_.load(std::memory_order_relaxed),
+            .to_host = to_host_.load(std::memory_order_relaxed)};
+  }
 
  private:
   staging_pool staging_;
   std::atomic<std::uint64_t> synchronizations_{0};
+  std::atomic<std::uint64_t> to_device_{0};
+  std::atomic<std::uint64_t> to_host_{0};
 };
 
 class cuda_gpu_runtime final : public gpu_runtime {
@@ -205,6 +213,7 @@ class cuda_gpu_runtime final : public gpu_runtime {
   [[nodiscard]] std::uint64_t host_synchronizations() const noexcept override {
     return synchronizations_.load(std::memory_order_relaxed) + memory_.synchronizations();
   }
+  [[nodiscard]] copy_counts copies() const noexcept override { return memory_.counts(); }
 
  private:
   // Declared first, destroyed last: values freed on its streams go first.

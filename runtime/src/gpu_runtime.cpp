@@ -10,22 +10,54 @@ namespace penstock::detail::r1 {
 
 namespace {
 
+// The host backend's memory, counting the copies made into and out of it.
+class counted_host_memory final : public gpu_memory_resource {
+ public:
+  [[nodiscard]] gpu_backend backend() const noexcept override { return gpu_backend::host; }
+  void* allocate(std::size_t bytes, CUstream_st* stream) override { return host().allocate(bytes, stream); }
+  void deallocate(void* p, std::size_t bytes, CUstream_st* stream) noexcept override {
+    host().deallocate(p, bytes, stream);
+  }
+  void copy_from_host(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
+    to_device_.fetch_add(1, std::memory_order_relaxed);
+    host().copy_from_host(destination, source, bytes, stream);
+  }
+  void copy_to_host(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
+    to_host_.fetch_add(1, std::memory_order_relaxed);
+    host().copy_to_host(destination, source, bytes, stream);
+  }
+  void copy_within(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
+    host().copy_within(destination, source, bytes, stream);
+  }
+  [[nodiscard]] gpu_runtime::copy_counts counts() const noexcept {
+    return {.to_device = to_device_.load(std::memory_order_relaxed),
+            .to_host = to_host_.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  static gpu_memory_resource& host() noexcept { return host_memory_resource(); }
+  std::atomic<std::uint64_t> to_device_{0};
+  std::atomic<std::uint64_t> to_host_{0};
+};
+
 class host_gpu_runtime final : public gpu_runtime {
  public:
   explicit host_gpu_runtime(std::string why) : why_(std::move(why)) {}
   [[nodiscard]] gpu_backend backend() const noexcept override { return gpu_backend::host; }
   [[nodiscard]] int device() const noexcept override { return -1; }
   [[nodiscard]] std::string_view why_no_device() const noexcept override { return why_; }
-  [[nodiscard]] gpu_memory_resource& memory() noexcept override { return host_memory_resource(); }
+  [[nodiscard]] gpu_memory_resource& memory() noexcept override { return memory_; }
   CUstream_st* begin_step(std::uint32_t, std::span<const std::uint32_t>) override { return nullptr; }
   void end_step(std::uint32_t, void (*done)(void*), void* data) override { done(data); }
   void check_step(std::uint32_t) override {}
   void wait_step(std::uint32_t) override {}
   void copy_completed_values(bool) noexcept override {}
   [[nodiscard]] std::uint64_t host_synchronizations() const noexcept override { return 0; }
+  [[nodiscard]] copy_counts copies() const noexcept override { return memory_.counts(); }
 
  private:
   std::string why_;
+  counted_host_memory memory_;
 };
 
 std::atomic<bool> host_gpu_code_linked{false};

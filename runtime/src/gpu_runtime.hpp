@@ -58,6 +58,14 @@ class gpu_runtime {
 
   // How many times the runtime made the host wait for the device.
   [[nodiscard]] virtual std::uint64_t host_synchronizations() const noexcept = 0;
+
+  // Copies between host memory and the run's GPU memory so far (the
+  // runtime's, where an edge crosses or for the cache, and the steps' own).
+  struct copy_counts {
+    std::uint64_t to_device = 0;
+    std::uint64_t to_host = 0;
+  };
+  [[nodiscard]] virtual copy_counts copies() const noexcept = 0;
 };
 
 // The backend for a run of a graph with `nodes` nodes: `requested`, or CUDA

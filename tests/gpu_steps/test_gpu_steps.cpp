@@ -4,7 +4,7 @@
 // Checks the values of CPU -> GPU -> GPU -> CPU chains, independent GPU
 // steps, a moved GPU input, caching of GPU values (and a cache hit feeding a
 // GPU step), the CPU fallback, the errors that name the step, and the
-// host-synchronization count.
+// host-synchronization and copy counts (copies only where an edge crosses).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -124,6 +124,11 @@ TEST_F(gpu_steps_test, gpu_values_are_cached_and_a_cached_value_feeds_a_gpu_step
   EXPECT_TRUE(third.report().find("affine")->cache_hit);
   EXPECT_FALSE(third.report().find("sorted")->cache_hit);
   EXPECT_DOUBLE_EQ(third.value(total), 2.0 * 300.0 * 301.0 / 2.0);
+  // The cached value (in host memory) is uploaded for "sorted" on CUDA, and
+  // read in place on the host backend; "sorted" and "sum" are stored (one
+  // copy to the host: "sum" is a double, not a GPU value).
+  EXPECT_EQ(third.report().gpu_copies_to_device, gs::compiled_backend() == ps::gpu_backend::cuda ? 1u : 0u);
+  EXPECT_EQ(third.report().gpu_copies_to_host, 1u);
 }
 
 TEST_F(gpu_steps_test, a_step_that_needs_cuda_runs_its_fallback_where_there_is_no_device) {
@@ -164,7 +169,7 @@ TEST_F(gpu_steps_test, a_failing_gpu_step_fails_its_run_and_skips_its_consumers)
   EXPECT_EQ(r.report().find("on_cpu")->status, ps::step_status::skipped);
 }
 
-TEST_F(gpu_steps_test, chained_gpu_steps_make_the_host_wait_only_where_a_cpu_step_reads_their_value) {
+TEST_F(gpu_steps_test, chained_gpu_steps_copy_and_wait_only_where_an_edge_crosses_to_the_cpu) {
   auto x = ps::step<"ramp">(ramp)(ps::param<int>("n", 64));
   auto a = ps::step<"a">(gs::affine).on(ps::gpu)(x, 2.0f, 0.0f);
   auto b = ps::step<"b">(gs::affine).on(ps::gpu)(a, 2.0f, 0.0f);
@@ -172,10 +177,15 @@ TEST_F(gpu_steps_test, chained_gpu_steps_make_the_host_wait_only_where_a_cpu_ste
   const auto gpu_only = ps::pipeline<"gpu_only">(c).run(options());
   ASSERT_TRUE(gpu_only.ok()) << gpu_only.report().summary();
   EXPECT_EQ(gpu_only.report().gpu_host_synchronizations, 0u);
+  // Copies only where an edge crosses: ramp -> a.
+  EXPECT_EQ(gpu_only.report().gpu_copies_to_device, 1u);
+  EXPECT_EQ(gpu_only.report().gpu_copies_to_host, 0u);
   auto on_cpu = ps::step<"on_cpu">(total_on_cpu)(c);
   const auto with_cpu = ps::pipeline<"with_cpu">(on_cpu).run(options());
   ASSERT_TRUE(with_cpu.ok()) << with_cpu.report().summary();
   EXPECT_DOUBLE_EQ(with_cpu.value(on_cpu), 8.0 * 64.0 * 65.0 / 2.0);
+  EXPECT_EQ(with_cpu.report().gpu_copies_to_device, 1u);  // ramp -> a
+  EXPECT_EQ(with_cpu.report().gpu_copies_to_host, 1u);    // c -> on_cpu
   // The host backend never waits; on CUDA the one GPU -> CPU edge does.
   EXPECT_EQ(with_cpu.report().gpu_host_synchronizations, gs::compiled_backend() == ps::gpu_backend::cuda ? 1u : 0u);
 }
