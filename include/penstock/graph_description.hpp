@@ -15,7 +15,11 @@
 #include <penstock/digest.hpp>
 #include <penstock/options.hpp>
 
+struct CUstream_st;
+
 namespace penstock {
+
+class gpu_memory_resource;
 
 enum class node_kind : std::uint8_t {
   step,  // one task
@@ -60,6 +64,10 @@ struct slot_functions {
   // for other types.
   bool (*prepare_contiguous)(void* slot, std::uint64_t stored_size, std::uint64_t* count,
                              std::span<std::byte>* elements) = nullptr;
+  // For ps::device_vector values: makes the (empty) slot `to` hold a copy of
+  // the value in slot `from` in `memory`, enqueued on `stream`. Null for
+  // other types.
+  void (*upload)(const void* from, void* to, gpu_memory_resource& memory, CUstream_st* stream) = nullptr;
 };
 
 struct param_description {

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <vector>
@@ -150,6 +151,7 @@ class executor {
       if (cache_ != nullptr)
         for (std::size_t i = 0; i < n; ++i) uses[i] += on_gpu(i) ? 1 : 0;
       gpu_finish_.resize(n);
+      twins_ = std::make_unique<twin[]>(n);
       wakeups_.resize(n);
       gpu_started_.resize(n);
       for (std::uint32_t i = 0; i < n; ++i) wakeups_[i] = {this, i};
@@ -215,6 +217,26 @@ class executor {
     // The task's last act: pairs with the acquire after tasks_.wait().
     finished_.fetch_add(1, std::memory_order_release);
   }
+
+  // The input slots of one step run, on the stack for up to 8 inputs.
+  struct input_list {
+    static constexpr std::size_t inline_inputs = 8;
+    explicit input_list(std::size_t n) {
+      if (n > inline_inputs) {
+        heap_slots = std::make_unique<void*[]>(n);
+        heap_moves = std::make_unique<bool[]>(n);
+        slots = heap_slots.get();
+        may_move = heap_moves.get();
+      }
+      std::fill(may_move, may_move + n, false);
+    }
+    void* inline_slots[inline_inputs];
+    bool inline_moves[inline_inputs];
+    std::unique_ptr<void*[]> heap_slots;
+    std::unique_ptr<bool[]> heap_moves;
+    void** slots = inline_slots;
+    bool* may_move = inline_moves;
+  };
 
   struct node_result {
     bool ok = false;     // succeeded (so far, for an asynchronous GPU step)
@@ -283,7 +305,7 @@ class executor {
     if (cache_ != nullptr) now = clock::now();  // not counting the cache lookup and the inputs' loading
     const auto start = now;
     CUstream_st* stream = nullptr;
-    if (gpu_ != nullptr && on_gpu(i) && !begin_gpu_step(i, stream, report)) {
+    if (gpu_ != nullptr && on_gpu(i) && !begin_gpu_step(i, stream, report, &inputs)) {
       if (cache_ != nullptr) cache_->abandon(i);
       shown_.finished(node.name, report.status, {});
       release_inputs(node);
@@ -330,12 +352,21 @@ class executor {
 
   // The stream of GPU step `i`, ordered after its GPU inputs. False, the
   // report saying why, when CUDA refuses.
-  bool begin_gpu_step(std::uint32_t i, CUstream_st*& stream, step_report& report) {
-    std::vector<std::uint32_t> after;
-    for (const auto& in : graph_.nodes[i].inputs)
-      if (in.kind == input_kind::node && on_gpu(in.index)) after.push_back(in.index);
+  // With `inputs`, a cache hit it reads is given to it as its device twin.
+  bool begin_gpu_step(std::uint32_t i, CUstream_st*& stream, step_report& report, input_list* inputs = nullptr) {
+    const node_description& node = graph_.nodes[i];
+    std::vector<std::uint32_t> after;  // GPU inputs enqueued in this run
+    for (const auto& in : node.inputs)
+      if (in.kind == input_kind::node && on_gpu(in.index) && !reports_[in.index].cache_hit) after.push_back(in.index);
     try {
       stream = gpu_->begin_step(i, after);
+      for (std::size_t j = 0; inputs != nullptr && gpu_async_ && j < node.inputs.size(); ++j) {
+        const auto& in = node.inputs[j];
+        if (in.kind != input_kind::node || !reports_[in.index].cache_hit) continue;
+        if (graph_.nodes[in.index].slot.upload == nullptr) continue;
+        inputs->slots[j] = device_twin(in.index, stream);
+        inputs->may_move[j] = false;
+      }
       return true;
     } catch (const std::exception& e) {
       report.status = step_status::failed;
@@ -345,6 +376,43 @@ class executor {
     }
   }
 
+  // A GPU value read from the cache lives in host memory. The first GPU step
+  // on CUDA that reads it uploads it, on its stream, into a twin of its slot
+  // that every GPU consumer then reads (ordered after the upload by the
+  // producer's event): a cache hit is uploaded once.
+  struct twin {
+    std::once_flag once;
+    void* slot = nullptr;
+  };
+  void* device_twin(std::uint32_t p, CUstream_st* stream) {
+    twin& t = twins_[p];
+    const slot_functions& f = graph_.nodes[p].slot;
+    std::call_once(t.once, [&] {
+      if (t.slot == nullptr) {
+        t.slot = ::operator new (f.size, std::align_val_t{f.align});
+        f.construct(t.slot);
+      }
+      f.upload(state_.node_slots[p], t.slot, gpu_->memory(), stream);
+      gpu_->mark_ready(p, stream);
+    });
+    gpu_->wait_for(p, stream);
+    return t.slot;
+  }
+
+ public:
+  executor(const executor&) = delete;
+  executor& operator=(const executor&) = delete;
+  // Twins are freed in stream order once every step is done, before the GPU
+  // backend (owned by the run state) goes.
+  ~executor() {
+    for (std::size_t p = 0; twins_ != nullptr && p < graph_.nodes.size(); ++p) {
+      if (twins_[p].slot == nullptr) continue;
+      graph_.nodes[p].slot.destroy(twins_[p].slot);
+      ::operator delete (twins_[p].slot, std::align_val_t{graph_.nodes[p].slot.align});
+    }
+  }
+
+ private:
   // gpu_runtime::copy_completed_values for a scope; nothing for null.
   class completed_copies {
    public:
@@ -409,26 +477,6 @@ class executor {
     if (cache_ != nullptr) release_value(i);
     finished_.fetch_add(1, std::memory_order_release);
   }
-
-  // The input slots of one step run, on the stack for up to 8 inputs.
-  struct input_list {
-    static constexpr std::size_t inline_inputs = 8;
-    explicit input_list(std::size_t n) {
-      if (n > inline_inputs) {
-        heap_slots = std::make_unique<void*[]>(n);
-        heap_moves = std::make_unique<bool[]>(n);
-        slots = heap_slots.get();
-        may_move = heap_moves.get();
-      }
-      std::fill(may_move, may_move + n, false);
-    }
-    void* inline_slots[inline_inputs];
-    bool inline_moves[inline_inputs];
-    std::unique_ptr<void*[]> heap_slots;
-    std::unique_ptr<bool[]> heap_moves;
-    void** slots = inline_slots;
-    bool* may_move = inline_moves;
-  };
 
   void fill_inputs(const node_description& node, input_list& inputs) const {
     for (std::size_t j = 0; j < node.inputs.size(); ++j) {
@@ -552,6 +600,7 @@ class executor {
   std::vector<std::optional<tbb::task_handle>> gpu_finish_;
   std::vector<wakeup> wakeups_;
   std::vector<clock::time_point> gpu_started_;
+  std::unique_ptr<twin[]> twins_;  // device twins of cache hits, per node
   const std::atomic<bool>* stop_;
   progress& shown_;
   std::vector<std::atomic<std::uint32_t>> pending_;

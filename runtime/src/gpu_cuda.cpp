@@ -194,6 +194,20 @@ class cuda_gpu_runtime final : public gpu_runtime {
     check(cudaLaunchHostFunc(callbacks.native_handle(), done, data), "cudaLaunchHostFunc");
   }
 
+  void mark_ready(std::uint32_t node, CUstream_st* stream) override {
+    auto& ready = events_[node];
+    if (!ready) ready.emplace(device_index);
+    ready->record(penstock::cuda::stream_view(stream, device_index));
+    stream_of_[node] = stream;
+    stream_taken_[node].store(true, std::memory_order_relaxed);  // its stream is a consumer's
+    launched_[node] = 1;
+  }
+
+  void wait_for(std::uint32_t node, CUstream_st* stream) override {
+    if (launched_[node] == 0 || stream_of_[node] == stream) return;
+    penstock::cuda::stream_view(stream, device_index).wait(*events_[node]);
+  }
+
   void check_step(std::uint32_t node) override {
     // An error of the step's kernels is sticky: the stream reports it.
     const cudaError_t status = cudaStreamQuery(stream_of_[node]);

@@ -49,6 +49,8 @@ class host_gpu_runtime final : public gpu_runtime {
   [[nodiscard]] gpu_memory_resource& memory() noexcept override { return memory_; }
   CUstream_st* begin_step(std::uint32_t, std::span<const std::uint32_t>) override { return nullptr; }
   void end_step(std::uint32_t, void (*done)(void*), void* data) override { done(data); }
+  void mark_ready(std::uint32_t, CUstream_st*) override {}
+  void wait_for(std::uint32_t, CUstream_st*) override {}
   void check_step(std::uint32_t) override {}
   void wait_step(std::uint32_t) override {}
   void copy_completed_values(bool) noexcept override {}

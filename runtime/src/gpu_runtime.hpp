@@ -43,6 +43,12 @@ class gpu_runtime {
   // work has run, `done(data)` is called on a thread of CUDA's (it must not
   // call CUDA). Never called on the host backend, where steps are synchronous.
   virtual void end_step(std::uint32_t node, void (*done)(void*), void* data) = 0;
+  // CUDA: records `node`'s event on `stream`, for a node whose value was not
+  // made by enqueuing it (a cache hit, uploaded on `stream`); consumers then
+  // wait for it like for a step's completion.
+  virtual void mark_ready(std::uint32_t node, CUstream_st* stream) = 0;
+  // CUDA: makes `stream` wait for `node`'s event, if it has one.
+  virtual void wait_for(std::uint32_t node, CUstream_st* stream) = 0;
   // Throws cuda_error if the device reported an error for `node`'s work
   // (after `done` was called); nothing on the host backend.
   virtual void check_step(std::uint32_t node) = 0;

@@ -131,6 +131,27 @@ TEST_F(gpu_steps_test, gpu_values_are_cached_and_a_cached_value_feeds_a_gpu_step
   EXPECT_EQ(third.report().gpu_copies_to_host, 1u);
 }
 
+TEST_F(gpu_steps_test, a_cached_gpu_value_is_uploaded_once_for_all_its_gpu_consumers) {
+  penstock_test::scratch_directory dir("penstock-gpu-steps");
+  auto x = ps::step<"ramp">(ramp)(ps::param<int>("n", 200));
+  auto y = ps::step<"affine">(gs::affine).on(ps::gpu)(x, 1.0f, 0.0f);
+  auto s1 = ps::step<"s1">(gs::sum).on(ps::gpu)(y);
+  auto s2 = ps::step<"s2">(gs::sum).on(ps::gpu)(y);
+  auto sorted = ps::step<"sorted">(gs::sorted).on(ps::gpu)(y);
+  auto s3 = ps::step<"s3">(gs::sum).on(ps::gpu)(sorted);
+  const auto p = ps::pipeline<"twins">(s1, s2, s3);
+  ASSERT_TRUE(p.run(cached_in(dir.path())).ok());
+  auto again = cached_in(dir.path());
+  again.cache.rerun = {"s1", "s2", "sorted"};  // "affine" is a hit read by three GPU steps
+  const auto r = p.run(again);
+  ASSERT_TRUE(r.ok()) << r.report().summary();
+  EXPECT_TRUE(r.report().find("affine")->cache_hit);
+  EXPECT_DOUBLE_EQ(r.value(s1), 20100.0);
+  EXPECT_DOUBLE_EQ(r.value(s2), 20100.0);
+  EXPECT_DOUBLE_EQ(r.value(s3), 20100.0);
+  EXPECT_EQ(r.report().gpu_copies_to_device, gs::compiled_backend() == ps::gpu_backend::cuda ? 1u : 0u);
+}
+
 TEST_F(gpu_steps_test, a_step_that_needs_cuda_runs_its_fallback_where_there_is_no_device) {
   auto x = ps::step<"ramp">(ramp)(ps::param<int>("n", 10));
   auto y = ps::step<"times_three">(gs::times_three).on(ps::gpu).fallback(gs::times_three_on_cpu)(x);

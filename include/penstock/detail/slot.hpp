@@ -15,6 +15,8 @@
 #include <string>
 
 #include <penstock/detail/format_value.hpp>
+#include <penstock/detail/gpu_arguments.hpp>
+#include <penstock/gpu_context.hpp>
 #include <penstock/graph_description.hpp>
 #include <penstock/value_traits.hpp>
 
@@ -34,6 +36,17 @@ slot_functions slot_functions_for() {
         return value ? format_value(*value) : std::string();
       },
   };
+  if constexpr (is_device_vector_v<T>) {
+    f.upload = [](const void* from, void* to, gpu_memory_resource& memory, CUstream_st* stream) {
+      const T& value = **static_cast<const std::optional<T>*>(from);
+      auto& twin = *static_cast<std::optional<T>*>(to);
+      if (value.on_host()) {
+        twin.emplace(T::from_host(value.data(), value.size(), memory, stream));
+      } else {  // already in device memory (recomputed): a copy on the device
+        memory.copy_within(twin.emplace(value.size(), memory, stream).data(), value.data(), value.size_bytes(), stream);
+      }
+    };
+  }
   if constexpr (value_traits<T>::cacheable) {
     f.hash = [](const void* slot) { return value_traits<T>::hash(**static_cast<const std::optional<T>*>(slot)); };
     f.save = [](const void* slot, std::ostream& out) {
