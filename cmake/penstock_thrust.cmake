@@ -1,31 +1,11 @@
-# penstock::thrust_tbb: Thrust with its device system set to oneTBB, for GPU
-# steps' code compiled by the host compiler (g++, clang) instead of nvcc. Their
-# ps::device_vector then lives in host memory and ps::thrust_policy(ctx) is
-# thrust::tbb::par: the same step code runs, and is tested, without a GPU.
-# The Thrust that ships with the CUDA toolkit (CCCL) is preferred; without a
-# toolkit, Debian's libthrust-dev. Sets PENSTOCK_WITH_THRUST_TBB.
-set(penstock_thrust_hints)
-if(CUDAToolkit_INCLUDE_DIRS)
-  foreach(dir IN LISTS CUDAToolkit_INCLUDE_DIRS)
-    list(APPEND penstock_thrust_hints ${dir}/cccl ${dir})
-  endforeach()
-endif()
-find_path(PENSTOCK_THRUST_INCLUDE_DIR thrust/version.h
-  HINTS ${penstock_thrust_hints}
-  PATHS /usr/local/cuda/include/cccl /usr/local/cuda/include /usr/include
-  NO_DEFAULT_PATH
-  DOC "Thrust's headers (the CUDA toolkit's include/cccl, or Debian's libthrust-dev)")
-set(PENSTOCK_WITH_THRUST_TBB OFF)
-if(PENSTOCK_THRUST_INCLUDE_DIR)
+# penstock::thrust_tbb inside this build (cmake/penstockThrust.cmake, which
+# find_package(penstock) users get too). Sets PENSTOCK_WITH_THRUST_TBB.
+include(${CMAKE_CURRENT_LIST_DIR}/penstockThrust.cmake)
+if(TARGET penstock::thrust_tbb)
   set(PENSTOCK_WITH_THRUST_TBB ON)
-  add_library(penstock_thrust_tbb INTERFACE)
-  add_library(penstock::thrust_tbb ALIAS penstock_thrust_tbb)
-  # SYSTEM: Thrust's own headers are not held to penstock's warnings.
-  target_include_directories(penstock_thrust_tbb SYSTEM INTERFACE ${PENSTOCK_THRUST_INCLUDE_DIR})
-  target_compile_definitions(penstock_thrust_tbb INTERFACE THRUST_DEVICE_SYSTEM=THRUST_DEVICE_SYSTEM_TBB)
-  target_link_libraries(penstock_thrust_tbb INTERFACE penstock TBB::tbb)
   message(STATUS "penstock: Thrust on oneTBB from ${PENSTOCK_THRUST_INCLUDE_DIR}: GPU steps' code runs without a GPU")
 else()
+  set(PENSTOCK_WITH_THRUST_TBB OFF)
   message(STATUS "penstock: no Thrust found (install the CUDA toolkit or libthrust-dev): "
                  "GPU steps' code cannot be built for the host backend")
 endif()

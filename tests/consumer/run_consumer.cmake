@@ -1,6 +1,6 @@
 # cmake -P script behind the consumer.* tests (see CMakeLists.txt here).
 #   MODE=install: -DMAIN_BINARY_DIR -DPREFIX: build the runtime, install into PREFIX.
-#   MODE=find_package|add_subdirectory|fetch_content: -DSOURCE -DBINARY
+#   MODE=find_package|find_package_gpu|add_subdirectory|fetch_content: -DSOURCE -DBINARY
 #     -DGENERATOR -DCXX_COMPILER -DBUILD_TYPE -DPENSTOCK_SOURCE_DIR
 #     -DEXPECT_VERSION [-DPREFIX]: configure, build and run the consumer.
 cmake_minimum_required(VERSION 3.25)
@@ -40,7 +40,7 @@ set(configure ${CMAKE_COMMAND} --fresh -S ${SOURCE} -B ${BINARY} -G ${GENERATOR}
 if(BUILD_TYPE)
   list(APPEND configure -DCMAKE_BUILD_TYPE=${BUILD_TYPE})
 endif()
-if(MODE STREQUAL "find_package")
+if(MODE MATCHES "^find_package")
   list(APPEND configure -DCMAKE_PREFIX_PATH=${PREFIX})
 else()
   list(APPEND configure -DPENSTOCK_SOURCE_DIR=${PENSTOCK_SOURCE_DIR})
