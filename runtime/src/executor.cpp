@@ -316,6 +316,18 @@ class executor {
       const completed_copies scope(gpu_async_ && !on_gpu(i) ? gpu_ : nullptr);
       attempt(node, inputs, state_.node_slots[i], report, per_element ? &*elements : nullptr, stream);
     }
+    if (gpu_async_ && on_gpu(i) && report.status != step_status::succeeded) {
+      // It may have enqueued work that reads its inputs before it failed:
+      // that work must be done before they can be freed. A failure path,
+      // so the host waits.
+      try {
+        gpu_->end_step(
+            i, [](void*) {}, nullptr);
+        gpu_->wait_step(i);
+      } catch (const std::exception&) {
+        // the device is in error: the step has already failed
+      }
+    }
     if (gpu_async_ && on_gpu(i) && report.status == step_status::succeeded) {
       // Enqueued: the rest happens in finish_gpu, once the device is done.
       gpu_started_[i] = start;
