@@ -64,10 +64,11 @@ struct slot_functions {
   // for other types.
   bool (*prepare_contiguous)(void* slot, std::uint64_t stored_size, std::uint64_t* count,
                              std::span<std::byte>* elements) = nullptr;
-  // For ps::device_vector values: makes the (empty) slot `to` hold a copy of
-  // the value in slot `from` in `memory`, enqueued on `stream`. Null for
-  // other types.
-  void (*upload)(const void* from, void* to, gpu_memory_resource& memory, CUstream_st* stream) = nullptr;
+  // For ps::device_vector values: if the value in slot `from` is in host
+  // memory, makes the (empty) slot `to` hold a copy of it in `memory`,
+  // enqueued on `stream`, and returns true; false, `to` left empty, for a
+  // value already in device memory. Null for other types.
+  bool (*upload)(const void* from, void* to, gpu_memory_resource& memory, CUstream_st* stream) = nullptr;
 };
 
 struct param_description {

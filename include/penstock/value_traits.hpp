@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <istream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -96,6 +97,19 @@ template <class T>
 concept serializable = detail::deep_archivable_v<T> && std::is_default_constructible_v<T>;
 
 namespace detail {
+// The element count of a contiguous value stored in `stored_size` bytes (an
+// 8-byte count, then the elements), or nullopt if no value of at most
+// `max_count` elements takes that many bytes.
+template <class Element>
+std::optional<std::uint64_t> contiguous_count(std::uint64_t stored_size, std::uint64_t max_count) {
+  if (stored_size < sizeof(std::uint64_t) || (stored_size - sizeof(std::uint64_t)) % sizeof(Element) != 0) {
+    return std::nullopt;
+  }
+  const std::uint64_t count = (stored_size - sizeof(std::uint64_t)) / sizeof(Element);
+  if (count > max_count) return std::nullopt;
+  return count;
+}
+
 // A streambuf that hashes what is written to it and passes it on to
 // `next` (or nowhere): the content digest costs no second pass.
 class hashing_streambuf final : public std::streambuf {
@@ -160,14 +174,10 @@ struct value_traits {
   // of T takes that many bytes.
   static std::optional<std::pair<std::uint64_t, std::span<std::byte>>> prepare_contiguous(
       T& value, std::uint64_t stored_size) requires contiguous {
-    using element = typename T::value_type;
-    if (stored_size < sizeof(std::uint64_t) || (stored_size - sizeof(std::uint64_t)) % sizeof(element) != 0) {
-      return std::nullopt;
-    }
-    const std::uint64_t count = (stored_size - sizeof(std::uint64_t)) / sizeof(element);
-    if (count > value.max_size()) return std::nullopt;
-    value.resize(static_cast<std::size_t>(count));
-    return std::pair{count, std::as_writable_bytes(std::span(value))};
+    const auto count = detail::contiguous_count<typename T::value_type>(stored_size, value.max_size());
+    if (!count) return std::nullopt;
+    value.resize(static_cast<std::size_t>(*count));
+    return std::pair{*count, std::as_writable_bytes(std::span(value))};
   }
 
   // The content digest: the hash of the bytes save() would write.
@@ -203,6 +213,16 @@ struct value_traits<device_vector<T>> {
     return device_vector<T>::from_host(values.data(), values.size(), host_memory_resource(), nullptr);
   }
   static digest hash(const device_vector<T>& value) requires cacheable { return host_traits::hash(value.to_host()); }
+
+  // Read straight into host memory by the store, as std::vector<T> is.
+  static constexpr bool contiguous = host_traits::contiguous;
+  static std::optional<std::pair<std::uint64_t, std::span<std::byte>>> prepare_contiguous(
+      device_vector<T>& value, std::uint64_t stored_size) requires contiguous {
+    const auto count = detail::contiguous_count<T>(stored_size, std::numeric_limits<std::size_t>::max() / sizeof(T));
+    if (!count) return std::nullopt;
+    value = device_vector<T>(static_cast<std::size_t>(*count), host_memory_resource(), nullptr);
+    return std::pair{*count, std::as_writable_bytes(std::span(value.data(), value.size()))};
+  }
 };
 
 }  // namespace penstock

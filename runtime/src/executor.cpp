@@ -151,7 +151,10 @@ class executor {
       if (cache_ != nullptr)
         for (std::size_t i = 0; i < n; ++i) uses[i] += on_gpu(i) ? 1 : 0;
       gpu_finish_.resize(n);
-      twins_ = std::make_unique<twin[]>(n);
+      if (cache_ != nullptr) {
+        twins_.emplace(graph.nodes);
+        twin_made_ = std::make_unique<std::once_flag[]>(n);
+      }
       wakeups_.resize(n);
       gpu_started_.resize(n);
       for (std::uint32_t i = 0; i < n; ++i) wakeups_[i] = {this, i};
@@ -200,17 +203,8 @@ class executor {
     clock::time_point now = clock::now();
     for (;;) {
       const node_result result = run_node(i, now);
-      std::uint32_t next = none;
-      for (std::uint32_t c = consumer_begin_[i]; c < real_consumer_end_[i]; ++c) {
-        const std::uint32_t s = consumers_[c];
-        // Still running on the device: only GPU consumers start now.
-        if (result.async && !on_gpu(s)) continue;
-        if (!result.ok) input_failed_[s].store(true, std::memory_order_relaxed);
-        if (pending_[s].fetch_sub(1, std::memory_order_acq_rel) == 1) {
-          if (next != none) tasks_.run([this, next] { run_from(next); });
-          next = s;
-        }
-      }
+      // Still running on the device: only GPU consumers start now.
+      const std::uint32_t next = count_down(i, result.ok, result.async ? consumers::gpu : consumers::all);
       if (next == none) break;
       i = next;
     }
@@ -237,6 +231,25 @@ class executor {
     void** slots = inline_slots;
     bool* may_move = inline_moves;
   };
+
+  enum class consumers : std::uint8_t { all, gpu, cpu };
+
+  // Counts node i's consumers of the kind `which` down (marking their input
+  // failed unless `ok`); spawns those it made ready but one, which it returns
+  // for the calling task to run (or `none`).
+  std::uint32_t count_down(std::uint32_t i, bool ok, consumers which) {
+    std::uint32_t next = none;
+    for (std::uint32_t c = consumer_begin_[i]; c < real_consumer_end_[i]; ++c) {
+      const std::uint32_t s = consumers_[c];
+      if (which != consumers::all && on_gpu(s) != (which == consumers::gpu)) continue;
+      if (!ok) input_failed_[s].store(true, std::memory_order_relaxed);
+      if (pending_[s].fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        if (next != none) tasks_.run([this, next] { run_from(next); });
+        next = s;
+      }
+    }
+    return next;
+  }
 
   struct node_result {
     bool ok = false;     // succeeded (so far, for an asynchronous GPU step)
@@ -304,8 +317,8 @@ class executor {
     const bool per_element = elements.has_value();
     if (cache_ != nullptr) now = clock::now();  // not counting the cache lookup and the inputs' loading
     const auto start = now;
-    CUstream_st* stream = nullptr;
-    if (gpu_ != nullptr && on_gpu(i) && !begin_gpu_step(i, stream, report, &inputs)) {
+    CUstream_st* stream = nullptr;  // stays null on the host backend
+    if (gpu_async_ && on_gpu(i) && !begin_gpu_step(i, stream, report, &inputs)) {
       if (cache_ != nullptr) cache_->abandon(i);
       shown_.finished(node.name, report.status, {});
       release_inputs(node);
@@ -316,33 +329,11 @@ class executor {
       const completed_copies scope(gpu_async_ && !on_gpu(i) ? gpu_ : nullptr);
       attempt(node, inputs, state_.node_slots[i], report, per_element ? &*elements : nullptr, stream);
     }
-    if (gpu_async_ && on_gpu(i) && report.status != step_status::succeeded) {
+    if (gpu_async_ && on_gpu(i)) {
+      if (report.status == step_status::succeeded) return enqueue_finish(i, start, report, now);
       // It may have enqueued work that reads its inputs before it failed:
-      // that work must be done before they can be freed. A failure path,
-      // so the host waits.
-      try {
-        gpu_->end_step(
-            i, [](void*) {}, nullptr);
-        gpu_->wait_step(i);
-      } catch (const std::exception&) {
-        // the device is in error: the step has already failed
-      }
-    }
-    if (gpu_async_ && on_gpu(i) && report.status == step_status::succeeded) {
-      // Enqueued: the rest happens in finish_gpu, once the device is done.
-      gpu_started_[i] = start;
-      gpu_finish_[i].emplace(tasks_.defer([this, i] { finish_gpu(i); }));
-      try {
-        gpu_->end_step(i, &wake, &wakeups_[i]);
-      } catch (const std::exception& e) {
-        report.status = step_status::failed;
-        report.error = e.what();
-        tasks_.run(std::move(*gpu_finish_[i]));
-        now = clock::now();
-        return {.ok = false, .async = true};
-      }
-      now = clock::now();
-      return {.ok = true, .async = true};
+      // that work must be done before they can be freed.
+      (void)wait_for_gpu_step(i);
     }
     if (per_element) {
       report.elements = elements->total.load(std::memory_order_relaxed);
@@ -362,9 +353,42 @@ class executor {
     return {.ok = report.status == step_status::succeeded};
   }
 
-  // The stream of GPU step `i`, ordered after its GPU inputs. False, the
-  // report saying why, when CUDA refuses.
-  // With `inputs`, a cache hit it reads is given to it as its device twin.
+  // A GPU step on CUDA whose work is enqueued: the rest happens in
+  // finish_gpu, once the device is done.
+  node_result enqueue_finish(std::uint32_t i, clock::time_point start, step_report& report, clock::time_point& now) {
+    gpu_started_[i] = start;
+    gpu_finish_[i].emplace(tasks_.defer([this, i] { finish_gpu(i); }));
+    node_result result{.ok = true, .async = true};
+    try {
+      gpu_->end_step(i, &wake, &wakeups_[i]);
+    } catch (const std::exception& e) {
+      report.status = step_status::failed;
+      report.error = e.what();
+      tasks_.run(std::move(*gpu_finish_[i]));
+      result.ok = false;
+    }
+    now = clock::now();
+    return result;
+  }
+
+  // Makes the host wait for GPU step i's work, outside the schedule (a
+  // recomputed input, or a step that failed after enqueuing work). False
+  // when the device reports an error.
+  bool wait_for_gpu_step(std::uint32_t i) {
+    try {
+      gpu_->end_step(
+          i, [](void*) {}, nullptr);
+      gpu_->wait_step(i);
+      gpu_->check_step(i);
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
+  // On CUDA: the stream of GPU step `i`, ordered after its GPU inputs. False,
+  // the report saying why, when CUDA refuses. With `inputs`, a cache hit it
+  // reads is given to it as its device twin.
   bool begin_gpu_step(std::uint32_t i, CUstream_st*& stream, step_report& report, input_list* inputs = nullptr) {
     const node_description& node = graph_.nodes[i];
     std::vector<std::uint32_t> after;  // GPU inputs enqueued in this run
@@ -372,7 +396,7 @@ class executor {
       if (in.kind == input_kind::node && on_gpu(in.index) && !reports_[in.index].cache_hit) after.push_back(in.index);
     try {
       stream = gpu_->begin_step(i, after);
-      for (std::size_t j = 0; inputs != nullptr && gpu_async_ && j < node.inputs.size(); ++j) {
+      for (std::size_t j = 0; inputs != nullptr && twins_ && j < node.inputs.size(); ++j) {
         const auto& in = node.inputs[j];
         if (in.kind != input_kind::node || !reports_[in.index].cache_hit) continue;
         if (graph_.nodes[in.index].slot.upload == nullptr) continue;
@@ -391,40 +415,19 @@ class executor {
   // A GPU value read from the cache lives in host memory. The first GPU step
   // on CUDA that reads it uploads it, on its stream, into a twin of its slot
   // that every GPU consumer then reads (ordered after the upload by the
-  // producer's event): a cache hit is uploaded once.
-  struct twin {
-    std::once_flag once;
-    void* slot = nullptr;
-  };
+  // producer's event): a cache hit is uploaded once. A value already on the
+  // device (recomputed) is read where it is.
   void* device_twin(std::uint32_t p, CUstream_st* stream) {
-    twin& t = twins_[p];
     const slot_functions& f = graph_.nodes[p].slot;
-    std::call_once(t.once, [&] {
-      if (t.slot == nullptr) {
-        t.slot = ::operator new (f.size, std::align_val_t{f.align});
-        f.construct(t.slot);
-      }
-      f.upload(state_.node_slots[p], t.slot, gpu_->memory(), stream);
-      gpu_->mark_ready(p, stream);
+    void* twin = (*twins_)[p];
+    std::call_once(twin_made_[p], [&] {
+      if (f.upload(state_.node_slots[p], twin, gpu_->memory(), stream)) gpu_->mark_ready(p, stream);
     });
+    if (!f.has_value(twin)) return state_.node_slots[p];
     gpu_->wait_for(p, stream);
-    return t.slot;
+    return twin;
   }
 
- public:
-  executor(const executor&) = delete;
-  executor& operator=(const executor&) = delete;
-  // Twins are freed in stream order once every step is done, before the GPU
-  // backend (owned by the run state) goes.
-  ~executor() {
-    for (std::size_t p = 0; twins_ != nullptr && p < graph_.nodes.size(); ++p) {
-      if (twins_[p].slot == nullptr) continue;
-      graph_.nodes[p].slot.destroy(twins_[p].slot);
-      ::operator delete (twins_[p].slot, std::align_val_t{graph_.nodes[p].slot.align});
-    }
-  }
-
- private:
   // gpu_runtime::copy_completed_values for a scope; nothing for null.
   class completed_copies {
    public:
@@ -479,15 +482,12 @@ class executor {
     }
     shown_.finished(node.name, report.status, report.duration);
     release_inputs(node);
-    const bool ok = report.status == step_status::succeeded;
-    for (std::uint32_t c = consumer_begin_[i]; c < real_consumer_end_[i]; ++c) {
-      const std::uint32_t s = consumers_[c];
-      if (on_gpu(s)) continue;  // started when this step was enqueued
-      if (!ok) input_failed_[s].store(true, std::memory_order_relaxed);
-      if (pending_[s].fetch_sub(1, std::memory_order_acq_rel) == 1) tasks_.run([this, s] { run_from(s); });
-    }
     if (cache_ != nullptr) release_value(i);
+    // Its GPU consumers started when it was enqueued; this task goes on with
+    // a CPU one.
+    const std::uint32_t next = count_down(i, report.status == step_status::succeeded, consumers::cpu);
     finished_.fetch_add(1, std::memory_order_release);
+    if (next != none) run_from(next);
   }
 
   void fill_inputs(const node_description& node, input_list& inputs) const {
@@ -567,19 +567,10 @@ class executor {
     fill_inputs(node, inputs);
     step_report again;
     CUstream_st* stream = nullptr;
-    if (gpu_ != nullptr && on_gpu(q) && !begin_gpu_step(q, stream, again)) return false;
+    if (gpu_async_ && on_gpu(q) && !begin_gpu_step(q, stream, again)) return false;
     attempt(node, inputs, state_.node_slots[q], again, nullptr, stream);
-    if (gpu_async_ && on_gpu(q) && again.status == step_status::succeeded) {
-      // Outside the schedule: wait for it here.
-      try {
-        gpu_->end_step(
-            q, [](void*) {}, nullptr);
-        gpu_->wait_step(q);
-        gpu_->check_step(q);
-      } catch (const std::exception&) {
-        return false;
-      }
-    }
+    // Outside the schedule: the host waits for it here.
+    if (gpu_async_ && on_gpu(q) && !wait_for_gpu_step(q)) return false;
     if (again.status != step_status::succeeded) return false;
     cache_->store(q, again);
     return true;
@@ -612,7 +603,9 @@ class executor {
   std::vector<std::optional<tbb::task_handle>> gpu_finish_;
   std::vector<wakeup> wakeups_;
   std::vector<clock::time_point> gpu_started_;
-  std::unique_ptr<twin[]> twins_;  // device twins of cache hits, per node
+  // With the cache: device twins of cache hits, a slot per node, each made once.
+  std::optional<slot_block> twins_;
+  std::unique_ptr<std::once_flag[]> twin_made_;
   const std::atomic<bool>* stop_;
   progress& shown_;
   std::vector<std::atomic<std::uint32_t>> pending_;

@@ -35,57 +35,57 @@ thread_local cudaStream_t completed_copy_stream = nullptr;
 class staging_pool {
  public:
   struct buffer {
+    buffer(std::size_t bytes, int device) : size(bytes), done(device) {
+      check(cudaMallocHost(&data, size), "cudaMallocHost");
+    }
+    buffer(const buffer&) = delete;
+    buffer& operator=(const buffer&) = delete;
+    ~buffer() {
+      // A copy may still use it.
+      try {
+        done.synchronize();
+      } catch (const penstock::cuda::cuda_error& e) {
+        penstock::cuda::detail::report_cleanup_failure(static_cast<cudaError_t>(e.code()), "cudaEventSynchronize");
+      }
+      penstock::cuda::detail::report_cleanup_failure(cudaFreeHost(data), "cudaFreeHost");
+    }
     void* data = nullptr;
-    std::size_t size = 0;
-    cudaEvent_t done = nullptr;
-    bool taken = false;
+    std::size_t size;
+    penstock::cuda::event done;
+    bool taken = true;
   };
 
-  staging_pool() = default;
-  staging_pool(const staging_pool&) = delete;
-  staging_pool& operator=(const staging_pool&) = delete;
-  ~staging_pool() {
-    for (auto& b : buffers_) {
-      if (b.done != nullptr) {
-        penstock::cuda::detail::report_cleanup_failure(cudaEventSynchronize(b.done), "cudaEventSynchronize");
-        penstock::cuda::detail::report_cleanup_failure(cudaEventDestroy(b.done), "cudaEventDestroy");
-      }
-      if (b.data != nullptr) penstock::cuda::detail::report_cleanup_failure(cudaFreeHost(b.data), "cudaFreeHost");
-    }
-  }
+  explicit staging_pool(int device) : device_(device) {}
 
   // A pinned buffer of at least `bytes` bytes that no copy still uses.
   buffer& acquire(std::size_t bytes) {
     const std::scoped_lock lock(mutex_);
     for (auto& b : buffers_) {
-      if (!b.taken && b.size >= bytes && cudaEventQuery(b.done) == cudaSuccess) {
+      if (!b.taken && b.size >= bytes && b.done.query()) {
         b.taken = true;
         return b;
       }
     }
-    buffer& b = buffers_.emplace_back();
-    b.size = std::max<std::size_t>(bytes, std::size_t{1} << 20);
-    check(cudaMallocHost(&b.data, b.size), "cudaMallocHost");
-    check(cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
-    b.taken = true;
-    return b;
+    return buffers_.emplace_back(std::max<std::size_t>(bytes, std::size_t{1} << 20), device_);
   }
 
   // Gives `b` back, free again once the work enqueued on `stream` so far has run.
   void release_after(buffer& b, cudaStream_t stream) {
-    const cudaError_t status = cudaEventRecord(b.done, stream);
+    b.done.record(penstock::cuda::stream_view(stream, device_));
     const std::scoped_lock lock(mutex_);
     b.taken = false;
-    check(status, "cudaEventRecord");
   }
 
  private:
+  int device_;
   std::mutex mutex_;
   std::deque<buffer> buffers_;  // stable addresses
 };
 
 class cuda_memory final : public gpu_memory_resource {
  public:
+  explicit cuda_memory(int device) : staging_(device) {}
+
   [[nodiscard]] gpu_backend backend() const noexcept override { return gpu_backend::cuda; }
 
   void* allocate(std::size_t bytes, CUstream_st* stream) override {
@@ -99,7 +99,7 @@ class cuda_memory final : public gpu_memory_resource {
   }
   void copy_from_host(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
     if (bytes == 0) return;
-    to_device_.fetch_add(1, std::memory_order_relaxed);
+    copies_.count_to_device();
     auto& staged = staging_.acquire(bytes);
     std::memcpy(staged.data, source, bytes);
     const cudaError_t status = cudaMemcpyAsync(destination, staged.data, bytes, cudaMemcpyHostToDevice, stream);
@@ -109,7 +109,7 @@ class cuda_memory final : public gpu_memory_resource {
   void copy_to_host(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
     if (bytes == 0) return;
     if (completed_copy_stream != nullptr) stream = completed_copy_stream;
-    to_host_.fetch_add(1, std::memory_order_relaxed);
+    copies_.count_to_host();
     auto& staged = staging_.acquire(bytes);
     cudaError_t status = cudaMemcpyAsync(staged.data, source, bytes, cudaMemcpyDeviceToHost, stream);
     if (status == cudaSuccess) {
@@ -129,16 +129,12 @@ class cuda_memory final : public gpu_memory_resource {
   [[nodiscard]] std::uint64_t synchronizations() const noexcept {
     return synchronizations_.load(std::memory_order_relaxed);
   }
-  [[nodiscard]] gpu_runtime::copy_counts counts() const noexcept {
-    return {.to_device = to_device_.load(std::memory_order_relaxed),
-            .to_host = to_host_.load(std::memory_order_relaxed)};
-  }
+  [[nodiscard]] gpu_runtime::copy_counts counts() const noexcept { return copies_.counts(); }
 
  private:
   staging_pool staging_;
   std::atomic<std::uint64_t> synchronizations_{0};
-  std::atomic<std::uint64_t> to_device_{0};
-  std::atomic<std::uint64_t> to_host_{0};
+  copy_counter copies_;
 };
 
 class cuda_gpu_runtime final : public gpu_runtime {
@@ -151,6 +147,7 @@ class cuda_gpu_runtime final : public gpu_runtime {
         callbacks_(device_index, 1),
         copy_pool_(device_index, 1),
         copies_(copy_pool_.acquire()),
+        memory_(device_index),
         stream_of_(nodes),
         events_(nodes),
         launched_(nodes, 0),

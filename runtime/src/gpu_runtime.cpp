@@ -19,25 +19,21 @@ class counted_host_memory final : public gpu_memory_resource {
     host().deallocate(p, bytes, stream);
   }
   void copy_from_host(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
-    to_device_.fetch_add(1, std::memory_order_relaxed);
+    copies_.count_to_device();
     host().copy_from_host(destination, source, bytes, stream);
   }
   void copy_to_host(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
-    to_host_.fetch_add(1, std::memory_order_relaxed);
+    copies_.count_to_host();
     host().copy_to_host(destination, source, bytes, stream);
   }
   void copy_within(void* destination, const void* source, std::size_t bytes, CUstream_st* stream) override {
     host().copy_within(destination, source, bytes, stream);
   }
-  [[nodiscard]] gpu_runtime::copy_counts counts() const noexcept {
-    return {.to_device = to_device_.load(std::memory_order_relaxed),
-            .to_host = to_host_.load(std::memory_order_relaxed)};
-  }
+  [[nodiscard]] gpu_runtime::copy_counts counts() const noexcept { return copies_.counts(); }
 
  private:
   static gpu_memory_resource& host() noexcept { return host_memory_resource(); }
-  std::atomic<std::uint64_t> to_device_{0};
-  std::atomic<std::uint64_t> to_host_{0};
+  copy_counter copies_;
 };
 
 class host_gpu_runtime final : public gpu_runtime {
@@ -47,6 +43,7 @@ class host_gpu_runtime final : public gpu_runtime {
   [[nodiscard]] int device() const noexcept override { return -1; }
   [[nodiscard]] std::string_view why_no_device() const noexcept override { return why_; }
   [[nodiscard]] gpu_memory_resource& memory() noexcept override { return memory_; }
+  // Steps run synchronously here: nothing to order (never called).
   CUstream_st* begin_step(std::uint32_t, std::span<const std::uint32_t>) override { return nullptr; }
   void end_step(std::uint32_t, void (*done)(void*), void* data) override { done(data); }
   void mark_ready(std::uint32_t, CUstream_st*) override {}

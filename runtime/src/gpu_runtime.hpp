@@ -9,6 +9,7 @@
 //         (cudaLaunchHostFunc) once the event's work is done.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -35,25 +36,28 @@ class gpu_runtime {
   [[nodiscard]] virtual std::string_view why_no_device() const noexcept = 0;
   [[nodiscard]] virtual gpu_memory_resource& memory() noexcept = 0;
 
-  // CUDA: the stream node `node` is enqueued on, made to wait (on the device)
-  // for the completion of each GPU step in `after` that was enqueued in this
-  // run. Host: null.
+  // The calls from here to wait_step order GPU steps on the device; the
+  // executor makes them on the CUDA backend only (on the host backend a GPU
+  // step runs to its end like a CPU step).
+
+  // The stream node `node` is enqueued on, made to wait (on the device) for
+  // the completion of each GPU step in `after` that was enqueued in this run.
   virtual CUstream_st* begin_step(std::uint32_t node, std::span<const std::uint32_t> after) = 0;
-  // CUDA: records the completion of the work enqueued for `node`; once that
-  // work has run, `done(data)` is called on a thread of CUDA's (it must not
-  // call CUDA). Never called on the host backend, where steps are synchronous.
+  // Records the completion of the work enqueued for `node`; once that work
+  // has run, `done(data)` is called on a thread of CUDA's (it must not call
+  // CUDA).
   virtual void end_step(std::uint32_t node, void (*done)(void*), void* data) = 0;
-  // CUDA: records `node`'s event on `stream`, for a node whose value was not
+  // Records `node`'s event on `stream`, for a node whose value was not
   // made by enqueuing it (a cache hit, uploaded on `stream`); consumers then
   // wait for it like for a step's completion.
   virtual void mark_ready(std::uint32_t node, CUstream_st* stream) = 0;
-  // CUDA: makes `stream` wait for `node`'s event, if it has one.
+  // Makes `stream` wait for `node`'s event, if it has one.
   virtual void wait_for(std::uint32_t node, CUstream_st* stream) = 0;
   // Throws cuda_error if the device reported an error for `node`'s work
-  // (after `done` was called); nothing on the host backend.
+  // (after `done` was called).
   virtual void check_step(std::uint32_t node) = 0;
-  // Makes the calling thread wait for `node`'s work (recomputing an input
-  // outside the schedule); counted as a host synchronization.
+  // Makes the calling thread wait for `node`'s work (outside the schedule);
+  // counted as a host synchronization.
   virtual void wait_step(std::uint32_t node) = 0;
 
   // While on, for the calling thread: GPU values are copied to the host on a
@@ -72,6 +76,21 @@ class gpu_runtime {
     std::uint64_t to_host = 0;
   };
   [[nodiscard]] virtual copy_counts copies() const noexcept = 0;
+};
+
+// The copy counts of a memory resource, for gpu_runtime::copies().
+class copy_counter {
+ public:
+  void count_to_device() noexcept { to_device_.fetch_add(1, std::memory_order_relaxed); }
+  void count_to_host() noexcept { to_host_.fetch_add(1, std::memory_order_relaxed); }
+  [[nodiscard]] gpu_runtime::copy_counts counts() const noexcept {
+    return {.to_device = to_device_.load(std::memory_order_relaxed),
+            .to_host = to_host_.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  std::atomic<std::uint64_t> to_device_{0};
+  std::atomic<std::uint64_t> to_host_{0};
 };
 
 // The backend for a run of a graph with `nodes` nodes: `requested`, or CUDA

@@ -39,12 +39,9 @@ slot_functions slot_functions_for() {
   if constexpr (is_device_vector_v<T>) {
     f.upload = [](const void* from, void* to, gpu_memory_resource& memory, CUstream_st* stream) {
       const T& value = **static_cast<const std::optional<T>*>(from);
-      auto& twin = *static_cast<std::optional<T>*>(to);
-      if (value.on_host()) {
-        twin.emplace(T::from_host(value.data(), value.size(), memory, stream));
-      } else {  // already in device memory (recomputed): a copy on the device
-        memory.copy_within(twin.emplace(value.size(), memory, stream).data(), value.data(), value.size_bytes(), stream);
-      }
+      if (!value.on_host()) return false;
+      static_cast<std::optional<T>*>(to)->emplace(T::from_host(value.data(), value.size(), memory, stream));
+      return true;
     };
   }
   if constexpr (value_traits<T>::cacheable) {
