@@ -20,9 +20,17 @@ concept stream_readable = requires(std::istream& in, T& value) {
   in >> value;
 };
 
+// A type that says how it is read from text (ps::file, ps::directory).
+template <class T>
+concept self_parsing = requires(std::string_view text) {
+  { T::parse(text) } -> std::same_as<T>;
+};
+
 template <class T>
 T parse_value(std::string_view text) {
-  if constexpr (std::same_as<T, std::string>) {
+  if constexpr (self_parsing<T>) {
+    return T::parse(text);
+  } else if constexpr (std::same_as<T, std::string>) {
     return std::string(text);
   } else if constexpr (std::same_as<T, bool>) {
     if (text == "true" || text == "1" || text == "yes" || text == "on") return true;
