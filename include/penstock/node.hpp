@@ -4,8 +4,10 @@
 // whose value is a struct or tuple into typed nodes.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <memory>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -24,9 +26,20 @@ struct last_step<graph<Steps...>> {
 };
 
 // Applies Inner, then Outer: ps::get on a node that is already a projection.
+// Its label is the whole path ("a.get<0>"): part of the consumer's identity,
+// so get<0>(get<&S::a>(n)) and get<0>(get<&S::b>(n)) are keyed apart.
 template <class Inner, class Outer>
 struct composed_projection {
-  static constexpr std::string_view label = Outer::label;
+  static constexpr auto text = [] {
+    constexpr std::string_view inner = Inner::label, outer = Outer::label;
+    std::array<char, inner.size() + 1 + outer.size() + 1> out{};
+    std::size_t n = 0;
+    for (char c : inner) out[n++] = c;
+    out[n++] = '.';
+    for (char c : outer) out[n++] = c;
+    return out;
+  }();
+  static constexpr std::string_view label{text.data(), text.size() - 1};
   template <class V>
   static constexpr auto& apply(V& v) noexcept {
     return Outer::apply(Inner::apply(v));
