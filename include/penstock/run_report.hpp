@@ -73,6 +73,15 @@ struct cache_options {
   // These steps, and every step that depends on them, run even when their
   // output is cached (their new outputs replace the cached ones).
   std::vector<std::string> rerun{};
+  // A step being computed holds a lease on its key, so that another process
+  // asking for the same key waits instead of computing it too. The run
+  // renews its leases every lease_renewal while their steps (and map
+  // elements) compute, so a waiter waits for a step of any length; a lease
+  // that is not renewed for lease_ttl (its holder hung, or runs on another
+  // host and died) is taken over. A holder that died on this host is taken
+  // over at once.
+  std::chrono::seconds lease_ttl{120};
+  std::chrono::milliseconds lease_renewal{std::chrono::seconds{30}};
 };
 
 struct run_options {

@@ -20,13 +20,13 @@ namespace penstock::detail::r1 {
 
 namespace {
 
-// How long a lease protects a key being computed. A holder that dies on this
-// host is detected at once (its process id is gone); the time-out only
-// matters for a holder on another host sharing the directory.
-constexpr std::chrono::seconds lease_ttl{600};
-// How long a process waits for another one computing the same key before it
-// computes the key itself.
-constexpr std::chrono::milliseconds lease_wait{std::chrono::seconds{900}};
+// One wait for another process's lease lasts at most this long before the
+// stop flag is checked again (the wait itself goes on while the holder lives
+// and renews its lease).
+constexpr std::chrono::milliseconds lease_wait_slice{200};
+
+// How many element notes a map's report quotes word for word.
+constexpr std::size_t element_notes_kept = 5;
 
 digest type_fingerprint(const node_description& node) { return hasher().update(node.output_type).finish(); }
 
@@ -63,7 +63,7 @@ std::string key_parts(const graph_description& graph, std::uint32_t i, const run
   parts["identity"] = node.identity.hex();
   parts["version"] = node.options.version;
   parts["code"] = hex(code);
-  parts["source"] = std::string(node.options.source_file);
+  parts["source"] = printable(node.options.source_file);
   parts["output"] = hex(output);
   auto& list = parts["inputs"] = nlohmann::json::array();
   for (std::size_t j = 0; j < node.inputs.size(); ++j) {
@@ -78,7 +78,7 @@ std::string key_parts(const graph_description& graph, std::uint32_t i, const run
       case input_kind::param:
         item["kind"] = "param";
         item["name"] = std::string(graph.params[in.index].name);
-        item["value"] = graph.params[in.index].slot.format(state.param_slots[in.index]);
+        item["value"] = printable(graph.params[in.index].slot.format(state.param_slots[in.index]));
         item["digest"] = hex(inputs[j]);
         break;
       case input_kind::constant: item["kind"] = "constant"; break;
@@ -86,7 +86,8 @@ std::string key_parts(const graph_description& graph, std::uint32_t i, const run
     if (!in.projection.empty()) item["projection"] = std::string(in.projection);
     list.push_back(std::move(item));
   }
-  return parts.dump();
+  // Every string above is printable(): replace is a second guard only.
+  return parts.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::vector<std::optional<digest>> param_digests(const graph_description& graph, const run_state& state) {
@@ -148,6 +149,72 @@ cache_result load_contiguous(cache_store& store, const slot_functions& functions
   return loaded;
 }
 
+lease_attempt acquire_lease(cache_store& store, const digest& key, std::chrono::seconds ttl,
+                            const std::atomic<bool>* stop) {
+  lease_attempt attempt = store.try_acquire(key, ttl);
+  while (attempt.status == lease_status::held && (stop == nullptr || !stop->load(std::memory_order_relaxed))) {
+    attempt = store.acquire_or_wait(key, ttl, lease_wait_slice);
+  }
+  return attempt;
+}
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned char c = bytes[i];
+    // The length of a well-formed sequence starting here (RFC 3629: no
+    // overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+    std::size_t len = 0;
+    if (c < 0x80) {
+      len = 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+    }
+    bool ok = len != 0 && i + len <= n;
+    for (std::size_t k = 1; ok && k < len; ++k) ok = (bytes[i + k] & 0xc0) == 0x80;
+    if (ok && len == 3) {
+      const unsigned char d = bytes[i + 1];
+      ok = !(c == 0xe0 && d < 0xa0) && !(c == 0xed && d >= 0xa0);
+    }
+    if (ok && len == 4) {
+      const unsigned char d = bytes[i + 1];
+      ok = !(c == 0xf0 && d < 0x90) && !(c == 0xf4 && d >= 0x90);
+    }
+    if (ok) {
+      out.append(text.substr(i, len));
+      i += len;
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+      ++i;
+    }
+  }
+  return out;
+}
+
+void element_cache_hook::note(std::string text) {
+  const std::scoped_lock lock(mutex_);
+  if (notes_.size() < element_notes_kept) {
+    notes_.push_back(std::move(text));
+  } else {
+    ++more_notes_;
+  }
+}
+
+std::string element_cache_hook::notes() const {
+  const std::scoped_lock lock(mutex_);
+  std::string out;
+  for (const auto& n : notes_) out += (out.empty() ? "" : "; ") + n;
+  if (more_notes_ != 0) out += fmt::format("; and {} more element{}", more_notes_, more_notes_ == 1 ? "" : "s");
+  return out;
+}
+
 std::string new_run_id() {
   const auto now = std::chrono::system_clock::now();
   std::random_device random;
@@ -155,11 +222,14 @@ std::string new_run_id() {
                      static_cast<long>(::getpid()), random() & 0xffffu);
 }
 
-cache_session::cache_session(const graph_description& graph, run_state& state, const cache_options& options)
+cache_session::cache_session(const graph_description& graph, run_state& state, const cache_options& options,
+                             const std::atomic<bool>* stop)
     : graph_(graph),
       state_(state),
       store_(std::make_unique<cache_store>(options.directory.empty() ? default_cache_directory()
                                                                      : std::filesystem::path(options.directory))),
+      stop_(stop),
+      keeper_(options.lease_ttl, options.lease_renewal),
       run_id_(new_run_id()),
       param_digests_(param_digests(graph, state)),
       forced_(forced_steps(graph, options.rerun)),
@@ -217,7 +287,10 @@ void cache_session::plan() {
   }
 }
 
-cache_session::~cache_session() = default;
+cache_session::~cache_session() {
+  // The keeper's thread must not renew a lease that is going away.
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) keeper_.remove(&nodes_[i].lease);
+}
 
 void cache_session::compute_key(std::uint32_t i) {
   const node_description& node = graph_.nodes[i];
@@ -236,7 +309,7 @@ bool cache_session::lookup(std::uint32_t i, step_report& report) {
     cache_result found;
     try {
       found = store_->lookup(*me.key);
-    } catch (const cache_error& e) {
+    } catch (const std::exception& e) {
       report.cache_note = e.what();
       return false;
     }
@@ -260,16 +333,16 @@ bool cache_session::begin_miss(std::uint32_t i, step_report& report) {
   auto& me = nodes_[i];
   if (!me.key || !node.cacheable || node.options.cache == cache_policy::never) return false;
   try {
-    lease_attempt attempt = store_->try_acquire(*me.key, lease_ttl);
-    if (attempt.status == lease_status::held) attempt = store_->acquire_or_wait(*me.key, lease_ttl, lease_wait);
+    lease_attempt attempt = acquire_lease(*store_, *me.key, keeper_.ttl(), stop_);
     if (attempt.status == lease_status::acquired) {
       me.lease = std::move(attempt.lease);
+      keeper_.add(&me.lease);  // renewed until store() or abandon()
       return false;
     }
     // Cached now (another process stored it, or --rerun of a step whose
     // entry exists: forced steps recompute whatever the index says).
     if (attempt.status == lease_status::cached && !forced_[i]) return lookup(i, report);
-  } catch (const cache_error& e) {
+  } catch (const std::exception& e) {
     report.cache_note = e.what();
   }
   return false;
@@ -294,7 +367,7 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
       } else {
         me.note = "its cache entry was replaced during the run; recomputed";
       }
-    } catch (const cache_error& e) {
+    } catch (const std::exception& e) {
       me.note = fmt::format("{}; recomputed", e.what());
     }
     node.slot.clear(slot);
@@ -312,24 +385,42 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
   return true;
 }
 
+std::optional<digest> cache_session::put(std::uint32_t i) {
+  const node_description& node = graph_.nodes[i];
+  auto& me = nodes_[i];
+  const void* slot = state_.node_slots[i];
+  // put() releases the lease in its transaction: no renewal may run meanwhile.
+  keeper_.remove(&me.lease);
+  const put_result put = store_->put(
+      *me.key, [&](std::ostream& out) { return node.slot.save(slot, out); },
+      put_info{.type = type_fingerprint(node), .run_id = run_id_}, me.lease.held() ? &me.lease : nullptr);
+  return put.content;
+}
+
 void cache_session::store(std::uint32_t i, step_report& report) {
   const node_description& node = graph_.nodes[i];
   auto& me = nodes_[i];
   const void* slot = state_.node_slots[i];
   const bool cacheable = me.key && node.cacheable && node.options.cache == cache_policy::normal;
   std::optional<digest> produced;
+  // A failure to store (a full disk, an I/O error, bytes the serializer
+  // rejects) is a warning: the value is used by this run as without a cache.
   try {
-    if (cacheable) {
-      const put_result put = store_->put(
-          *me.key, [&](std::ostream& out) { return node.slot.save(slot, out); },
-          put_info{.type = type_fingerprint(node), .run_id = run_id_}, me.lease.held() ? &me.lease : nullptr);
-      produced = put.content;
-    }
-  } catch (const cache_error& e) {
-    report.cache_note = e.what();
+    if (cacheable) produced = put(i);
+  } catch (const std::exception& e) {
+    report.cache_note = fmt::format("its output was not stored in the cache: {}", e.what());
+  } catch (...) {
+    report.cache_note = "its output was not stored in the cache: an exception that is not a std::exception";
   }
-  // Dependents' keys need the digest even when the value is not stored.
-  if (!produced && node.slot.hash != nullptr) produced = node.slot.hash(slot);
+  // Dependents' keys need the digest even when the value is not stored; a
+  // value that cannot even be hashed leaves them without a key (they run).
+  if (!produced && node.slot.hash != nullptr) {
+    try {
+      produced = node.slot.hash(slot);
+    } catch (const std::exception& e) {
+      if (report.cache_note.empty()) report.cache_note = fmt::format("its output cannot be hashed: {}", e.what());
+    }
+  }
   // A hit recomputed by materialize() keeps the digest its dependents' keys
   // were computed from (they may be reading it now); the new one is compared.
   if (content_[i]) {
@@ -337,7 +428,16 @@ void cache_session::store(std::uint32_t i, step_report& report) {
   } else {
     content_[i] = produced;
   }
-  if (me.lease.held()) me.lease.release();
+  release(me.lease);
+}
+
+void cache_session::release(cache_lease& lease) noexcept {
+  keeper_.remove(&lease);
+  try {
+    if (lease.held()) lease.release();
+  } catch (const std::exception&) {
+    // The index failed: the lease expires by itself (lease_ttl).
+  }
 }
 
 bool cache_session::element_hook(std::uint32_t i, element_cache_hook& hook) {
@@ -349,18 +449,32 @@ bool cache_session::element_hook(std::uint32_t i, element_cache_hook& hook) {
   prefix.update_value(static_cast<std::uint8_t>(code_[i].has_value()));
   if (code_[i]) prefix.update(*code_[i]);
   hook.store = store_.get();
+  hook.keeper = &keeper_;
+  hook.lease_ttl = keeper_.ttl();
+  hook.stop = stop_;
   hook.prefix = prefix.finish();
   hook.type = type_fingerprint(node);
   hook.run_id = run_id_;
   return true;
 }
 
-void cache_session::abandon(std::uint32_t i) {
-  auto& me = nodes_[i];
-  if (me.lease.held()) me.lease.release();
+void cache_session::release_if_unused(std::uint32_t p, const std::atomic<std::uint32_t>& uses, void* slot) {
+  const std::scoped_lock lock(nodes_[p].mutex);
+  if (uses.load(std::memory_order_acquire) == 0) graph_.nodes[p].slot.clear(slot);
 }
 
+void cache_session::abandon(std::uint32_t i) { release(nodes_[i].lease); }
+
 void cache_session::finish(const run_report& report) {
+  // Bookkeeping only: whatever fails here is a warning, never the run's failure.
+  try {
+    record(report);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "penstock: could not record run {} in the cache: {}\n", run_id_, e.what());
+  }
+}
+
+void cache_session::record(const run_report& report) {
   // Hits not marked used within the store's touch_interval are marked now
   // (gc's least recently used order); fresher ones are left alone, so a
   // no-op rerun writes nothing but its run record.
@@ -369,7 +483,7 @@ void cache_session::finish(const run_report& report) {
   for (std::uint32_t i = 0; i < graph_.nodes.size(); ++i) {
     const node_description& node = graph_.nodes[i];
     auto& me = nodes_[i];
-    if (me.lease.held()) me.lease.release();
+    release(me.lease);
     if (!me.key) continue;
     const step_report& step = report.steps[i];
     if (step.cache_hit) {
@@ -400,13 +514,9 @@ void cache_session::finish(const run_report& report) {
     if (s.status == step_status::failed || s.status == step_status::timed_out) ++run.failed;
     if (!s.cache_note.empty()) ++run.reported_misses;
   }
-  try {
-    if (!used.empty()) store_->touch(used);
-    if (!records.empty()) store_->record_steps(records);
-    store_->record_run(run);
-  } catch (const cache_error& e) {
-    fmt::print(stderr, "penstock: could not record run {} in the cache: {}\n", run_id_, e.what());
-  }
+  if (!used.empty()) store_->touch(used);
+  if (!records.empty()) store_->record_steps(records);
+  store_->record_run(run);
 }
 
 }  // namespace penstock::detail::r1

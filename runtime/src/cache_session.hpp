@@ -34,6 +34,7 @@
 #include <penstock/run_report.hpp>
 
 #include "cache_store.hpp"
+#include "lease_keeper.hpp"
 #include "run_state.hpp"
 
 namespace penstock::detail::r1 {
@@ -83,22 +84,50 @@ namespace penstock::detail::r1 {
 // A new run id: UTC time, host process id and a random suffix.
 [[nodiscard]] std::string new_run_id();
 
+// Takes the lease on `key`, waiting for as long as another live process
+// holds it (that process renews it while it computes): returns acquired,
+// cached (the other process stored it), or held when `stop` was set first.
+[[nodiscard]] lease_attempt acquire_lease(cache_store& store, const digest& key, std::chrono::seconds ttl,
+                                          const std::atomic<bool>* stop);
+
+// `text` as it can go into JSON and onto a terminal: valid UTF-8 is kept,
+// every other byte becomes \xNN (a path or a string parameter need not be
+// UTF-8; a run record must not fail for it).
+[[nodiscard]] std::string printable(std::string_view text);
+
 // A ps::map's per-element cache during one attempt (context::element_cache()
-// points at it). Element results are stored without leases: two processes
-// may compute the same new element at the same time, and store it twice.
+// points at it). An element being computed is leased like a step, so two
+// processes whose vectors share elements compute each once; a damaged
+// element is a reported miss (`notes`), then computed.
 struct element_cache_hook {
   cache_store* store = nullptr;
+  lease_keeper* keeper = nullptr;
+  std::chrono::seconds lease_ttl{0};
+  const std::atomic<bool>* stop = nullptr;
   digest prefix;  // the map's identity and code fingerprint
   digest type;
   std::string_view run_id;
   std::atomic<std::size_t> total{0};
   std::atomic<std::size_t> cached{0};
+
+  // A reported miss or a failure to store an element (thread-safe); the
+  // first few are kept word for word, the rest counted.
+  void note(std::string text);
+  // What note() kept, as one line for the step's report ("" if nothing).
+  [[nodiscard]] std::string notes() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> notes_;
+  std::size_t more_notes_ = 0;
 };
 
 class cache_session {
  public:
-  // Opens the store; throws cache_error if it cannot be opened.
-  cache_session(const graph_description& graph, run_state& state, const cache_options& options);
+  // Opens the store; throws cache_error if it cannot be opened. `stop`
+  // (may be null) ends waits for other processes' leases.
+  cache_session(const graph_description& graph, run_state& state, const cache_options& options,
+                const std::atomic<bool>* stop = nullptr);
   cache_session(const cache_session&) = delete;
   cache_session& operator=(const cache_session&) = delete;
   ~cache_session();
@@ -124,6 +153,11 @@ class cache_session {
   // Sets up `hook` for map node i; false when its elements are not cached
   // (caching off for the step, or --rerun).
   bool element_hook(std::uint32_t i, element_cache_hook& hook);
+
+  // For the executor's release of node p's value once its use count is
+  // zero: clears the slot unless a recomputation pinned it again meanwhile
+  // (`uses` is read under the lock materialize() holds).
+  void release_if_unused(std::uint32_t p, const std::atomic<std::uint32_t>& uses, void* slot);
 
   // Step 4, after node i ran successfully.
   void store(std::uint32_t i, step_report& report);
@@ -161,10 +195,19 @@ class cache_session {
 
   void compute_key(std::uint32_t i);
   void plan();
+  // Stops renewing `lease` and gives it back (a failure is left to its expiry).
+  void release(cache_lease& lease) noexcept;
+  void record(const run_report& report);
+
+  // Stores node i's output; throws whatever the store or the value's
+  // serialization throws (store() turns it into a warning).
+  std::optional<digest> put(std::uint32_t i);
 
   const graph_description& graph_;
   run_state& state_;
   std::unique_ptr<cache_store> store_;
+  const std::atomic<bool>* stop_;
+  lease_keeper keeper_;
   std::string run_id_;
   std::vector<std::optional<digest>> param_digests_;
   std::vector<std::optional<digest>> code_;

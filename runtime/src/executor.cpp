@@ -303,9 +303,11 @@ class executor {
     input_list inputs(node.inputs.size());
     for (std::size_t j = 0; j < node.inputs.size(); ++j) {
       const auto& in = node.inputs[j];
-      // Every other consumer has finished: nobody else will read it.
+      // Every other consumer has finished: nobody else will read it, unless
+      // one of them was a cache hit whose value may yet have to be computed
+      // again from this one (its blob may turn out to be damaged).
       inputs.may_move[j] = in.kind == input_kind::node && node.options.retries == 0 &&
-                           uses_left_[in.index].load(std::memory_order_acquire) == 1;
+                           uses_left_[in.index].load(std::memory_order_acquire) == 1 && !read_again(in.index);
     }
     fill_inputs(node, inputs);
 
@@ -338,6 +340,7 @@ class executor {
     if (per_element) {
       report.elements = elements->total.load(std::memory_order_relaxed);
       report.elements_cached = elements->cached.load(std::memory_order_relaxed);
+      report.cache_note = elements->notes();
     }
     now = clock::now();
     report.duration = now - start;
@@ -557,10 +560,32 @@ class executor {
   }
 
  private:
+  // Whether a lazily cached consumer of node p may still recompute itself
+  // from p's value (with the cache only).
+  [[nodiscard]] bool read_again(std::uint32_t p) const {
+    if (cache_ == nullptr) return false;
+    for (std::uint32_t c = consumer_begin_[p]; c < real_consumer_end_[p]; ++c)
+      if (cache_->lazy(consumers_[c])) return true;
+    return false;
+  }
+
+  // Keeps node p's value alive while a recomputation reads it: one more use,
+  // taken even after the count reached zero (the value is then gone or
+  // going, and materialize() computes it again).
+  void pin(std::uint32_t p) { uses_left_[p].fetch_add(1, std::memory_order_acq_rel); }
+
   // Runs node q again outside the schedule, for a cached value that could
-  // not be read. Its inputs are materialized first (recursively).
+  // not be read. Its inputs are pinned and materialized first (recursively),
+  // so that their other consumers cannot free them while q reads them.
   bool recompute(std::uint32_t q) {
     const node_description& node = graph_.nodes[q];
+    struct unpin {
+      executor* self;
+      const node_description& node;
+      ~unpin() { self->release_inputs(node); }
+    } pins{this, node};
+    for (const auto& in : node.inputs)
+      if (in.kind == input_kind::node) pin(in.index);
     for (const auto& in : node.inputs)
       if (in.kind == input_kind::node && !materialize(in.index)) return false;
     input_list inputs(node.inputs.size());
@@ -586,7 +611,15 @@ class executor {
       if (in.kind == input_kind::node) release_value(in.index);
   }
   void release_value(std::uint32_t p) {
-    if (uses_left_[p].fetch_sub(1, std::memory_order_acq_rel) == 1) graph_.nodes[p].slot.clear(state_.node_slots[p]);
+    if (uses_left_[p].fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (cache_ == nullptr) {
+      graph_.nodes[p].slot.clear(state_.node_slots[p]);
+      return;
+    }
+    // A recomputation may have pinned the value since the count reached
+    // zero: clear it only if it is still unused, under the lock that
+    // materialize() holds while it checks and fills the slot.
+    cache_->release_if_unused(p, uses_left_[p], state_.node_slots[p]);
   }
 
   static constexpr std::uint32_t none = static_cast<std::uint32_t>(-1);
@@ -635,7 +668,7 @@ run_outcome execute(const graph_description& graph, const run_options& options) 
   std::string cache_note;
   if (options.cache.enabled) {
     try {
-      cache = std::make_unique<cache_session>(graph, *state, options.cache);
+      cache = std::make_unique<cache_session>(graph, *state, options.cache, options.stop);
     } catch (const cache_error& e) {
       // Nothing is lost: the run goes on without the cache, and says so.
       cache_note = fmt::format("the cache could not be used, every step runs: {}", e.what());
@@ -701,6 +734,28 @@ const void* output_slot(const run_state& state, std::size_t index) noexcept {
   return state.node_slots[index];
 }
 
+namespace {
+
+// Reads element i's result from the cache: true on a hit. A damaged entry
+// is a reported miss (a note naming the element and what was wrong).
+bool load_element(element_cache_hook& hook, const element_cache_functions& cache, void* data, std::size_t i,
+                  std::size_t n, const digest& key) {
+  try {
+    const cache_result found = hook.store->load(key, [&](std::istream& in) { cache.load_result(data, i, in); });
+    if (found.hit()) {
+      hook.cached.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    if (found.status != cache_status::absent)
+      hook.note(fmt::format("element {} of {}: {}; recomputed", i, n, found.message));
+  } catch (const std::exception& e) {
+    hook.note(fmt::format("element {} of {}: {}; recomputed", i, n, e.what()));
+  }
+  return false;
+}
+
+}  // namespace
+
 void for_each_element(const context& node_ctx, std::size_t n, std::uint32_t retries,
                       void (*element_fn)(void* data, std::size_t i, context& element_ctx), void* data,
                       const element_cache_functions& cache) {
@@ -710,21 +765,22 @@ void for_each_element(const context& node_ctx, std::size_t n, std::uint32_t retr
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n), [&](const tbb::blocked_range<std::size_t>& range) {
     for (std::size_t i = range.begin(); i != range.end(); ++i) {
       context ctx = node_ctx.for_element(i);
-      // Keyed on the element's content: read it back if cached, else run it
-      // and store it. A damaged or missing element is simply run again.
+      // Keyed on the element's content: read it back if cached, else lease
+      // it (another process computing it is waited for), run it and store it.
       std::optional<digest> key;
+      cache_lease lease;
       if (hook != nullptr) {
         key = hasher().update(hook->prefix).update(cache.input_digest(data, i)).finish();
+        if (load_element(*hook, cache, data, i, n, *key)) continue;
         try {
-          const cache_result found = hook->store->load(*key, [&](std::istream& in) { cache.load_result(data, i, in); });
-          if (found.hit()) {
-            hook->cached.fetch_add(1, std::memory_order_relaxed);
-            continue;
-          }
-        } catch (const cache_error&) {
-          // unreadable: computed below
+          lease_attempt attempt = acquire_lease(*hook->store, *key, hook->lease_ttl, hook->stop);
+          if (attempt.status == lease_status::cached && load_element(*hook, cache, data, i, n, *key)) continue;
+          if (attempt.status == lease_status::acquired) lease = std::move(attempt.lease);
+        } catch (const std::exception& e) {
+          hook->note(fmt::format("element {}: {}", i, e.what()));
         }
       }
+      kept_lease renewed(hook != nullptr ? hook->keeper : nullptr, &lease);
       for (std::uint32_t attempt = 0;; ++attempt) {
         ctx.throw_if_stop_requested();
         try {
@@ -738,13 +794,15 @@ void for_each_element(const context& node_ctx, std::size_t n, std::uint32_t retr
           }
         }
       }
+      renewed.stop();  // put() releases the lease in its transaction
       if (key) {
         try {
           (void)hook->store->put(
               *key, [&](std::ostream& out) { return cache.save_result(data, i, out); },
-              put_info{.type = hook->type, .run_id = hook->run_id});
-        } catch (const cache_error&) {
-          // not stored: the element is computed again next time
+              put_info{.type = hook->type, .run_id = hook->run_id}, lease.held() ? &lease : nullptr);
+        } catch (const std::exception& e) {
+          // Not stored: the element is computed again next time.
+          hook->note(fmt::format("element {} was not stored in the cache: {}", i, e.what()));
         }
       }
     }
