@@ -140,6 +140,23 @@ TEST(cli, a_bad_command_line_exits_2) {
   }
 }
 
+TEST(cli, a_non_finite_value_of_a_floating_point_parameter_exits_2_naming_it) {
+  auto rate = ps::param<double>("rate");
+  auto out = ps::step<"out">([](double r) { return r * 2; })(rate);
+  const auto p = ps::pipeline<"rates">(out);
+  for (const std::string value : {"nan", "inf", "-inf", "Infinity"}) {
+    const auto r = run_cli(p, {"run", "--quiet", "--no-cache", "--param", "rate=" + value});
+    EXPECT_EQ(r.code, 2) << value << ": " << r.err;
+    EXPECT_TRUE(contains(r.err, "parameter 'rate' (double)")) << r.err;
+    EXPECT_TRUE(contains(r.err, "not a finite number")) << r.err;
+    EXPECT_TRUE(contains(r.err, ".allow_non_finite()")) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  const auto finite = run_cli(p, {"run", "--quiet", "--no-cache", "--param", "rate=1.5"});
+  EXPECT_EQ(finite.code, 0) << finite.err;
+  EXPECT_TRUE(contains(finite.out, "out = 3\n")) << finite.out;
+}
+
 TEST(cli, graph_dot_names_every_step_and_parameter) {
   const auto p = demo_pipeline();
   const auto r = run_cli(p, {"graph", "--format", "dot"});

@@ -6,7 +6,10 @@
 #include <penstock/penstock.hpp>
 
 #include <atomic>
+#include <cmath>
+#include <concepts>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,8 +24,10 @@ using param_list = std::vector<std::pair<std::string, std::string>>;
 
 // Runs a pipeline that passes one parameter of type T straight through.
 template <class T>
-T parsed(const std::string& text) {
+T parsed(const std::string& text, bool allow_non_finite = false) {
   auto p = ps::param<T>("value");
+  if constexpr (std::is_floating_point_v<T>)
+    if (allow_non_finite) p.allow_non_finite();
   auto out = ps::step<"out">([](const T& v) { return v; })(p);
   const auto result = ps::pipeline<"parse">(out).run({.params = {{"value", text}}});
   if (!result.ok()) throw std::runtime_error(result.report().summary());
@@ -31,14 +36,22 @@ T parsed(const std::string& text) {
 
 // The param_error message for one malformed value, or "" if none was thrown.
 template <class T>
-std::string parse_error(const std::string& text) {
+std::string parse_error(const std::string& text, bool allow_non_finite = false) {
   try {
-    (void)parsed<T>(text);
+    (void)parsed<T>(text, allow_non_finite);
   } catch (const ps::param_error& e) {
     return e.what();
   }
   return "";
 }
+
+template <class P>
+concept can_allow_non_finite = requires(P p) {
+  p.allow_non_finite();
+};
+
+const char* const non_finite_spellings[] = {"nan",  "NaN", "-nan",     "nan(1)",   "inf",
+                                            "-inf", "INF", "infinity", "-Infinity"};
 
 }  // namespace
 
@@ -82,6 +95,71 @@ TEST(params, a_malformed_value_names_the_parameter_and_its_type) {
   }
   EXPECT_TRUE(contains(parse_error<int>("abc"), "\"abc\"")) << parse_error<int>("abc");
   EXPECT_TRUE(contains(parse_error<int>("99999999999"), "out of range")) << parse_error<int>("99999999999");
+}
+
+// std::from_chars reads these as NaN or infinity; a parameter takes them only
+// when declared .allow_non_finite().
+TEST(params, a_non_finite_value_names_the_parameter_its_type_and_the_opt_in) {
+  for (const char* text : non_finite_spellings) {
+    for (const auto& [message, type] :
+         {std::pair{parse_error<float>(text), "float"}, std::pair{parse_error<double>(text), "double"},
+          std::pair{parse_error<long double>(text), "long double"}}) {
+      ASSERT_FALSE(message.empty()) << text << " was accepted by a " << type;
+      EXPECT_TRUE(contains(message, "parameter 'value' (" + std::string(type) + ")")) << message;
+      EXPECT_TRUE(contains(message, "\"" + std::string(text) + "\"")) << message;
+      EXPECT_TRUE(contains(message, "not a finite number")) << message;
+      EXPECT_TRUE(contains(message, "declare the parameter .allow_non_finite() to accept it")) << message;
+    }
+  }
+  EXPECT_TRUE(contains(parse_error<double>("NaN"), "not a finite number (nan)")) << parse_error<double>("NaN");
+  EXPECT_TRUE(contains(parse_error<double>("Infinity"), "(inf)")) << parse_error<double>("Infinity");
+  EXPECT_TRUE(contains(parse_error<double>("-inf"), "(-inf)")) << parse_error<double>("-inf");
+}
+
+TEST(params, allow_non_finite_accepts_nan_and_infinity) {
+  EXPECT_TRUE(std::isnan(parsed<double>("nan", true)));
+  EXPECT_TRUE(std::isnan(parsed<float>("NaN", true)));
+  EXPECT_TRUE(std::isnan(parsed<long double>("-nan", true)));
+  EXPECT_EQ(parsed<double>("inf", true), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(parsed<float>("-Infinity", true), -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(parsed<long double>("INF", true), std::numeric_limits<long double>::infinity());
+  // Finite values as before; what is not a number at all is still refused.
+  EXPECT_DOUBLE_EQ(parsed<double>("2.5", true), 2.5);
+  EXPECT_TRUE(contains(parse_error<double>("infin", true), "not a number")) << parse_error<double>("infin", true);
+  EXPECT_TRUE(contains(parse_error<double>("1e999", true), "out of range")) << parse_error<double>("1e999", true);
+}
+
+TEST(params, allow_non_finite_returns_the_parameter_and_marks_every_handle) {
+  auto tolerance = ps::param<double>("tolerance", 1.0).allow_non_finite();
+  static_assert(std::same_as<decltype(tolerance), ps::param_node<double>>);
+  EXPECT_EQ(tolerance.name(), "tolerance");
+  EXPECT_EQ(tolerance.default_value(), 1.0);
+  EXPECT_TRUE(tolerance.allows_non_finite());
+
+  auto rate = ps::param<float>("rate");
+  const auto handle = rate;
+  EXPECT_FALSE(handle.allows_non_finite());
+  static_assert(std::same_as<decltype(rate.allow_non_finite()), ps::param_node<float>&>);
+  EXPECT_EQ(&rate.allow_non_finite(), &rate);
+  EXPECT_TRUE(handle.allows_non_finite()) << "a copy is a handle to the same parameter";
+
+  // Only a floating-point parameter has non-finite values to allow.
+  static_assert(can_allow_non_finite<ps::param_node<double>>);
+  static_assert(can_allow_non_finite<ps::param_node<long double>>);
+  static_assert(!can_allow_non_finite<ps::param_node<int>>);
+  static_assert(!can_allow_non_finite<ps::param_node<std::string>>);
+}
+
+TEST(params, a_non_finite_default_written_in_code_is_kept) {
+  auto limit = ps::param<double>("limit", std::numeric_limits<double>::infinity());
+  auto missing = ps::param<double>("missing", std::numeric_limits<double>::quiet_NaN());
+  auto out = ps::step<"out">([](double l, double m) { return std::isinf(l) && std::isnan(m); })(limit, missing);
+  const auto p = ps::pipeline<"defaults">(out);
+  const auto result = p.run();
+  ASSERT_TRUE(result.ok()) << result.report().summary();
+  EXPECT_TRUE(result.value(out));
+  // Given on the command line, the same value is refused.
+  EXPECT_THROW((void)p.run({.params = {{"limit", "inf"}}}), ps::param_error);
 }
 
 TEST(params, param_error_is_an_invalid_argument_thrown_before_any_step_runs) {

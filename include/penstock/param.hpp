@@ -1,12 +1,17 @@
 // ps::param<T>("name") and ps::param<T>("name", default): a typed pipeline
 // parameter. Its value comes from code (the default) or from the command line
 // (`run --param name=value`); a malformed or missing value is an error that
-// names the parameter and its type, raised before any step runs.
+// names the parameter and its type, raised before any step runs. A
+// floating-point parameter refuses nan and inf from the command line unless
+// declared .allow_non_finite().
 #pragma once
 
+#include <cmath>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -22,7 +27,28 @@ template <class T>
 struct param_state {
   std::string name;
   std::optional<T> default_value;
+  bool allow_non_finite = false;
 };
+
+// Reads a parameter's value from the command line. std::from_chars takes
+// "nan", "inf" and "infinity" in any case: a typo'd or scripted value would
+// then reach every step (and its cache key) as a NaN, so a floating-point
+// parameter takes them only when declared to. A non-finite default written in
+// code is the author's choice and is not checked.
+template <class T, bool AllowNonFinite>
+void parse_param(void* slot, std::string_view text) {
+  T value = parse_value<T>(text);
+  if constexpr (std::is_floating_point_v<T> && !AllowNonFinite) {
+    if (!std::isfinite(value)) {
+      throw std::invalid_argument(std::string("not a finite number (")
+                                      .append(std::isnan(value) ? "nan"
+                                              : value > 0       ? "inf"
+                                                                : "-inf")
+                                      .append("); declare the parameter .allow_non_finite() to accept it"));
+    }
+  }
+  static_cast<std::optional<T>*>(slot)->emplace(std::move(value));
+}
 
 }  // namespace detail
 
@@ -43,6 +69,21 @@ class param_node {
   [[nodiscard]] const std::string& name() const noexcept { return state_->name; }
   [[nodiscard]] const std::optional<T>& default_value() const noexcept { return state_->default_value; }
 
+  // Lets the command line (and run_options::params) set this floating-point
+  // parameter to nan, inf or -inf, which are refused otherwise. It marks the
+  // parameter itself, so every handle to it sees the change; call it where the
+  // parameter is declared, before a pipeline uses it:
+  //   auto tolerance = ps::param<double>("tolerance", 1e-6).allow_non_finite();
+  param_node& allow_non_finite() & requires std::is_floating_point_v<T> {
+    state_->allow_non_finite = true;
+    return *this;
+  }
+  [[nodiscard]] param_node allow_non_finite() && requires std::is_floating_point_v<T> {
+    state_->allow_non_finite = true;
+    return std::move(*this);
+  }
+  [[nodiscard]] bool allows_non_finite() const noexcept { return state_->allow_non_finite; }
+
   // Lowering: how the runtime creates, fills and parses this parameter's slot.
   [[nodiscard]] param_description describe() const {
     return {
@@ -56,10 +97,7 @@ class param_node {
               const auto& p = *static_cast<const detail::param_state<T>*>(param);
               if (p.default_value) static_cast<std::optional<T>*>(slot)->emplace(*p.default_value);
             },
-        .parse =
-            [](void* slot, std::string_view text) {
-              static_cast<std::optional<T>*>(slot)->emplace(detail::parse_value<T>(text));
-            },
+        .parse = state_->allow_non_finite ? &detail::parse_param<T, true> : &detail::parse_param<T, false>,
     };
   }
 
