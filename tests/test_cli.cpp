@@ -140,6 +140,15 @@ TEST(cli, a_bad_command_line_exits_2) {
   }
 }
 
+TEST(cli, a_parameter_given_twice_exits_2_naming_it) {
+  for (const std::string command : {"run", "explain"}) {
+    const auto r = run_cli(demo_pipeline(), {command, "--param", "n=1", "--param", "name=x", "--param", "n=2"});
+    EXPECT_EQ(r.code, 2) << command << ": " << r.err;
+    EXPECT_TRUE(contains(r.err, "parameter 'n' is given twice (n=1 and n=2)")) << command << ": " << r.err;
+    EXPECT_TRUE(r.out.empty()) << command << ": " << r.out;
+  }
+}
+
 TEST(cli, a_non_finite_value_of_a_floating_point_parameter_exits_2_naming_it) {
   auto rate = ps::param<double>("rate");
   auto out = ps::step<"out">([](double r) { return r * 2; })(rate);

@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <thread>
 #include <utility>
@@ -97,6 +98,23 @@ void check_step_names(const graph_description& graph, const std::vector<std::str
   }
 }
 
+// Each parameter is given at most once: with two values, which one the run
+// used would depend on the order of the command line, silently.
+std::vector<std::pair<std::string, std::string>> split_params(const std::vector<std::string>& texts) {
+  std::vector<std::pair<std::string, std::string>> params;
+  std::map<std::string, std::string> seen;  // name -> value
+  for (const auto& text : texts) {
+    auto param = split_param(text);
+    if (const auto [it, inserted] = seen.emplace(param.first, param.second); !inserted) {
+      throw CLI::ValidationError(
+          "--param", fmt::format("parameter '{0}' is given twice ({0}={1} and {0}={2}); give it once", param.first,
+                                 it->second, param.second));
+    }
+    params.push_back(std::move(param));
+  }
+  return params;
+}
+
 struct run_arguments {
   std::vector<std::string> params;
   std::size_t threads = 0;
@@ -110,7 +128,7 @@ run_options options_from(const graph_description& graph, const run_arguments& ar
   run_options options;
   options.threads = args.threads;
   options.progress = args.quiet ? progress_mode::none : progress_mode::automatic;
-  for (const auto& p : args.params) options.params.push_back(split_param(p));
+  options.params = split_params(args.params);
   check_step_names(graph, args.rerun);
   options.cache.enabled = !args.no_cache;
   options.cache.rerun = args.rerun;
