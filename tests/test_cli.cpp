@@ -166,6 +166,16 @@ TEST(cli, a_non_finite_value_of_a_floating_point_parameter_exits_2_naming_it) {
   EXPECT_TRUE(contains(finite.out, "out = 3\n")) << finite.out;
 }
 
+TEST(cli, an_unknown_command_is_named_with_the_commands) {
+  const auto r = run_cli(demo_pipeline(), {"frobnicate"});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(contains(r.err, "'frobnicate' is not a command")) << r.err;
+  EXPECT_TRUE(contains(r.err, "the commands are run, explain, graph, describe, cache")) << r.err;
+  EXPECT_FALSE(contains(r.err, "A subcommand is required")) << r.err;
+  // With no command at all, CLI11's own message stands.
+  EXPECT_TRUE(contains(run_cli(demo_pipeline(), {}).err, "A subcommand is required"));
+}
+
 TEST(cli, graph_dot_names_every_step_and_parameter) {
   const auto p = demo_pipeline();
   const auto r = run_cli(p, {"graph", "--format", "dot"});

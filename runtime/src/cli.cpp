@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -189,6 +190,19 @@ int run_command(const graph_description& graph, const run_arguments& args) {
   return 0;
 }
 
+// CLI11 2.1.2 answers a word that is no subcommand (`frobnicate`) with "A
+// subcommand is required", as if none were given: name it and the commands.
+std::optional<CLI::ExtrasError> unknown_command(const CLI::App& app, const CLI::ParseError& e) {
+  if (e.get_exit_code() == 0 || !app.get_subcommands().empty()) return std::nullopt;
+  const std::vector<std::string> extra = app.remaining();
+  if (extra.empty() || extra.front().starts_with('-')) return std::nullopt;
+  std::string commands;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App* sub) { return !sub->get_name().empty(); }))
+    commands += (commands.empty() ? "" : ", ") + sub->get_name();
+  return CLI::ExtrasError(fmt::format("'{}' is not a command; the commands are {}", extra.front(), commands),
+                          CLI::ExitCodes::ExtrasError);
+}
+
 }  // namespace
 
 int main(const graph_description& graph, int argc, const char* const* argv) {
@@ -231,6 +245,7 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (const auto unknown = unknown_command(app, e)) return parse_failed(*unknown);
     return parse_failed(e);
   }
 
