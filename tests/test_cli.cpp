@@ -39,6 +39,11 @@ cli_result run_cli(const P& pipeline, const std::vector<std::string>& args) {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+std::size_t count(const std::string& text, const std::string& part) {
+  std::size_t n = 0;
+  for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + part.size())) ++n;
+  return n;
+}
 
 std::vector<int> numbers(int n) {
   std::vector<int> v;
@@ -174,6 +179,21 @@ TEST(cli, an_unknown_command_is_named_with_the_commands) {
   EXPECT_FALSE(contains(r.err, "A subcommand is required")) << r.err;
   // With no command at all, CLI11's own message stands.
   EXPECT_TRUE(contains(run_cli(demo_pipeline(), {}).err, "A subcommand is required"));
+}
+
+// oneTBB runs no more threads than its max_allowed_parallelism (the cores,
+// here); asking for more is clamped, said once by penstock, not by oneTBB.
+TEST(cli, threads_above_what_onetbb_allows_are_clamped_and_said_once) {
+  const auto r = run_cli(demo_pipeline(), {"run", "--quiet", "--no-cache", "-p", "name=x", "--threads", "4096"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "label = \"x:6\"")) << r.out;
+  EXPECT_EQ(count(r.err, "penstock: --threads 4096 is more than the "), 1u) << r.err;
+  EXPECT_TRUE(contains(r.err, " threads oneTBB allows here; using ")) << r.err;
+  EXPECT_FALSE(contains(r.err, "TBB Warning")) << r.err;
+  // Within the limit: nothing said.
+  const auto one = run_cli(demo_pipeline(), {"run", "--quiet", "--no-cache", "-p", "name=x", "--threads", "1"});
+  EXPECT_EQ(one.code, 0) << one.err;
+  EXPECT_TRUE(one.err.empty()) << one.err;
 }
 
 TEST(cli, graph_dot_names_every_step_and_parameter) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <oneapi/tbb/global_control.h>
 #include <CLI/CLI.hpp>
 
 #include <penstock/detail/runtime_api.hpp>
@@ -116,6 +117,18 @@ std::vector<std::pair<std::string, std::string>> split_params(const std::vector<
   return params;
 }
 
+// oneTBB runs at most max_allowed_parallelism threads at once: the cores it
+// may use, unless the program raised or lowered it with a tbb::global_control.
+// An arena asking for more gets no more, and oneTBB says so with a "TBB
+// Warning" about workers; penstock clamps the request and says it once.
+std::size_t allowed_threads(std::size_t requested) {
+  const std::size_t allowed = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
+  if (requested <= allowed) return requested;
+  fmt::print(stderr, "penstock: --threads {} is more than the {} threads oneTBB allows here; using {}\n", requested,
+             allowed, allowed);
+  return allowed;
+}
+
 struct run_arguments {
   std::vector<std::string> params;
   std::size_t threads = 0;
@@ -155,6 +168,7 @@ int explain_command(const graph_description& graph, const run_arguments& args) {
 int run_command(const graph_description& graph, const run_arguments& args) {
   const bool quiet = args.quiet;
   run_options options = options_from(graph, args);
+  options.threads = allowed_threads(options.threads);
   run_outcome outcome;
   {
     interrupt_watcher watcher;
