@@ -47,8 +47,10 @@ struct model {
   }
 };
 
-// The last column is the label.
-table load_csv(const std::string& path) {
+// The last column is the label. A ps::file: the step's key is the file's
+// content, so editing the CSV reruns it and its dependents.
+table load_csv(const ps::file& csv) {
+  const std::string path = csv.string();
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open '" + path + "'");
   table t;
@@ -148,7 +150,7 @@ double accuracy(const model& m, const table& t) {
 }
 
 int main(int argc, char** argv) {
-  auto path = ps::param<std::string>("data");
+  auto path = ps::param<ps::file>("data");
   auto lr = ps::param<float>("lr", 0.5f);
   auto epochs = ps::param<int>("epochs", 300);
 

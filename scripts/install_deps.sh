@@ -11,6 +11,7 @@ packages=(
   libthrust-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   graphviz clang-format
+  xxhash
   python3-venv python3-pip
 )
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -27,6 +28,15 @@ struct log_sink {
 
  protected:
   ~log_sink() = default;
+};
+// Where a run's steps write the files they produce (the runtime's).
+struct output_area {
+  // A new, empty directory for one attempt of `step` (element: a map's
+  // element index, or context::npos). Throws file_error if it cannot be made.
+  virtual std::filesystem::path make_directory(std::string_view step, std::size_t element) = 0;
+
+ protected:
+  ~output_area() = default;
 };
 }  // namespace detail
 
@@ -61,8 +71,30 @@ class context {
 
   // The same step's context for element `i` of a ps::map.
   [[nodiscard]] context for_element(std::size_t i) const noexcept {
-    return context(step_name_, run_stop_, deadline_, sink_, i, element_cache_, gpu_);
+    context element(step_name_, run_stop_, deadline_, sink_, i, element_cache_, gpu_);
+    element.outputs_ = outputs_;
+    return element;
   }
+
+  // A fresh, empty directory of this attempt's own, made on the first call:
+  // a step writes the files it returns as ps::file or ps::directory here.
+  // With the cache, a produced file is stored and the value handed on points
+  // at its read-only copy in the cache; the attempt's directory is then
+  // removed. Not thread-safe: call it from the step's own thread.
+  [[nodiscard]] const std::filesystem::path& output_directory() const {
+    if (output_directory_.empty()) {
+      if (outputs_ == nullptr) throw std::logic_error("this context has no output directory (not run by penstock)");
+      output_directory_ = outputs_->make_directory(step_name_, element_);
+    }
+    return output_directory_;
+  }
+  // output_directory() / name.
+  [[nodiscard]] std::filesystem::path output_path(std::string_view name) const {
+    return output_directory() / std::filesystem::path(std::string(name));
+  }
+  // For the runtime.
+  void attach_outputs(detail::output_area* outputs) noexcept { outputs_ = outputs; }
+  [[nodiscard]] const std::filesystem::path& output_directory_if_made() const noexcept { return output_directory_; }
 
   [[nodiscard]] bool timed_out() const noexcept {
     return deadline_ != clock::time_point::max() && clock::now() >= deadline_;
@@ -95,6 +127,8 @@ class context {
   std::size_t element_;
   void* element_cache_;
   gpu_context* gpu_;
+  detail::output_area* outputs_ = nullptr;
+  mutable std::filesystem::path output_directory_;
 };
 
 }  // namespace penstock

@@ -20,6 +20,9 @@ struct CUstream_st;
 namespace penstock {
 
 class gpu_memory_resource;
+namespace detail {
+class path_value;
+}
 
 enum class node_kind : std::uint8_t {
   step,  // one task
@@ -69,6 +72,9 @@ struct slot_functions {
   // enqueued on `stream`, and returns true; false, `to` left empty, for a
   // value already in device memory. Null for other types.
   bool (*upload)(const void* from, void* to, gpu_memory_resource& memory, CUstream_st* stream) = nullptr;
+  // For ps::file and ps::directory values: the value in the slot, which the
+  // runtime hashes, stores and restores. Null for other types.
+  detail::path_value* (*path_value)(void* slot) noexcept = nullptr;
 };
 
 struct param_description {

@@ -6,6 +6,7 @@
 #include <penstock/context.hpp>
 #include <penstock/device_vector.hpp>
 #include <penstock/error.hpp>
+#include <penstock/file.hpp>
 #include <penstock/fixed_string.hpp>
 #include <penstock/gpu_context.hpp>
 #include <penstock/graph_description.hpp>

@@ -30,6 +30,7 @@
 
 #include "cache_session.hpp"
 #include "cache_store.hpp"
+#include "file_values.hpp"
 #include "gpu_runtime.hpp"
 #include "progress.hpp"
 #include "run_state.hpp"
@@ -85,6 +86,24 @@ tbb::task_arena& arena_for(std::size_t threads) {
   return *arena;
 }
 
+// Removes a run's output directory unless a value still alive (an output
+// whose file could not be stored) points into it.
+void remove_unless_referenced(const graph_description& graph, run_state& state, const std::filesystem::path& base) {
+  const std::string prefix = base.string() + "/";
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    const auto& slot = graph.nodes[i].slot;
+    if (slot.path_value == nullptr) continue;
+    const path_value* value = slot.path_value(state.node_slots[i]);
+    if (value == nullptr) continue;
+    std::error_code ec;
+    const std::string where = std::filesystem::absolute(value->raw_path(), ec).string();
+    if (where.compare(0, prefix.size(), prefix) == 0) return;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(base, ec);
+  std::filesystem::remove(base.parent_path(), ec);  // work/, when no other run is using it
+}
+
 }  // namespace
 
 // Parameters are resolved before any step runs, so a bad value costs nothing.
@@ -121,10 +140,11 @@ namespace {
 class executor {
  public:
   executor(const graph_description& graph, run_state& state, const run_options& options, progress& shown,
-           cache_session* cache)
+           cache_session* cache, output_area* outputs)
       : graph_(graph),
         state_(state),
         cache_(cache),
+        outputs_(outputs),
         gpu_(state.gpu.get()),
         gpu_async_(gpu_ != nullptr && gpu_->backend() == gpu_backend::cuda),
         stop_(options.stop != nullptr ? options.stop : &never_stop),
@@ -513,6 +533,7 @@ class executor {
       const auto deadline =
           node.options.timeout.count() > 0 ? clock::now() + node.options.timeout : clock::time_point::max();
       context ctx(node.name, stop_, deadline, &shown_, context::npos, elements);
+      ctx.attach_outputs(outputs_);
       std::optional<gpu_context> gpu;
       if (gpu_ != nullptr && node.options.where == placement::gpu) {
         ctx.attach_gpu(
@@ -520,6 +541,7 @@ class executor {
       }
       try {
         node.run(node.step, inputs.slots, inputs.may_move, output, ctx);
+        check_files(node, output);
         if (ctx.timed_out()) {
           node.slot.clear(output);
           report.status = step_status::timed_out;
@@ -601,6 +623,24 @@ class executor {
     return true;
   }
 
+  // A step that returns a ps::file or ps::directory: it must be there and
+  // readable; with the cache, it is hashed now (its stat recorded).
+  void check_files(const node_description& node, void* output) const {
+    if (node.slot.path_value == nullptr) return;
+    path_value* value = node.slot.path_value(output);
+    if (value == nullptr) return;
+    try {
+      if (cache_ != nullptr) {
+        value->set_contents(hash_tree(value->kind(), value->path(), cache_->stats()));
+      } else {
+        check_readable(value->kind(), value->path());
+      }
+    } catch (const file_error& e) {
+      throw file_error(fmt::format("it returned a {} that cannot be read: {}",
+                                   value->kind() == path_kind::file ? "ps::file" : "ps::directory", e.what()));
+    }
+  }
+
   static std::string timeout_message(const node_description& node) {
     return fmt::format("exceeded its timeout of {:.3f} s", std::chrono::duration<double>(node.options.timeout).count());
   }
@@ -627,6 +667,7 @@ class executor {
   const graph_description& graph_;
   run_state& state_;
   cache_session* cache_;  // null: caching off
+  output_area* outputs_;  // where steps write their files
   gpu_runtime* gpu_;      // null: no GPU steps
   bool gpu_async_;        // GPU steps run on CUDA, asynchronously
   tbb::task_arena* arena_ = nullptr;
@@ -675,8 +716,16 @@ run_outcome execute(const graph_description& graph, const run_options& options) 
       fmt::print(stderr, "penstock: {}\n", cache_note);
     }
   }
+  if (!cache) seal_file_params(graph, *state, nullptr);  // with the cache, the session hashed them
+  // Files the steps write go under the cache directory, per run; with the
+  // cache, a stored file is handed on as its copy in the cache, and the
+  // run's directory is removed at the end when no output still points into it.
+  output_directories outputs((cache                             ? cache->store().directory()
+                              : options.cache.directory.empty() ? default_cache_directory()
+                                                                : std::filesystem::path(options.cache.directory)) /
+                             "work" / (cache ? cache->run_id() : new_run_id()));
   progress shown(graph.name, graph.nodes.size(), options.progress, stderr);
-  executor exec(graph, *state, options, shown, cache.get());
+  executor exec(graph, *state, options, shown, cache.get(), &outputs);
   exec.run(options.threads);
   shown.close();
   // The caller asks for the outputs: the only cached values read in a run
@@ -726,6 +775,7 @@ run_outcome execute(const graph_description& graph, const run_options& options) 
   for (std::size_t i = 0; i < graph.nodes.size(); ++i)
     outcome.state->succeeded[i] = outcome.report.steps[i].status == step_status::succeeded &&
                                   graph.nodes[i].slot.has_value(outcome.state->node_slots[i]);
+  if (cache != nullptr && outputs.used()) remove_unless_referenced(graph, *outcome.state, outputs.base());
   return outcome;
 }
 

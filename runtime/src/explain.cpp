@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <system_error>
 
@@ -11,6 +12,7 @@
 
 #include "cache_session.hpp"
 #include "cache_store.hpp"
+#include "file_values.hpp"
 #include "run_state.hpp"
 
 namespace penstock::detail::r1 {
@@ -38,6 +40,8 @@ std::string miss_reason(const nlohmann::json& now, const nlohmann::json* before)
       const auto& b = new_inputs[j];
       if (a.value("kind", "") != b.value("kind", "") || a.value("name", "") != b.value("name", "")) break;
       if (a["digest"] == b["digest"] || b.value("kind", "") == "constant") continue;
+      if (b.value("kind", "") == "param" && a.value("value", "?") == b.value("value", "?"))
+        return fmt::format("parameter '{}' changed: {} has new content", b.value("name", ""), b.value("value", "?"));
       if (b.value("kind", "") == "param")
         return fmt::format("parameter '{}' changed: {} -> {}", b.value("name", ""), a.value("value", "?"),
                            b.value("value", "?"));
@@ -55,6 +59,13 @@ std::vector<step_explanation> explain(const graph_description& graph, const run_
   resolve_params(graph, state, options);
   cache_store store(options.cache.directory.empty() ? default_cache_directory()
                                                     : std::filesystem::path(options.cache.directory));
+  std::unique_ptr<stat_cache> stats;
+  try {
+    stats = std::make_unique<stat_cache>(store.directory());
+  } catch (const std::exception&) {
+    // files are hashed without it
+  }
+  seal_file_params(graph, state, stats.get());
 
   std::map<std::string, nlohmann::json, std::less<>> last;
   for (const auto& record : store.last_steps(graph.name)) {

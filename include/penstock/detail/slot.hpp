@@ -16,6 +16,7 @@
 
 #include <penstock/detail/format_value.hpp>
 #include <penstock/detail/gpu_arguments.hpp>
+#include <penstock/file.hpp>
 #include <penstock/gpu_context.hpp>
 #include <penstock/graph_description.hpp>
 #include <penstock/value_traits.hpp>
@@ -42,6 +43,12 @@ slot_functions slot_functions_for() {
       if (!value.on_host()) return false;
       static_cast<std::optional<T>*>(to)->emplace(T::from_host(value.data(), value.size(), memory, stream));
       return true;
+    };
+  }
+  if constexpr (is_path_value_v<T>) {
+    f.path_value = [](void* slot) noexcept -> path_value* {
+      auto& value = *static_cast<std::optional<T>*>(slot);
+      return value ? &*value : nullptr;
     };
   }
   if constexpr (value_traits<T>::cacheable) {

@@ -270,7 +270,7 @@ class step_instance final : public step_base {
     d.run = &run;
     d.slot = slot_functions_for<R>();
     hasher id = identity_prefix<R>(Name.view(), node_kind::step, options);
-    bool cacheable = value_traits<R>::cacheable;
+    bool cacheable = value_traits<R>::cacheable && !nested_path_values_v<R>;
     for_each_arg([&]<std::size_t I, class A>() {
       id.update_value(A::kind);
       if constexpr (A::kind == input_kind::node) {
@@ -423,7 +423,7 @@ class map_instance final : public step_base {
                      .update(Input::producer_name.view())
                      .update(projection_label<Input>())
                      .finish();
-    d.cacheable = value_traits<output_type>::cacheable;
+    d.cacheable = value_traits<output_type>::cacheable && !nested_path_values_v<output_type>;
     inputs.push_back({.kind = input_kind::node,
                       .index = 0,
                       .type = display_name<typename Input::value_type>(),
@@ -468,7 +468,7 @@ class map_instance final : public step_base {
   }
 
   static r1::element_cache_functions element_cache() {
-    if constexpr (value_traits<element_type>::cacheable && value_traits<R>::cacheable) {
+    if constexpr (value_traits<element_type>::cacheable && value_traits<R>::cacheable && !holds_path_values<R>::value) {
       return {.input_digest =
                   [](const void* d, std::size_t i) {
                     return value_traits<element_type>::hash((*static_cast<const elements*>(d)->in)[i]);

@@ -1,0 +1,455 @@
+// ps::file and ps::directory in the runtime: hashing with a stat cache,
+// the steps' output directories, and the files' bytes in the cache.
+#include "file_values.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <istream>
+#include <memory>
+#include <ostream>
+#include <random>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace penstock::detail::r1 {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Reads of this size keep the disk and XXH3 (20+ GB/s) both busy.
+constexpr std::size_t hash_chunk = std::size_t{4} << 20;
+// A file modified this close before it was hashed is hashed again next time.
+constexpr std::int64_t racy_window_ns = 1'000'000'000;
+
+std::string why(int error) { return std::generic_category().message(error); }
+
+std::int64_t ns_of(const struct timespec& t) noexcept {
+  return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class fd_closer {
+ public:
+  explicit fd_closer(int fd) noexcept : fd_(fd) {}
+  fd_closer(const fd_closer&) = delete;
+  fd_closer& operator=(const fd_closer&) = delete;
+  ~fd_closer() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  [[nodiscard]] int get() const noexcept { return fd_; }
+
+ private:
+  int fd_;
+};
+
+file_stat_row row_of(const fs::path& absolute, const struct stat& st) {
+  return {.path = absolute.native(),
+          .device = static_cast<std::uint64_t>(st.st_dev),
+          .inode = static_cast<std::uint64_t>(st.st_ino),
+          .size = static_cast<std::uint64_t>(st.st_size),
+          .mtime_ns = ns_of(st.st_mtim),
+          .ctime_ns = ns_of(st.st_ctim)};
+}
+
+bool same_stat(const file_stat_row& a, const file_stat_row& b) noexcept {
+  return a.device == b.device && a.inode == b.inode && a.size == b.size && a.mtime_ns == b.mtime_ns &&
+         a.ctime_ns == b.ctime_ns;
+}
+
+bool trusted(const known_file_digest& known, const file_stat_row& row) noexcept {
+  return row.mtime_ns < known.hashed_at_ns - racy_window_ns && row.ctime_ns < known.hashed_at_ns - racy_window_ns;
+}
+
+// The process's own memory of hashed files, for hashing without a store.
+struct memo_row {
+  file_stat_row row;
+  known_file_digest known;
+};
+std::mutex memo_mutex;
+std::unordered_map<std::string, memo_row>& memo() {
+  static auto* rows = new std::unordered_map<std::string, memo_row>;
+  return *rows;
+}
+
+// XXH3-128 of the bytes of the open file `fd` (`path` for messages).
+digest hash_bytes(int fd, const fs::path& path, std::uint64_t size) {
+  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  std::unique_ptr<char[]> buffer(new char[std::min<std::uint64_t>(std::max<std::uint64_t>(size, 1), hash_chunk)]);
+  const std::size_t capacity = std::min<std::uint64_t>(std::max<std::uint64_t>(size, 1), hash_chunk);
+  hasher h;
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer.get(), capacity);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw file_error(fmt::format("cannot read '{}': {}", path.string(), why(errno)));
+    if (n == 0) break;
+    h.update(buffer.get(), static_cast<std::size_t>(n));
+  }
+  return h.finish();
+}
+
+struct found_file {
+  path_entry entry;
+  file_stat_row row;
+  std::optional<known_file_digest> known;  // from the stat cache
+};
+
+// The link's target text and its digest.
+std::string link_target(const fs::path& path) {
+  std::error_code ec;
+  const fs::path target = fs::read_symlink(path, ec);
+  if (ec) throw file_error(fmt::format("cannot read the link '{}': {}", path.string(), ec.message()));
+  return target.native();
+}
+
+// Hashes one regular file or link (`full` is its path) into `f.entry`, and
+// records its stat row when it was read.
+void hash_one(found_file& f, const fs::path& full, std::vector<std::pair<file_stat_row, known_file_digest>>& learned) {
+  if (f.entry.symlink) {
+    const std::string target = link_target(full);
+    f.entry.content = hasher().update(target.data(), target.size()).finish();
+    f.entry.size = target.size();
+    return;
+  }
+  if (f.known && trusted(*f.known, f.row)) {
+    f.entry.content = f.known->content;
+    return;
+  }
+  const fd_closer fd(::open(full.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) throw file_error(fmt::format("cannot open '{}': {}", full.string(), why(errno)));
+  const std::int64_t started = now_ns();
+  f.entry.content = hash_bytes(fd.get(), full, f.row.size);
+  struct stat after {};
+  // Changed while it was read: its digest is not remembered.
+  if (::fstat(fd.get(), &after) == 0 && same_stat(row_of(fs::path(f.row.path), after), f.row)) {
+    learned.emplace_back(f.row, known_file_digest{.content = f.entry.content, .hashed_at_ns = started});
+  }
+}
+
+found_file stat_entry(const fs::path& absolute, std::string relative) {
+  struct stat st {};
+  if (::lstat(absolute.c_str(), &st) != 0)
+    throw file_error(fmt::format("cannot read '{}': {}", absolute.string(), why(errno)));
+  found_file f;
+  f.entry.path = std::move(relative);
+  f.entry.symlink = S_ISLNK(st.st_mode);
+  if (!f.entry.symlink && !S_ISREG(st.st_mode)) {
+    throw file_error(fmt::format("'{}' is not a regular file", absolute.string()));
+  }
+  f.entry.executable = (st.st_mode & S_IXUSR) != 0 && !f.entry.symlink;
+  f.entry.size = static_cast<std::uint64_t>(st.st_size);
+  f.row = row_of(absolute, st);
+  return f;
+}
+
+digest tree_digest(const std::vector<path_entry>& entries) {
+  hasher h;
+  h.update(std::string_view("penstock directory v1")).update_value(static_cast<std::uint64_t>(entries.size()));
+  for (const auto& e : entries) {
+    h.update(e.path)
+        .update_value(static_cast<std::uint8_t>(e.executable))
+        .update_value(static_cast<std::uint8_t>(e.symlink));
+    h.update_value(e.size).update(e.content);
+  }
+  return h.finish();
+}
+
+}  // namespace
+
+void check_readable(path_kind kind, const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw file_error(fmt::format("cannot read '{}': {}", path.string(), why(errno)));
+  if (kind == path_kind::file) {
+    if (S_ISDIR(st.st_mode)) throw file_error(fmt::format("'{}' is a directory, not a file", path.string()));
+    if (!S_ISREG(st.st_mode)) throw file_error(fmt::format("'{}' is not a regular file", path.string()));
+    const fd_closer fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) throw file_error(fmt::format("cannot open '{}': {}", path.string(), why(errno)));
+  } else {
+    if (!S_ISDIR(st.st_mode)) throw file_error(fmt::format("'{}' is not a directory", path.string()));
+    if (::access(path.c_str(), R_OK | X_OK) != 0)
+      throw file_error(fmt::format("cannot read the directory '{}': {}", path.string(), why(errno)));
+  }
+}
+
+path_contents hash_tree(path_kind kind, const fs::path& path, stat_cache* stats) {
+  check_readable(kind, path);
+  std::error_code ec;
+  const fs::path root = fs::absolute(path, ec).lexically_normal();
+  if (ec) throw file_error(fmt::format("cannot resolve '{}': {}", path.string(), ec.message()));
+
+  std::vector<found_file> files;
+  if (kind == path_kind::file) {
+    struct stat st {};
+    if (::stat(root.c_str(), &st) != 0)
+      throw file_error(fmt::format("cannot read '{}': {}", root.string(), why(errno)));
+    found_file f;
+    f.entry.executable = (st.st_mode & S_IXUSR) != 0;
+    f.entry.size = static_cast<std::uint64_t>(st.st_size);
+    f.row = row_of(root, st);
+    files.push_back(std::move(f));
+  } else {
+    for (fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      const auto status = it->symlink_status(ec);
+      if (ec) break;
+      if (fs::is_directory(status)) continue;
+      files.push_back(stat_entry(it->path(), it->path().lexically_relative(root).generic_string()));
+    }
+    if (ec) throw file_error(fmt::format("cannot list the directory '{}': {}", root.string(), ec.message()));
+    std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.entry.path < b.entry.path; });
+  }
+
+  // What the stat cache (or this process) already knows.
+  std::vector<file_stat_row> rows;
+  rows.reserve(files.size());
+  for (const auto& f : files) rows.push_back(f.row);
+  if (stats != nullptr) {
+    try {
+      const auto known = stats->known_files(rows);
+      for (std::size_t k = 0; k < files.size(); ++k) files[k].known = known[k];
+    } catch (const std::exception&) {
+      // An unreadable stat cache only costs a rehash.
+    }
+  } else {
+    const std::scoped_lock lock(memo_mutex);
+    for (auto& f : files) {
+      const auto it = memo().find(f.row.path);
+      if (it != memo().end() && same_stat(it->second.row, f.row)) f.known = it->second.known;
+    }
+  }
+
+  std::vector<std::pair<file_stat_row, known_file_digest>> learned;
+  for (auto& f : files) hash_one(f, kind == path_kind::file ? root : root / f.entry.path, learned);
+  if (!learned.empty()) {
+    if (stats != nullptr) {
+      try {
+        stats->remember_files(learned);
+      } catch (const std::exception&) {
+        // Not remembered: hashed again next time.
+      }
+    } else {
+      const std::scoped_lock lock(memo_mutex);
+      for (auto& [row, known] : learned) memo()[row.path] = memo_row{row, known};
+    }
+  }
+
+  path_contents out;
+  out.entries.reserve(files.size());
+  for (auto& f : files) out.entries.push_back(std::move(f.entry));
+  // A file's digest is the XXH3-128 of its bytes (what xxh128sum prints).
+  out.content = kind == path_kind::file ? out.entries.front().content : tree_digest(out.entries);
+  return out;
+}
+
+path_contents hash_path(path_kind kind, const fs::path& path) { return hash_tree(kind, path, nullptr); }
+
+void seal_file_params(const graph_description& graph, run_state& state, stat_cache* stats) {
+  for (std::size_t i = 0; i < graph.params.size(); ++i) {
+    const auto& p = graph.params[i];
+    if (p.slot.path_value == nullptr) continue;
+    path_value* value = p.slot.path_value(state.param_slots[i]);
+    if (value == nullptr) continue;
+    try {
+      if (stats != nullptr) {
+        value->set_contents(hash_tree(value->kind(), value->path(), stats));
+      } else {
+        check_readable(value->kind(), value->path());
+      }
+    } catch (const file_error& e) {
+      throw param_error(fmt::format("parameter '{}' ({}): {}", p.name, p.type, e.what()));
+    }
+  }
+}
+
+fs::path output_directories::make_directory(std::string_view step, std::size_t element) {
+  const std::size_t n = made_.fetch_add(1, std::memory_order_relaxed);
+  std::string name(step);
+  if (element != context::npos) name += fmt::format("-e{}", element);
+  name += fmt::format("-{}", n);
+  const fs::path dir = base_ / name;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw file_error(fmt::format("cannot make the output directory '{}': {}", dir.string(), ec.message()));
+  return dir;
+}
+
+digest file_content_key(const digest& content) {
+  return hasher().update(std::string_view("penstock file bytes v1")).update(content).finish();
+}
+
+namespace {
+
+digest file_bytes_type() { return hasher().update(std::string_view("penstock file bytes")).finish(); }
+
+// Where entry `e` of `value` is (or was, when it was hashed).
+fs::path source_of(const path_value& value, const path_entry& e) {
+  return e.path.empty() ? value.path() : value.path() / e.path;
+}
+
+// Copies `from` into `out` in chunks, returning the digest of what it copied.
+digest copy_into(const fs::path& from, std::ostream& out) {
+  const fd_closer fd(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) throw file_error(fmt::format("cannot open '{}': {}", from.string(), why(errno)));
+  std::vector<char> buffer(std::size_t{1} << 20);
+  hasher h;
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw file_error(fmt::format("cannot read '{}': {}", from.string(), why(errno)));
+    if (n == 0) break;
+    h.update(buffer.data(), static_cast<std::size_t>(n));
+    if (!out.write(buffer.data(), n)) throw cache_error(fmt::format("cannot store '{}'", from.string()));
+  }
+  return h.finish();
+}
+
+void write_file(const fs::path& to, std::span<const std::byte> bytes) {
+  const fd_closer fd(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (fd.get() < 0) throw cache_error(fmt::format("cannot create '{}': {}", to.string(), why(errno)));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw cache_error(fmt::format("cannot write '{}': {}", to.string(), why(errno)));
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void copy_file_bytes(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::copy_file(from, to, ec);
+  if (ec) throw cache_error(fmt::format("cannot copy '{}' to '{}': {}", from.string(), to.string(), ec.message()));
+}
+
+// Makes entry `e` at `to` from the cache.
+void restore_entry(cache_store& store, stat_cache* stats, const path_entry& e, const fs::path& to,
+                   std::string_view name) {
+  const digest key = file_content_key(e.content);
+  const cache_result found = store.lookup(key);
+  if (!found.hit()) {
+    throw cache_error(fmt::format("the bytes of '{}{}{}' are no longer in the cache{}", name, e.path.empty() ? "" : "/",
+                                  e.path, found.message.empty() ? "" : ": " + found.message));
+  }
+  if (e.symlink || found.entry.inline_value) {
+    std::vector<std::byte> bytes;
+    const cache_result read = store.get(key, bytes);
+    if (!read.hit())
+      throw cache_error(read.message.empty() ? "the bytes of a file were removed meanwhile" : read.message);
+    if (e.symlink) {
+      const std::string target(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      if (::symlink(target.c_str(), to.c_str()) != 0)
+        throw cache_error(fmt::format("cannot make the link '{}': {}", to.string(), why(errno)));
+      return;
+    }
+    write_file(to, bytes);
+  } else {
+    const fs::path blob = store.blob_path(e.content);
+    if (::link(blob.c_str(), to.c_str()) != 0) {
+      std::error_code ec;
+      if (!fs::exists(blob, ec)) {
+        store.erase(key);  // so that the recomputed value stores its bytes again
+        throw cache_error(fmt::format("the bytes of '{}{}{}' are no longer in the cache: {} is missing", name,
+                                      e.path.empty() ? "" : "/", e.path, blob.string()));
+      }
+      copy_file_bytes(blob, to);
+    }
+  }
+  // Checked like any cached value (a hard link shares the blob's bytes;
+  // the stat cache makes the next check a stat).
+  const path_contents check = hash_tree(path_kind::file, to, stats);
+  if (check.content != e.content) {
+    throw cache_error(fmt::format("the stored bytes of '{}{}{}' are damaged (digest {} instead of {})", name,
+                                  e.path.empty() ? "" : "/", e.path, check.content.hex(), e.content.hex()));
+  }
+  ::chmod(to.c_str(), e.executable ? 0555 : 0444);
+}
+
+}  // namespace
+
+void store_files(cache_store& store, const path_value& value, std::string_view run_id) {
+  const auto& contents = *value.contents();
+  for (const auto& e : contents.entries) {
+    const digest key = file_content_key(e.content);
+    // Stored already, and its blob is there: nothing to write.
+    if (const cache_result found = store.lookup(key); found.hit()) {
+      std::error_code ec;
+      if (found.entry.inline_value || fs::file_size(store.blob_path(e.content), ec) == found.entry.size) continue;
+      store.erase(key);
+    }
+    const fs::path from = source_of(value, e);
+    std::optional<std::string> target;
+    if (e.symlink) target = link_target(from);
+    const put_result put = store.put(
+        key,
+        [&](std::ostream& out) {
+          if (target) {
+            out.write(target->data(), static_cast<std::streamsize>(target->size()));
+            return hasher().update(target->data(), target->size()).finish();
+          }
+          return copy_into(from, out);
+        },
+        put_info{.type = file_bytes_type(), .run_id = run_id});
+    if (put.content != e.content) {
+      throw cache_error(fmt::format("'{}' changed after the step returned it: not stored", from.string()));
+    }
+  }
+}
+
+void restore_files(cache_store& store, stat_cache* stats, path_value& value) {
+  const auto& contents = *value.contents();
+  const std::string name = value.name();
+  const fs::path files = store.directory() / "files";
+  const fs::path home = files / contents.content.hex();
+  const fs::path target = home / name;
+  std::error_code ec;
+  // Restored before (by this or another run): still the right bytes?
+  if (fs::exists(fs::symlink_status(target, ec))) {
+    try {
+      if (hash_tree(value.kind(), target, stats).content == contents.content) {
+        value.set_path(target);
+        return;
+      }
+    } catch (const file_error&) {
+      // made again below
+    }
+    fs::remove_all(home, ec);
+  }
+  // Made in a directory of its own, then renamed into place: another
+  // process restoring the same value at the same time sees it whole or not at all.
+  std::random_device random;
+  const fs::path staging = files / fmt::format(".tmp-{}-{:08x}", static_cast<long>(::getpid()), random());
+  fs::create_directories(staging, ec);
+  if (ec) throw cache_error(fmt::format("cannot make '{}': {}", staging.string(), ec.message()));
+  try {
+    const fs::path staged = staging / name;
+    if (value.kind() == path_kind::directory) fs::create_directories(staged);
+    for (const auto& e : contents.entries) {
+      const fs::path to = e.path.empty() ? staged : staged / e.path;
+      if (!e.path.empty()) fs::create_directories(to.parent_path());
+      restore_entry(store, stats, e, to, name);
+    }
+    if (::rename(staging.c_str(), home.c_str()) != 0 && errno != EEXIST && errno != ENOTEMPTY) {
+      throw cache_error(fmt::format("cannot move '{}' to '{}': {}", staging.string(), home.string(), why(errno)));
+    }
+  } catch (...) {
+    fs::remove_all(staging, ec);
+    throw;
+  }
+  fs::remove_all(staging, ec);  // left only when another process won the rename
+  value.set_path(target);
+}
+
+}  // namespace penstock::detail::r1
