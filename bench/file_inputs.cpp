@@ -81,9 +81,12 @@ constexpr std::uint64_t cold_bytes = std::uint64_t{1} << 30;
 
 void BM_hash_cold_1GiB_penstock(benchmark::State& state) {
   const fs::path& data = input_file(cold_bytes);
+  int round = 0;
   for (auto _ : state) {
     state.PauseTiming();
     drop_from_page_cache(data);
+    // A new mtime: the process's memory of hashed files must not answer.
+    fs::last_write_time(data, fs::file_time_type::clock::now() - std::chrono::hours(2) - std::chrono::seconds(++round));
     state.ResumeTiming();
     benchmark::DoNotOptimize(ps::detail::r1::hash_path(ps::path_kind::file, data));
   }
