@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -1167,6 +1168,133 @@ TEST(cache_store_gc, readers_racing_a_collector_see_hits_or_clean_misses) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_GT(rounds, 0);
+}
+
+namespace {
+
+// Plants `count` entries, each naming its own small blob file, straight into
+// a store's index (one transaction, no fsync): enough files for gc to take a
+// while unlinking them. Entry i was last used at time i, so gc takes them in
+// order. The blob files are hard links to one file (creating thousands of
+// inodes is slow on some disks, and gc only unlinks them); missing ones are
+// linked again, rows already there are written again.
+digest planted_digest(int i) { return key_of("planted blob", static_cast<std::uint64_t>(i)); }
+
+void plant_blob_entries(const fs::path& dir, int count) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "index.sqlite").c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 10'000);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_stmt* insert = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "INSERT OR REPLACE INTO entries(key, digest, size, type, run_id, created, last_used) "
+                               "VALUES(?1, ?2, ?3, ?4, 'planted', ?5, ?5)",
+                               -1, &insert, nullptr),
+            SQLITE_OK);
+  const auto bytes_of = [](const digest& d) {
+    std::array<unsigned char, 16> out{};
+    for (int i = 0; i < 8; ++i) {
+      out[static_cast<std::size_t>(i)] = static_cast<unsigned char>(d.high >> (56 - 8 * i));
+      out[static_cast<std::size_t>(8 + i)] = static_cast<unsigned char>(d.low >> (56 - 8 * i));
+    }
+    return out;
+  };
+  const auto type = bytes_of(bytes_type);
+  const fs::path source = dir / "planted-blob";
+  const std::string value = "a planted blob";
+  if (!fs::exists(source)) std::ofstream(source, std::ios::binary) << value;
+  for (int i = 0; i < count; ++i) {
+    const digest content = planted_digest(i);
+    const fs::path blob = dir / "blobs" / content.hex().substr(0, 2) / content.hex();
+    fs::create_directories(blob.parent_path());
+    if (!fs::exists(blob)) fs::create_hard_link(source, blob);
+    const auto key = bytes_of(key_of("planted", static_cast<std::uint64_t>(i)));
+    const auto digest_bytes = bytes_of(content);
+    sqlite3_bind_blob(insert, 1, key.data(), 16, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(insert, 2, digest_bytes.data(), 16, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(insert, 3, static_cast<sqlite3_int64>(value.size()));
+    sqlite3_bind_blob(insert, 4, type.data(), 16, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(insert, 5, i + 1);
+    ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE) << sqlite3_errmsg(db);
+    sqlite3_reset(insert);
+  }
+  sqlite3_finalize(insert);
+  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+}
+
+// The blob files that the rows of `dir`'s index name (inline values aside) and that are not there.
+std::vector<std::string> rows_without_their_blob(const fs::path& dir) {
+  std::vector<std::string> missing;
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2((dir / "index.sqlite").c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  sqlite3_busy_timeout(db, 10'000);
+  sqlite3_stmt* select = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, "SELECT hex(digest) FROM entries WHERE inline_value IS NULL", -1, &select, nullptr),
+            SQLITE_OK);
+  while (sqlite3_step(select) == SQLITE_ROW) {
+    std::string hex = reinterpret_cast<const char*>(sqlite3_column_text(select, 0));
+    std::transform(hex.begin(), hex.end(), hex.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (!fs::exists(dir / "blobs" / hex.substr(0, 2) / hex)) missing.push_back(hex);
+  }
+  sqlite3_finalize(select);
+  sqlite3_close(db);
+  return missing;
+}
+
+}  // namespace
+
+// `cache gc` killed (SIGKILL) at 20 points of its work, most of them while it
+// unlinks blob files: every row left names a blob that is there. (An orphan
+// blob is allowed: the next gc removes it.) The kill point is where the child
+// has just unlinked a chosen blob (a bounded poll of that file), so it lands
+// at a different place in the unlinking each time; every fifth kill is sent as
+// soon as the store is open.
+TEST(cache_store_gc, a_killed_collector_never_leaves_a_row_without_its_blob) {
+  scratch_directory dir;
+  constexpr int count = 2000;
+  { cache_store create(dir.path()); }
+  std::minstd_rand random(20261201);
+  int killed_while_unlinking = 0;
+  for (int it = 0; it < 20; ++it) {
+    SCOPED_TRACE(it);
+    plant_blob_entries(dir.path(), count);
+    ASSERT_TRUE(rows_without_their_blob(dir.path()).empty());
+    // The blob whose disappearance triggers the kill: the k-th that gc takes.
+    const digest watched = planted_digest(static_cast<int>(random() % count));
+    const fs::path watched_path = dir.path() / "blobs" / watched.hex().substr(0, 2) / watched.hex();
+    channel opened;
+    const pid_t child = spawn([&] {
+      opened.close_read();
+      cache_store store(dir.path());
+      opened.send();
+      (void)store.gc({.max_bytes = 0});
+      return 0;
+    });
+    opened.close_write();
+    ASSERT_EQ(opened.receive(), 'x') << "the collector did not open the store";
+    if (it % 5 != 0) {
+      // Until the watched blob is gone or the collector has finished (bounded:
+      // gc ends). The pause leaves the collector the CPU; it orders nothing.
+      int status = 0;
+      while (fs::exists(watched_path) && ::waitpid(child, &status, WNOHANG) == 0) {
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+      if (!fs::exists(watched_path)) ++killed_while_unlinking;
+    }
+    ::kill(child, SIGKILL);
+    const int code = wait_for(child);
+    ASSERT_TRUE(code == 128 + SIGKILL || code == 0) << code;
+    const std::vector<std::string> missing = rows_without_their_blob(dir.path());
+    EXPECT_TRUE(missing.empty()) << missing.size() << " rows name a blob that gc removed, e.g. " << missing.front();
+    if (!missing.empty()) break;
+  }
+  EXPECT_GT(killed_while_unlinking, 0) << "no kill landed while gc was unlinking blobs";
+  // The next gc finds a consistent cache, and leaves nothing behind.
+  cache_store store(dir.path());
+  store.gc({.max_bytes = 0});
+  EXPECT_EQ(store.stats().entries, 0u);
+  EXPECT_EQ(count_files(dir.path() / "blobs"), 0u);
 }
 
 // ---- run and step records -----------------------------------------------------

@@ -28,13 +28,18 @@
 //   row, for an inline value) are removed, so the next run recomputes and
 //   stores it again.
 // * gc never removes an entry whose key is leased, nor a blob that has a live
-//   in-use mark. get() marks the digest before it opens the blob and unmarks
-//   it when it has read and verified it; put() marks it before it checks for
-//   an existing blob and unmarks it in the transaction that writes the index
-//   row. gc deletes rows and unlinks blobs inside one write transaction, so a
-//   mark is either seen by gc or placed after gc finished unlinking. Inline
-//   values need no mark: get() copies them out of the row in the transaction
-//   that finds it, and put() writes them in the one that writes the row.
+//   in-use mark, nor a blob that a row names. get() marks the digest before
+//   it opens the blob and unmarks it when it has read and verified it; put()
+//   marks it before it checks for an existing blob and unmarks it in the
+//   transaction that writes the index row. gc deletes rows first (and
+//   commits), then unlinks each blob inside a write transaction that checks,
+//   just before, that no row names it and no live mark protects it: a mark
+//   is either seen by gc or placed after gc unlinked the blob (and put()
+//   then writes it again). So a crash or an error at any point of gc leaves
+//   no row without its blob, at worst a blob without a row (an orphan, which
+//   the next gc removes). Inline values need no mark: get() copies them out
+//   of the row in the transaction that finds it, and put() writes them in
+//   the one that writes the row.
 // * put() given the lease of its key releases it in the transaction that
 //   writes the index row, so the key is never unleased and unstored.
 // * A lease or mark is live while its expiry is in the future and, when it
@@ -318,8 +323,10 @@ class cache_store {
   [[nodiscard]] cache_stats stats();
   // Drops stale leases and marks, removes unparsable rows, then entries by
   // least recent use (see gc_limits) skipping leased keys and marked blobs,
-  // unlinking each blob when no remaining entry names it, and finally orphan
-  // blobs and dead writers' temporary files.
+  // all in one write transaction; then, holding no lock, lists blobs/ and
+  // removes dead writers' temporary files; last, in short write
+  // transactions, unlinks each blob that no entry names any more (those
+  // whose entries it removed, and orphans) and no live mark protects.
   gc_result gc(const gc_limits& limits);
 
   // Run records. One row per run_id (std::invalid_argument if it is empty);
