@@ -2041,3 +2041,92 @@ TEST(cache_store_leases, put_with_the_lease_releases_it_with_the_row) {
   EXPECT_TRUE(theirs_lease.lease.held());
   EXPECT_TRUE(theirs_lease.lease.release());
 }
+
+// ---- temporaries of dead writers ------------------------------------------------
+
+namespace {
+
+// The host part of a temporary's name: 8 hex digits of the host name's digest.
+std::string host_tag() { return hasher().update(this_host()).finish().hex().substr(0, 8); }
+
+fs::path plant_temporary(const fs::path& dir, const std::string& name) {
+  const fs::path file = dir / "blobs" / name;
+  std::ofstream(file) << "half a blob";
+  return file;
+}
+
+// A pid that no process has (a child that has exited and been reaped).
+pid_t dead_pid() {
+  const pid_t child = spawn([] { return 0; });
+  wait_for(child);
+  return child;
+}
+
+}  // namespace
+
+TEST(cache_store, opening_for_writing_removes_the_temporaries_of_dead_writers) {
+  scratch_directory dir;
+  { cache_store create(dir.path()); }
+  const std::string tag = host_tag();
+  const std::string me = std::to_string(::getpid());
+  const std::string my_start = std::to_string(start_time_of(::getpid()));
+  const pid_t parent = ::getppid();
+  const std::string dead = std::to_string(dead_pid());
+  const fs::path dead_writer = plant_temporary(dir.path(), ".tmp-" + tag + "-" + dead + "-12345-00112233aabbccdd");
+  // This process's pid, another start time: an earlier process that had the same pid.
+  const fs::path reused_pid =
+      plant_temporary(dir.path(), ".tmp-" + tag + "-" + me + "-" + my_start + "1-00112233aabbccdd");
+  const fs::path mine = plant_temporary(dir.path(), ".tmp-" + tag + "-" + me + "-" + my_start + "-00112233aabbccdd");
+  const fs::path live_writer = plant_temporary(dir.path(), ".tmp-" + tag + "-" + std::to_string(parent) + "-" +
+                                                               std::to_string(start_time_of(parent)) + "-0011223344");
+  const fs::path other_host = plant_temporary(dir.path(), ".tmp-0badf00d-" + dead + "-12345-00112233aabbccdd");
+  // An old-format name (no start time): left to gc, as before.
+  const fs::path old_format = plant_temporary(dir.path(), ".tmp-" + tag + "-" + dead + "-00112233aabbccdd");
+
+  cache_store store(dir.path());
+  EXPECT_FALSE(fs::exists(dead_writer)) << "its writer is dead";
+  EXPECT_FALSE(fs::exists(reused_pid)) << "its pid now names another process";
+  EXPECT_TRUE(fs::exists(mine)) << "this process is its writer";
+  EXPECT_TRUE(fs::exists(live_writer)) << "its writer is alive";
+  EXPECT_TRUE(fs::exists(other_host)) << "another host's writer: only the 24-hour rule tells";
+  EXPECT_TRUE(fs::exists(old_format));
+
+  const auto gc = store.gc({});
+  EXPECT_EQ(gc.temporaries_removed, 1u);
+  EXPECT_FALSE(fs::exists(old_format)) << "gc removes an old-format temporary of a dead pid";
+  EXPECT_TRUE(fs::exists(mine));
+  EXPECT_TRUE(fs::exists(live_writer));
+  EXPECT_TRUE(fs::exists(other_host));
+}
+
+// A writer killed while its value spills to a temporary file: the next store
+// opened on the directory removes the file (before, only gc did).
+TEST(cache_store, a_killed_writers_temporary_is_removed_when_the_store_is_next_opened) {
+  scratch_directory dir;
+  const auto bytes = blob_value_for(7);
+  channel progress;
+  channel never;  // the parent writes nothing: the child waits on it until it is killed
+  const pid_t child = spawn([&] {
+    progress.close_read();
+    never.close_write();
+    cache_store store(dir.path());
+    store.put(key_of("killed"),
+              [&](std::ostream& out) {
+                out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+                out.flush();
+                progress.send();        // the value is in the temporary file
+                (void)never.receive();  // killed here
+                return digest_of(bytes);
+              },
+              {bytes_type, "r"});
+    return 0;
+  });
+  progress.close_write();
+  never.close_read();
+  ASSERT_EQ(progress.receive(), 'x');
+  ASSERT_EQ(count_temporaries(dir.path()), 1u);
+  ::kill(child, SIGKILL);
+  ASSERT_EQ(wait_for(child), 128 + SIGKILL);
+  cache_store store(dir.path());
+  EXPECT_EQ(count_temporaries(dir.path()), 0u);
+}

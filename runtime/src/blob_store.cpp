@@ -77,8 +77,10 @@ fs::path blob_store::path_of(const digest& content) const {
 
 fs::path blob_store::temporary_path() const {
   const owner_token r = random_token();
-  return directory_ /
-         fmt::format(".tmp-{}-{}-{:02x}", self_.host_tag, self_.pid, fmt::join(r.begin(), r.begin() + 8, ""));
+  // The start time tells this writer from a later process given its pid ('n': unknown).
+  const std::string started = self_.started ? std::to_string(*self_.started) : std::string("n");
+  return directory_ / fmt::format(".tmp-{}-{}-{}-{:02x}", self_.host_tag, self_.pid, started,
+                                  fmt::join(r.begin(), r.begin() + 8, ""));
 }
 
 fs::path blob_store::write_temporary(std::span<const std::byte> bytes, hasher* hash) const {
@@ -243,20 +245,38 @@ std::vector<digest> blob_store::stored() const {
   return out;
 }
 
-std::uint64_t blob_store::remove_dead_temporaries() const {
+bool blob_store::writer_gone(std::string_view name) const {
+  const std::vector<std::string_view> fields = fields_of(name);
+  if (fields.size() != 4 || fields[0] != self_.host_tag) return false;  // another host's, or an old-format name
+  const auto pid = number(fields[1]);
+  const bool unknown_start = fields[2] == "n";
+  const std::optional<std::int64_t> started = unknown_start ? std::nullopt : number(fields[2]);
+  if (!pid || (!started && !unknown_start)) return false;  // not a name this store writes
+  return self_.other_gone(*pid, started);
+}
+
+std::uint64_t blob_store::remove_dead_temporaries(bool gc_rules) const {
   std::uint64_t removed = 0;
   const auto abandoned = std::chrono::system_clock::now() - abandoned_after;
   for (const std::string& name : list_directory(directory_)) {
     if (!name.starts_with(".tmp-")) continue;
     const fs::path path = directory_ / name;
-    struct stat info {};
-    const bool old =
-        ::stat(path.c_str(), &info) == 0 && std::chrono::system_clock::from_time_t(info.st_mtim.tv_sec) < abandoned;
-    // .tmp-<host tag>-<pid>-<random>
-    const std::vector<std::string_view> fields = fields_of(name);
-    const auto pid = fields.size() == 3 && fields[0] == self_.host_tag ? number(fields[1]) : std::nullopt;
-    const bool dead = old || (pid && *pid != self_.pid && !process_alive(*pid, std::nullopt));
-    if (dead && remove_file(path)) ++removed;
+    bool dead = writer_gone(name);
+    if (!dead && gc_rules) {
+      struct stat info {};
+      const bool old =
+          ::stat(path.c_str(), &info) == 0 && std::chrono::system_clock::from_time_t(info.st_mtim.tv_sec) < abandoned;
+      // .tmp-<host tag>-<pid>-<random>, written before the start time was part of the name.
+      const std::vector<std::string_view> fields = fields_of(name);
+      const auto pid = fields.size() == 3 && fields[0] == self_.host_tag ? number(fields[1]) : std::nullopt;
+      dead = old || (pid && *pid != self_.pid && !process_alive(*pid, std::nullopt));
+    }
+    if (!dead) continue;
+    if (gc_rules) {
+      if (remove_file(path)) ++removed;
+    } else if (::unlink(path.c_str()) == 0) {
+      ++removed;  // when a store opens; one that cannot be removed waits for gc, which says why
+    }
   }
   return removed;
 }

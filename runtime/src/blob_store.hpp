@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <penstock/digest.hpp>
@@ -26,7 +27,8 @@ struct blob_read {
 };
 
 // Layout: blobs/<first 2 hex digits>/<32 hex digits>, and temporaries
-// blobs/.tmp-<host tag>-<pid>-<random>. Every failure is a cache_error naming the file.
+// blobs/.tmp-<host tag>-<pid>-<start time>-<random> (older
+// stores wrote .tmp-<host tag>-<pid>-<random>). Every failure is a cache_error naming the file.
 class blob_store {
  public:
   blob_store(std::filesystem::path directory, const process_identity& self)
@@ -63,11 +65,17 @@ class blob_store {
   // The digests of the blob files in the directory (names that are not a
   // digest in its right subdirectory are not ours, and left alone).
   [[nodiscard]] std::vector<digest> stored() const;
-  // Removes the temporaries of dead writers (a dead pid of this host) and
-  // any temporary nobody touched for 24 hours. Returns how many went.
-  std::uint64_t remove_dead_temporaries() const;
+  // Removes the temporaries whose writer is gone: named by a process of
+  // this host that is dead, or whose pid now names a process started at
+  // another time. With `gc_rules` (gc), also old-format names of a dead pid of
+  // this host, and any temporary nobody touched for 24 hours, and a failure
+  // to remove one is a cache_error; without (a store opening), it is left for gc.
+  // Returns how many went.
+  std::uint64_t remove_dead_temporaries(bool gc_rules) const;
 
  private:
+  [[nodiscard]] bool writer_gone(std::string_view name) const;
+
   std::filesystem::path directory_;
   const process_identity& self_;
 };

@@ -152,7 +152,7 @@ gc_result cache_store::gc(const gc_limits& limits) {
     //    else knows their names), and the blob files no row names (their
     //    writer died between rename and row, or their rows were removed as
     //    corrupt) besides those step 1 left unnamed.
-    out.temporaries_removed = s.blobs.remove_dead_temporaries();
+    out.temporaries_removed = s.blobs.remove_dead_temporaries(true);
     std::vector<digest> candidates = std::move(unnamed_order);
     {
       digest_set named;

@@ -1,5 +1,5 @@
-// cache_index: opening a cache's index (read-write, in WAL mode) and its
-// schema's numbered migrations.
+// cache_index: opening a cache's index (read-write, in WAL mode; dead
+// writers' temporaries go then) and its schema's numbered migrations.
 #include "cache_index.hpp"
 
 #include <unistd.h>
@@ -115,6 +115,10 @@ void cache_store::state::open() {
   db.open(index_file.string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options.busy_timeout);
   db.use_wal();
   sqlite::migrate(db, migrations);
+  // A writer killed while it wrote a blob left its temporary file: it goes
+  // now if that writer is certainly dead (this host, and its pid is gone or
+  // names a process started later), whoever opens the store next.
+  blobs.remove_dead_temporaries(false);
 }
 
 }  // namespace penstock::detail::r1

@@ -8,7 +8,8 @@
 //
 // Layout of a cache directory:
 //   blobs/<first 2 hex digits>/<32 hex digits>   one file per content digest, read-only
-//   blobs/.tmp-<host>-<pid>-<random>             a blob being written (renamed into place when done)
+//   blobs/.tmp-<host>-<pid>-<start>-<random>     a blob being written (renamed into place when done) by
+//                                                process <pid>, started at <start> (/proc/<pid>/stat)
 //   index.sqlite (+ -wal, -shm)                  tables entries, leases, in_use (schema 1),
 //                                                runs, steps (schema 2: run and step records),
 //                                                entries.inline_value (schema 3: inline values),
@@ -42,6 +43,11 @@
 //   the one that writes the row.
 // * put() given the lease of its key releases it in the transaction that
 //   writes the index row, so the key is never unleased and unstored.
+// * A temporary file whose writer is certainly dead (on this host, its pid is
+//   gone or now names a process started at another time) is removed when a
+//   store is next opened for writing, and by gc; gc also removes old-format
+//   temporaries (no start time) of a dead pid, and any temporary nobody
+//   touched for 24 hours.
 // * A lease or mark is live while its expiry is in the future and, when it
 //   was taken on this host, its owner process is alive (the same pid and the
 //   same start time: a new process given a dead owner's pid does not keep its
