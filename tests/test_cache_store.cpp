@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -25,12 +26,14 @@
 #include <latch>
 #include <limits>
 #include <map>
+#include <new>
 #include <optional>
 #include <random>
 #include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -415,7 +418,7 @@ TEST(cache_store, failing_writers_leave_nothing_behind) {
                            throw std::runtime_error("step serializer failed");
                          },
                          {bytes_type, "r"}),
-               std::runtime_error);
+               cache_error);
   try {
     store.put(key,
               [](std::ostream& out) {
@@ -440,6 +443,123 @@ TEST(cache_store, failing_writers_leave_nothing_behind) {
     EXPECT_NE(what.find(key.hex()), std::string::npos) << what;
     EXPECT_NE(what.find("bad archive"), std::string::npos) << what;
   }
+}
+
+// A save function that throws, whatever it throws and whether its value was
+// still in memory or already in a temporary file: a cache_error naming the
+// key and saying what the function said (the original nested), no
+// temporary left, the lease still held, and the store usable.
+TEST(cache_store, a_failing_save_function_is_a_cache_error_and_leaves_the_store_usable) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  struct not_a_std_exception {};
+  int n = 0;
+  for (const std::size_t size : {std::size_t{100}, 3 * cache_inline_max}) {
+    for (const std::string_view kind : {"runtime_error", "bad_alloc", "not a std::exception"}) {
+      SCOPED_TRACE(std::string(kind) + ", " + std::to_string(size) + " bytes");
+      const digest key = key_of("failing save", static_cast<std::uint64_t>(n++));
+      const std::vector<std::byte> bytes(size, std::byte{0x5a});
+      auto attempt = store.try_acquire(key, 60s);
+      ASSERT_EQ(attempt.status, lease_status::acquired);
+      std::size_t temporaries_while_writing = 0;
+      try {
+        (void)store.put(
+            key,
+            [&](std::ostream& out) -> digest {
+              out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+              out.flush();
+              temporaries_while_writing = count_temporaries(dir.path());
+              if (kind == "runtime_error") throw std::runtime_error("the serializer failed");
+              if (kind == "bad_alloc") throw std::bad_alloc();
+              throw not_a_std_exception{};
+            },
+            {bytes_type, "r"}, &attempt.lease);
+        ADD_FAILURE() << "expected cache_error";
+      } catch (const cache_error& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find(key.hex()), std::string::npos) << what;
+        EXPECT_NE(what.find(kind == "runtime_error" ? "the serializer failed" : "save function"), std::string::npos)
+            << what;
+        bool nested = false;
+        try {
+          std::rethrow_if_nested(e);
+        } catch (const std::runtime_error&) {
+          nested = kind == "runtime_error";
+        } catch (const std::bad_alloc&) {
+          nested = kind == "bad_alloc";
+        } catch (const not_a_std_exception&) {
+          nested = kind == "not a std::exception";
+        }
+        EXPECT_TRUE(nested) << "the original exception is nested";
+      }
+      EXPECT_EQ(temporaries_while_writing, size > cache_inline_max ? 1u : 0u);
+      EXPECT_EQ(count_temporaries(dir.path()), 0u) << "the temporary is removed";
+      EXPECT_TRUE(attempt.lease.held()) << "the lease stays held";
+      EXPECT_EQ(store.lookup(key).status, cache_status::absent);
+      store.put(key, bytes, {bytes_type, "r"}, &attempt.lease);
+      EXPECT_FALSE(attempt.lease.held());
+      std::vector<std::byte> out;
+      ASSERT_TRUE(store.get(key, out).hit());
+      EXPECT_EQ(out, bytes);
+    }
+  }
+}
+
+// A disk that refuses the bytes (here RLIMIT_FSIZE: write() fails with
+// EFBIG, as it would with ENOSPC) while a value is written: a cache_error
+// that names the temporary file and the errno, whether the save function
+// saw a short sputn and threw its own exception (as cereal does), or wrote
+// through the stream; then no temporary is left and small values still work.
+TEST(cache_store, a_disk_that_refuses_a_value_is_a_cache_error_and_leaves_no_temporary) {
+  scratch_directory dir;
+  { cache_store create(dir.path()); }
+  const pid_t child = spawn([&] {
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{512 << 10, 512 << 10};
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) return 10;
+    cache_store store(dir.path());
+    const std::vector<std::byte> big(2 << 20, std::byte{1});
+    const char* data = reinterpret_cast<const char*>(big.data());
+    const auto size = static_cast<std::streamsize>(big.size());
+    int refused = 0;
+    const auto expect_refusal = [&](const char* how, auto&& put) {
+      try {
+        put();
+        std::fprintf(stderr, "%s: stored past the file size limit\n", how);
+      } catch (const cache_error& e) {
+        if (std::string(e.what()).find(std::generic_category().message(EFBIG)) != std::string::npos) {
+          ++refused;
+        } else {
+          std::fprintf(stderr, "%s: %s\n", how, e.what());
+        }
+      }
+    };
+    expect_refusal("sputn", [&] {
+      (void)store.put(key_of("too large", 1),
+                      [&](std::ostream& out) -> digest {
+                        if (out.rdbuf()->sputn(data, size) != size)
+                          throw std::runtime_error("Failed to write bytes to stream");
+                        return digest_of(big);
+                      },
+                      {bytes_type, "r"});
+    });
+    expect_refusal("ostream::write", [&] {
+      (void)store.put(key_of("too large", 2),
+                      [&](std::ostream& out) {
+                        out.write(data, size);
+                        return digest_of(big);
+                      },
+                      {bytes_type, "r"});
+    });
+    expect_refusal("contiguous", [&] { (void)store.put(key_of("too large", 3), big, {bytes_type, "r"}); });
+    if (count_temporaries(dir.path()) != 0) return 3;
+    const auto small = inline_value_for(4);
+    store.put(key_of("small"), small, {bytes_type, "r"});
+    std::vector<std::byte> out;
+    if (!store.get(key_of("small"), out).hit() || out != small) return 4;
+    return refused == 3 ? 0 : 1;
+  });
+  EXPECT_EQ(wait_for(child), 0);
 }
 
 TEST(cache_store, default_directory_is_penstock_home_or_dot_penstock) {

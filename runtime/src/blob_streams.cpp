@@ -10,6 +10,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <system_error>
+
+#include <fmt/format.h>
 
 #include "cache_store.hpp"
 
@@ -28,7 +31,13 @@ constexpr std::size_t first_buffer = 4096;
 
 trailing_hasher::trailing_hasher(const std::byte* data, bool second_thread, hasher so_far)
     : data_(data), hash_(std::move(so_far)) {
-  if (second_thread) worker_ = std::thread([this] { run(); });
+  if (!second_thread) return;
+  try {
+    worker_ = std::thread([this] { run(); });
+  } catch (const std::system_error&) {
+    // No thread to be had (EAGAIN): the bytes are hashed on the reader's
+    // thread instead, as for a small value. Slower, not wrong.
+  }
 }
 
 void trailing_hasher::available(std::size_t filled) {
@@ -65,7 +74,7 @@ void trailing_hasher::run() {
 
 std::byte* realigning_buffer::at(std::size_t file_offset) {
   if (!base_) base_.reset(static_cast<std::byte*>(std::aligned_alloc(page, io_chunk + page)));
-  if (!base_) throw std::bad_alloc();
+  if (!base_) throw cache_error(fmt::format("cannot allocate a read buffer of {} bytes", io_chunk + page));
   return base_.get() + file_offset % page;
 }
 
@@ -91,7 +100,7 @@ staging_streambuf::int_type staging_streambuf::overflow(int_type ch) {
 }
 
 std::streamsize staging_streambuf::xsputn(const char* data, std::streamsize n) {
-  if (n <= 0) return 0;
+  if (n <= 0 || error_ != 0) return 0;
   const auto size = static_cast<std::size_t>(n);
   const auto room = static_cast<std::size_t>(epptr() - pptr());
   if (size <= room) {
@@ -102,7 +111,7 @@ std::streamsize staging_streambuf::xsputn(const char* data, std::streamsize n) {
   if (!spilled()) {
     const auto used = static_cast<std::size_t>(pptr() - pbase());
     if (used + size <= cache_inline_max) {
-      grow(used + size);
+      if (!grow(used + size)) return 0;
       std::memcpy(pptr(), data, size);
       pbump(static_cast<int>(size));
       return n;
@@ -126,21 +135,31 @@ std::streamsize staging_streambuf::xsputn(const char* data, std::streamsize n) {
 }
 
 // Makes the memory buffer hold at least `needed` bytes (<= cache_inline_max).
-void staging_streambuf::grow(std::size_t needed) {
+bool staging_streambuf::grow(std::size_t needed) {
   std::size_t capacity = std::max(first_buffer, static_cast<std::size_t>(epptr() - pbase()));
   while (capacity < needed) capacity *= 2;
   capacity = std::min(capacity, cache_inline_max);
-  auto bigger = std::make_unique_for_overwrite<char[]>(capacity);
+  std::unique_ptr<char[]> bigger(new (std::nothrow) char[capacity]);
+  if (!bigger) {
+    error_ = ENOMEM;
+    return false;
+  }
   const auto used = static_cast<std::size_t>(pptr() - pbase());
   if (used > 0) std::memcpy(bigger.get(), pbase(), used);
   buffer_ = std::move(bigger);
   setp(buffer_.get(), buffer_.get() + capacity);
   pbump(static_cast<int>(used));
+  return true;
 }
 
 // The value outgrew memory: opens the temporary file, writes what was
 // collected so far, and goes on with a file buffer.
 bool staging_streambuf::spill() {
+  std::unique_ptr<char[]> file_buffer(new (std::nothrow) char[io_chunk]);
+  if (!file_buffer) {
+    error_ = ENOMEM;
+    return false;
+  }
   fs::path temp = temporary_path_();
   fd_ = unique_fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
   if (!fd_) {
@@ -148,7 +167,6 @@ bool staging_streambuf::spill() {
     return false;
   }
   temp_ = std::move(temp);
-  auto file_buffer = std::make_unique_for_overwrite<char[]>(io_chunk);
   const bool written = emit(pbase(), static_cast<std::size_t>(pptr() - pbase()));
   buffer_ = std::move(file_buffer);
   setp(buffer_.get(), buffer_.get() + io_chunk);

@@ -69,6 +69,7 @@ class trailing_hasher {
 // first use).
 class realigning_buffer {
  public:
+  // cache_error if it cannot be allocated.
   [[nodiscard]] std::byte* at(std::size_t file_offset);
 
  private:
@@ -92,7 +93,9 @@ class memory_streambuf final : public std::streambuf {
 // bytes (the buffer starts small and grows), then, once it outgrows that, in
 // a temporary file through a buffer of io_chunk bytes, hashing every byte on
 // its way out. Large writes (a cereal vector of floats is one sputn) bypass
-// the buffer. Errors are kept, not thrown: std::ostream would swallow them.
+// the buffer. Errors (errno values; ENOMEM for a buffer that cannot be
+// allocated) are kept, not thrown: std::ostream would swallow them, and a
+// cereal archive calling sputn would see an exception that is not the store's.
 // The temporary file, if any, is removed by the destructor unless complete()d.
 class staging_streambuf final : public std::streambuf {
  public:
@@ -121,7 +124,7 @@ class staging_streambuf final : public std::streambuf {
   std::streamsize xsputn(const char* data, std::streamsize n) override;
 
  private:
-  void grow(std::size_t needed);
+  bool grow(std::size_t needed);
   bool spill();
   bool drain();
   bool emit(const char* data, std::size_t size);

@@ -138,17 +138,32 @@ put_result cache_store::put(const digest& key, const std::function<digest(std::o
     fs::path temp;
     {
       std::ostream out(&buffer);
-      const digest claimed = write(out);
-      out.flush();
-      const std::string where = buffer.spilled() ? buffer.temporary().string()
-                                                 : fmt::format("a temporary file in {}", s.blobs.directory().string());
+      const auto where = [&] {
+        return buffer.spilled() ? buffer.temporary().string()
+                                : fmt::format("a temporary file in {}", s.blobs.directory().string());
+      };
+      digest claimed;
+      try {
+        claimed = write(out);
+        out.flush();
+      } catch (...) {
+        // The temporary goes with `buffer`; the lease stays held. A stream
+        // the store could not write (ENOSPC, EIO, ENOMEM) is the cause, whatever
+        // the save function made of it (cereal: "Failed to write ... bytes").
+        if (buffer.error() != 0) {
+          std::throw_with_nested(cache_error(fmt::format("cannot write the value of cache key {} to {}: {}", key.hex(),
+                                                         where(), errno_text(buffer.error()))));
+        }
+        std::throw_with_nested(cache_error(
+            fmt::format("the save function for cache key {} failed: {}", key.hex(), current_exception_text())));
+      }
       if (buffer.error() != 0) {
-        throw cache_error(fmt::format("cannot write the value of cache key {} to {}: {}", key.hex(), where,
+        throw cache_error(fmt::format("cannot write the value of cache key {} to {}: {}", key.hex(), where(),
                                       errno_text(buffer.error())));
       }
       if (!out) {
         throw cache_error(
-            fmt::format("writing the value of cache key {} to {} failed (stream error)", key.hex(), where));
+            fmt::format("writing the value of cache key {} to {} failed (stream error)", key.hex(), where()));
       }
       if (buffer.spilled()) {
         content = buffer.finish();

@@ -174,9 +174,11 @@ cache_result cache_store::state::unreadable_row(const digest& key, std::string_v
 
 // ---- cache_store ---------------------------------------------------------------
 
-cache_store::cache_store(const fs::path& directory, cache_store_options options)
-    : state_(std::make_unique<state>(directory, std::move(options))) {
-  state_->open();
+cache_store::cache_store(const fs::path& directory, cache_store_options options) {
+  guard_failures(directory, "open", [&] {
+    state_ = std::make_unique<state>(directory, std::move(options));
+    state_->open();
+  });
 }
 
 cache_store::~cache_store() = default;
@@ -385,8 +387,13 @@ cache_result cache_store::get_parts(
 }
 
 cache_result cache_store::get(const digest& key, std::vector<std::byte>& out) {
-  return get(key, [&out](const cache_entry& e) {
-    out.resize(e.size);
+  return get(key, [&](const cache_entry& e) {
+    try {
+      out.resize(e.size);
+    } catch (...) {  // std::bad_alloc, std::length_error: the store's failure, not the caller's
+      std::throw_with_nested(cache_error(
+          fmt::format("cache entry {}: no room for its {} bytes: {}", key.hex(), e.size, current_exception_text())));
+    }
     return std::span<std::byte>(out);
   });
 }

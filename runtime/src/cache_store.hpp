@@ -82,13 +82,18 @@ namespace penstock::detail::r1 {
 // working directory (made absolute).
 [[nodiscard]] std::filesystem::path default_cache_directory();
 
-// A failure of the store itself (the directory cannot be written, the index
-// cannot be opened or is locked for too long, a disk error while writing).
-// Corrupt cache content is never reported this way: see cache_status.
 // Values of at most this many bytes are stored in their index row, not in a
 // blob file (schema 3).
 inline constexpr std::size_t cache_inline_max = std::size_t{64} << 10;
 
+// A failure of the store itself (the directory cannot be written, the index
+// cannot be opened or is locked for too long, a disk error while writing,
+// memory exhausted). Corrupt cache content is never reported this way: see
+// cache_status. No function of cache_store lets another exception out but
+// std::invalid_argument, for a caller's mistake where it says so, and the
+// exceptions of a caller's `destination` (get, get_parts), which pass
+// unchanged; a failure of another kind inside the store (std::bad_alloc,
+// std::system_error, ...) becomes a cache_error with the original nested.
 class cache_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -276,6 +281,14 @@ class cache_store {
   // equal the digest the store computes while writing it. The first
   // cache_inline_max bytes stay in memory (a value that fits is stored
   // inline); a larger value goes to a temporary file. `lease`: as above.
+  //
+  // Any exception from `write` (cereal::Exception, std::bad_alloc, one not
+  // derived from std::exception...) is rethrown as a cache_error naming the
+  // key and saying what the original said, with the original nested
+  // (std::rethrow_if_nested gives it back). If the store could not write the
+  // stream (ENOSPC, EIO, ENOMEM: a save function sees a short write or a bad
+  // stream), the cache_error gives that errno instead. Either way the
+  // temporary file is removed, the lease stays held and the store is usable.
   put_result put(const digest& key, const std::function<digest(std::ostream&)>& write, const put_info& info,
                  cache_lease* lease = nullptr);
 

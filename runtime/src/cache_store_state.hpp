@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -74,6 +75,39 @@ decltype(auto) call_back(F&& f) {
   }
 }
 
+// What the exception being handled says (call it in a catch block).
+inline std::string current_exception_text() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception not derived from std::exception";
+  }
+}
+
+// Runs `body`, the work of public operation `operation` on the cache in
+// `directory`: a failure that is not a cache_error (std::bad_alloc,
+// std::system_error, std::filesystem::filesystem_error, ...) leaves it as
+// one, naming the directory and the operation, with the original nested
+// (std::rethrow_if_nested); std::invalid_argument (a caller's mistake, as
+// documented) and a caller's own exception (call_back) leave it unchanged.
+template <class F>
+decltype(auto) guard_failures(const std::filesystem::path& directory, const char* operation, F&& body) {
+  try {
+    return body();
+  } catch (const cache_error&) {
+    throw;
+  } catch (const std::invalid_argument&) {
+    throw;
+  } catch (const callers_exception& e) {
+    std::rethrow_exception(e.error);
+  } catch (...) {
+    std::throw_with_nested(
+        cache_error(fmt::format("cache {}: {}: {}", directory.string(), operation, current_exception_text())));
+  }
+}
+
 struct cache_store::state {
   state(const std::filesystem::path& dir, cache_store_options opts);
   state(const state&) = delete;
@@ -107,15 +141,10 @@ struct cache_store::state {
     return last_stamp;
   }
 
-  // Runs the body of public operation `operation`; a caller's own exception
-  // (call_back) leaves it unchanged.
+  // Runs the body of public operation `operation`: see guard_failures.
   template <class F>
-  decltype(auto) guarded(const char* /*operation*/, F&& body) const {
-    try {
-      return body();
-    } catch (const callers_exception& e) {
-      std::rethrow_exception(e.error);
-    }
+  decltype(auto) guarded(const char* operation, F&& body) const {
+    return guard_failures(directory, operation, std::forward<F>(body));
   }
 
   // ---- entries (cache_store.cpp, cache_put.cpp) ----
