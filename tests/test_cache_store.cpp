@@ -2250,3 +2250,145 @@ TEST(cache_store, a_killed_writers_temporary_is_removed_when_the_store_is_next_o
   cache_store store(dir.path());
   EXPECT_EQ(count_temporaries(dir.path()), 0u);
 }
+
+// ---- read-only cache directories ------------------------------------------------
+
+namespace {
+
+// A cache with a blob value, an inline value and a run record; returns their keys.
+struct filled_cache {
+  digest blob_key = key_of("read-only", 1);
+  digest inline_key = key_of("read-only", 2);
+  std::vector<std::byte> blob_bytes = blob_value_for(blob_key);
+  std::vector<std::byte> inline_bytes = inline_value_for(3);
+  explicit filled_cache(const fs::path& dir) {
+    cache_store store(dir);
+    store.put(blob_key, blob_bytes, {bytes_type, "r"});
+    store.put(inline_key, inline_bytes, {bytes_type, "r"});
+    store.record_run(run_of("p", "r", t0));
+  }
+};
+
+// Why a read-only store is not what it should be; empty if it is.
+std::string read_only_store_problems(cache_store& store, const filled_cache& cache) {
+  std::string problems;
+  const auto problem = [&](const std::string& what) { problems += what + "; "; };
+  if (!store.read_only()) problem("read_only() is false");
+  std::vector<std::byte> out;
+  if (const auto got = store.get(cache.blob_key, out); !got.hit() || out != cache.blob_bytes) {
+    problem("the blob value is not a hit: " + got.message);
+  }
+  if (const auto got = store.get(cache.inline_key, out); !got.hit() || out != cache.inline_bytes) {
+    problem("the inline value is not a hit: " + got.message);
+  }
+  const digest keys[] = {cache.blob_key, cache.inline_key, key_of("absent")};
+  const auto found = store.lookup(keys);
+  if (!found[0].hit() || !found[1].hit() || found[2].status != cache_status::absent) problem("lookup of a batch");
+  if (store.stats().entries != 2) problem("stats");
+  if (!store.last_run("p")) problem("last_run");
+  store.touch(keys);  // nothing, and no error
+  const auto refused = [&](const char* what, auto&& write) {
+    try {
+      write();
+      problem(std::string(what) + " did not throw");
+    } catch (const cache_error& e) {
+      if (std::string(e.what()).find(store.directory().string()) == std::string::npos) {
+        problem(std::string(what) + ": the message does not name the directory: " + e.what());
+      }
+    }
+  };
+  refused("put", [&] { (void)store.put(key_of("new"), cache.inline_bytes, {bytes_type, "r"}); });
+  refused("streamed put", [&] {
+    (void)store.put(key_of("new"), [](std::ostream&) -> digest { throw std::logic_error("must not be called"); },
+                    {bytes_type, "r"});
+  });
+  refused("try_acquire", [&] { (void)store.try_acquire(key_of("new"), 60s); });
+  refused("erase", [&] { (void)store.erase(cache.blob_key); });
+  refused("gc", [&] { (void)store.gc({.max_bytes = 0}); });
+  refused("record_run", [&] { store.record_run(run_of("p", "r2", t0)); });
+  const step_record steps[] = {step_of("p", "s", "r2", t0)};
+  refused("record_steps", [&] { store.record_steps(steps); });
+  return problems;
+}
+
+}  // namespace
+
+TEST(cache_store_read_only, a_store_opened_read_only_serves_hits_and_refuses_writes) {
+  scratch_directory dir;
+  const filled_cache cache(dir.path());
+  const fs::path index = dir.path() / "index.sqlite";
+  const auto used_before = query_integer(index, "SELECT sum(last_used) FROM entries");
+  {
+    cache_store_options options;
+    options.touch_interval = 0s;  // a writable store would rewrite last_used on every get
+    options.read_only = true;
+    cache_store store(dir.path(), options);
+    EXPECT_EQ(read_only_store_problems(store, cache), "");
+    // A damaged blob is a reported miss that removes nothing.
+    const fs::path blob = store.blob_path(digest_of(cache.blob_bytes));
+    make_writable(blob);
+    std::fstream(blob, std::ios::in | std::ios::out | std::ios::binary).seekp(10).put('!');
+    std::vector<std::byte> out;
+    const auto got = store.get(cache.blob_key, out);
+    EXPECT_EQ(got.status, cache_status::blob_corrupt);
+    EXPECT_NE(got.message.find("read-only"), std::string::npos) << got.message;
+    EXPECT_TRUE(fs::exists(blob));
+    EXPECT_TRUE(store.lookup(cache.blob_key).hit()) << "the row stays";
+  }
+  EXPECT_EQ(query_integer(index, "SELECT count(*) FROM in_use"), 0) << "no in-use marks";
+  EXPECT_EQ(query_integer(index, "SELECT sum(last_used) FROM entries"), used_before) << "no touch";
+  // A read-only store of a directory that has no index: empty, not an error.
+  scratch_directory empty;
+  cache_store_options read_only;
+  read_only.read_only = true;
+  cache_store nothing(empty.path() / "none", read_only);
+  EXPECT_TRUE(nothing.read_only());
+  EXPECT_EQ(nothing.lookup(cache.blob_key).status, cache_status::absent);
+  EXPECT_FALSE(fs::exists(empty.path() / "none")) << "a read-only store creates nothing";
+}
+
+// The real thing: a cache directory (and its files) that the process cannot
+// write, opened by a user who is not its owner (tests run as root, which
+// ignores permission bits: the child becomes nobody). Twice: with the WAL
+// and its -shm file left by the last writer, and with the WAL checkpointed
+// and both deleted (SQLite then cannot read the index normally).
+TEST(cache_store_read_only, a_directory_that_cannot_be_written_is_opened_read_only) {
+  for (const bool checkpointed : {false, true}) {
+    SCOPED_TRACE(checkpointed ? "WAL checkpointed and deleted" : "WAL and -shm in place");
+    scratch_directory dir;
+    const filled_cache cache(dir.path() / "cache");
+    const fs::path index = dir.path() / "cache" / "index.sqlite";
+    if (checkpointed) {
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open(index.c_str(), &db), SQLITE_OK);
+      ASSERT_EQ(sqlite3_exec(db, "SELECT count(*) FROM entries", nullptr, nullptr, nullptr), SQLITE_OK);
+      sqlite3_close(db);  // the last connection checkpoints the WAL and deletes -wal and -shm
+      ASSERT_FALSE(fs::exists(index.string() + "-shm"));
+    } else {
+      ASSERT_TRUE(fs::exists(index.string() + "-shm"));
+    }
+    fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                    fs::perms::others_read | fs::perms::others_exec);
+    for (const auto& e : fs::recursive_directory_iterator(dir.path() / "cache")) {
+      fs::permissions(e.path(), fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write,
+                      fs::perm_options::remove);
+      fs::permissions(e.path(), fs::perms::others_read | (e.is_directory() ? fs::perms::others_exec : fs::perms::none),
+                      fs::perm_options::add);
+    }
+    fs::permissions(dir.path() / "cache", fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write,
+                    fs::perm_options::remove);
+    const pid_t child = spawn([&] {
+      if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) return 77;
+      cache_store store(dir.path() / "cache");
+      const std::string problems = read_only_store_problems(store, cache);
+      if (problems.empty()) return 0;
+      std::fprintf(stderr, "%s\n", problems.c_str());
+      return 1;
+    });
+    const int code = wait_for(child);
+    for (const auto& e : fs::recursive_directory_iterator(dir.path() / "cache")) make_writable(e.path());
+    make_writable(dir.path() / "cache");
+    if (code == 77) GTEST_SKIP() << "cannot become user nobody to lose write access";
+    EXPECT_EQ(code, 0);
+  }
+}

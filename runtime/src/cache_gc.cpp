@@ -60,6 +60,7 @@ struct lru_row {
 gc_result cache_store::gc(const gc_limits& limits) {
   auto& s = *state_;
   return s.guarded("gc", [&] {
+    s.require_writable("collect garbage");
     gc_result out;
     // Blobs whose last row went in step 1, with their sizes: unlinked in step 3.
     std::unordered_map<digest, std::uint64_t, digest_hash> unnamed;

@@ -1,5 +1,5 @@
-// cache_index: opening a cache's index (read-write, in WAL mode; dead
-// writers' temporaries go then) and its schema's numbered migrations.
+// cache_index: opening a cache's index (read-write in WAL mode, or read-only
+// when the directory cannot be written) and its schema's numbered migrations.
 #include "cache_index.hpp"
 
 #include <unistd.h>
@@ -102,23 +102,97 @@ const std::array<sqlite::migration, 4> migrations = {{
     {4, nullptr, add_owner_start_times},
 }};
 
+bool permission_error(int error) noexcept { return error == EACCES || error == EPERM || error == EROFS; }
+
+// Why `path` cannot be written (empty: it can, or it does not exist).
+std::string unwritable(const fs::path& path) {
+  if (::access(path.c_str(), W_OK) == 0 || !permission_error(errno)) return {};
+  return fmt::format("{} cannot be written: {}", path.string(), errno_text(errno));
+}
+
+// A file: URI for SQLite (RFC 3986 percent-encoding of all but unreserved characters and '/').
+std::string file_uri(const fs::path& path) {
+  std::string uri = "file:";
+  for (const unsigned char c : path.native()) {
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
+                       c == '-' || c == '.' || c == '_' || c == '~';
+    uri += plain ? std::string(1, static_cast<char>(c)) : fmt::format("%{:02X}", c);
+  }
+  return uri;
+}
+
 }  // namespace
 
 std::span<const sqlite::migration> index_migrations() { return migrations; }
 
 void cache_store::state::open() {
+  if (options.read_only) return open_read_only("cache_store_options::read_only is set");
   std::error_code ec;
   fs::create_directories(blobs.directory(), ec);
   if (ec) {
+    std::error_code is_directory;
+    if (permission_error(ec.value()) && fs::is_directory(directory, is_directory)) {
+      return open_read_only(fmt::format("{} cannot be created: {}", blobs.directory().string(), ec.message()));
+    }
     throw cache_error(fmt::format("cannot create cache directory {}: {}", blobs.directory().string(), ec.message()));
   }
+  // Every file a writer writes: the directory (the index's -wal and -shm),
+  // blobs/, and the index itself if it exists. (Root may write any of them,
+  // but not on a read-only file system: EROFS.)
+  for (const fs::path& path : {directory, blobs.directory(), index_file}) {
+    if (std::string why = unwritable(path); !why.empty()) return open_read_only(std::move(why));
+  }
   db.open(index_file.string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options.busy_timeout);
+  if (db.read_only()) return open_read_only(fmt::format("{} opens read-only", index_file.string()));
   db.use_wal();
   sqlite::migrate(db, migrations);
   // A writer killed while it wrote a blob left its temporary file: it goes
   // now if that writer is certainly dead (this host, and its pid is gone or
   // names a process started later), whoever opens the store next.
   blobs.remove_dead_temporaries(false);
+}
+
+void cache_store::state::open_read_only(std::string why) {
+  read_only = true;
+  read_only_why = std::move(why);
+  db.close();
+  const auto empty_index = [this] {
+    // Nothing stored: an empty index in memory serves every read.
+    db.open(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options.busy_timeout);
+    sqlite::migrate(db, migrations);
+    db.exec("PRAGMA query_only=1");
+  };
+  std::error_code ec;
+  if (!fs::exists(index_file, ec)) return empty_index();
+  const std::string uri = file_uri(index_file);
+  db.open(uri + "?mode=ro", SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, options.busy_timeout);
+  if (const int rc = db.try_exec("SELECT count(*) FROM sqlite_master"); rc != SQLITE_OK) {
+    // A WAL index needs its -shm file, which a directory that cannot be
+    // written cannot have made: the last writer to close checkpointed the
+    // WAL and deleted both (SQLITE_READONLY_DIRECTORY), or -shm went missing
+    // (SQLITE_CANTOPEN). The index file is then read alone, as immutable:
+    // all of the index when the WAL was checkpointed, else the index as of
+    // its last checkpoint (a WAL that cannot be read is left out: entries
+    // missing, never wrong; and every value is verified as it is read).
+    if ((rc & 0xff) != SQLITE_READONLY && (rc & 0xff) != SQLITE_CANTOPEN) db.fail(rc, "cannot read");
+    db.open(uri + "?mode=ro&immutable=1", SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, options.busy_timeout);
+    if (const int again = db.try_exec("SELECT count(*) FROM sqlite_master"); again != SQLITE_OK) {
+      db.fail(again, "cannot read");
+    }
+  }
+  const std::int64_t version = db.user_version();
+  if (version == 0) return empty_index();  // an immutable read of an index whose tables are all in its WAL
+  if (version > index_schema_version) {
+    throw cache_error(fmt::format("cache index {} has schema version {}, newer than this penstock's ({})",
+                                  index_file.string(), version, index_schema_version));
+  }
+  if (version < oldest_readable_schema) {
+    throw cache_error(
+        fmt::format("cache index {} has schema version {}, which this penstock migrates to {} only with write access, "
+                    "and the cache directory is read-only ({})",
+                    index_file.string(), version, index_schema_version, read_only_why));
+  }
+  db.exec("PRAGMA query_only=1");  // a write that slipped through would fail, not change the index
 }
 
 }  // namespace penstock::detail::r1

@@ -15,6 +15,10 @@ namespace penstock::detail::r1 {
 // row left by a dead process is not kept alive by a new process given the
 // same pid.
 inline constexpr int index_schema_version = 4;
+// The oldest index a read-only store can read (it cannot migrate one): from
+// 3 on, entries has every column it reads.
+inline constexpr int oldest_readable_schema = 3;
+
 // The migrations, 1 to index_schema_version, for sqlite::migrate.
 [[nodiscard]] std::span<const sqlite::migration> index_migrations();
 

@@ -117,6 +117,7 @@ std::int64_t cache_store::lease_id_for(const digest& key, const cache_lease* lea
 lease_attempt cache_store::try_acquire(const digest& key, std::chrono::seconds ttl) {
   auto& s = *state_;
   return s.guarded("try_acquire", [&] {
+    s.require_writable("take a lease");
     auto guard = s.lock();
     lease_attempt attempt;
     sqlite::transaction tx(s.db, sqlite::transaction_kind::write);

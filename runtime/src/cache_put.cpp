@@ -104,6 +104,7 @@ put_result cache_store::put(const digest& key, std::span<const std::byte> bytes,
   auto& s = *state_;
   const std::int64_t lease_id = lease_id_for(key, lease);
   return s.guarded("put", [&] {
+    s.require_writable("store a value");
     put_result result;
     if (bytes.size() >= large_value_min) {
       // A large value is hashed piece by piece as it is written to a temporary
@@ -132,6 +133,7 @@ put_result cache_store::put(const digest& key, const std::function<digest(std::o
   auto& s = *state_;
   const std::int64_t lease_id = lease_id_for(key, lease);
   return s.guarded("put", [&] {
+    s.require_writable("store a value");
     staging_streambuf buffer([&s] { return s.blobs.temporary_path(); });
     digest content;
     std::uint64_t size = 0;

@@ -164,11 +164,11 @@ bool cache_store::state::delete_entry(const digest& key) {
 }
 
 cache_result cache_store::state::unreadable_row(const digest& key, std::string_view why) {
-  delete_entry(key);
+  if (!read_only) delete_entry(key);
   cache_result result;
   result.status = cache_status::index_corrupt;
-  result.message = fmt::format("cache entry {}: its row in {} is unreadable ({}); the row was removed", key.hex(),
-                               index_file.string(), why);
+  result.message = fmt::format("cache entry {}: its row in {} is unreadable ({}); {}", key.hex(), index_file.string(),
+                               why, read_only ? "the index is read-only: the row stays" : "the row was removed");
   return result;
 }
 
@@ -186,6 +186,7 @@ cache_store::~cache_store() = default;
 const fs::path& cache_store::directory() const noexcept { return state_->directory; }
 fs::path cache_store::blob_path(const digest& content) const { return state_->blobs.path_of(content); }
 fs::path cache_store::index_path() const { return state_->index_file; }
+bool cache_store::read_only() const noexcept { return state_->read_only; }
 
 bool cache_store::fresh(std::chrono::system_clock::time_point last_used) const { return state_->fresh(last_used); }
 
@@ -238,6 +239,7 @@ std::vector<cache_result> cache_store::lookup(std::span<const digest> keys) {
 
 void cache_store::touch(std::span<const digest> keys) {
   auto& s = *state_;
+  if (s.read_only) return;  // last_used stays as it is: gc is someone else's
   s.guarded("touch", [&] {
     auto guard = s.lock();
     sqlite::transaction tx(s.db, sqlite::transaction_kind::write);
@@ -287,9 +289,16 @@ cache_result cache_store::get_parts(
         std::optional<cache_entry> entry;
         std::string why;
         if (!read_row(entry, why)) return result;
-        if (entry && entry->inline_value && s.fresh(entry->last_used)) result.entry = std::move(*entry);
+        if (s.read_only) {
+          // No mark (gc is someone else's: a blob removed under the read is a
+          // reported miss), no touch, nothing removed.
+          if (!entry) return s.unreadable_row(key, why);
+          result.entry = std::move(*entry);
+        } else if (entry && entry->inline_value && s.fresh(entry->last_used)) {
+          result.entry = std::move(*entry);
+        }
       }
-      if (!result.entry.inline_value) {
+      if (!result.entry.inline_value && !s.read_only) {
         sqlite::transaction tx(s.db, sqlite::transaction_kind::write);
         std::optional<cache_entry> entry;
         std::string why;
@@ -347,7 +356,9 @@ cache_result cache_store::get_parts(
           result.status = cache_status::hit;
         }
       }
-      if (!result.hit()) {
+      if (!result.hit() && s.read_only) {
+        result.message += "; the index is read-only: the row stays";
+      } else if (!result.hit()) {
         auto guard = s.lock();
         s.db.prepare(delete_inline_entry_sql)
             .bind(1, key)
@@ -373,6 +384,10 @@ cache_result cache_store::get_parts(
 
     // 3. Unmark; a bad blob goes, with every row that names it (inline rows
     //    with this digest hold their own copy and stay).
+    if (s.read_only) {
+      if (!result.hit()) result.message += "; the cache directory is read-only: nothing was removed";
+      return result;
+    }
     auto guard = s.lock();
     sqlite::transaction tx(s.db, sqlite::transaction_kind::write);
     s.unmark(content, mark_id);
@@ -418,6 +433,7 @@ cache_result cache_store::load(const digest& key, const std::function<void(std::
 bool cache_store::erase(const digest& key) {
   auto& s = *state_;
   return s.guarded("erase", [&] {
+    s.require_writable("erase a cache entry");
     auto guard = s.lock();
     return s.delete_entry(key);
   });

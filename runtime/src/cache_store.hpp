@@ -188,6 +188,10 @@ struct cache_store_options {
   // however old, so that `cache stats` of a rarely run pipeline still finds
   // it: at most runs_kept + (number of pipelines) rows.
   std::size_t runs_kept = 1000;
+  // Open the index read-only even if the directory can be written (see
+  // cache_store::read_only). A directory that cannot be written is opened
+  // read-only without it.
+  bool read_only = false;
 };
 
 // One run of a pipeline that used the cache, written by the executor at its end.
@@ -253,6 +257,23 @@ struct lease_attempt {
 // One directory, one SQLite connection. Thread-safe: index work is
 // serialized on an internal mutex, blob I/O runs outside it. Not usable
 // across fork(): the child opens its own store (using the parent's throws).
+//
+// Read-only: a store whose directory, blobs/ or index cannot be written
+// (EACCES, EPERM, EROFS: another user's cache, a read-only mount), or opened
+// with cache_store_options::read_only, opens the index with
+// SQLITE_OPEN_READONLY. If SQLite cannot read its WAL there (it needs the
+// -shm file, which a read-only directory cannot have made once the last
+// writer checkpointed the WAL and deleted both), the index file is read as
+// immutable: as of its last checkpoint. A missing index is an empty one.
+// lookup(), get(), get_parts(), load(), stats(), last_run(), last_steps()
+// work, every value still verified; but no in-use mark protects a blob
+// being read (a blob another process's gc removes under the read is a
+// reported miss), last_used is never updated, and nothing is removed: a bad
+// row or blob is a reported miss that stays. touch() does nothing; put(),
+// try_acquire() (so acquire_or_wait()), erase(), gc(), record_run() and
+// record_steps() throw cache_error naming the directory and why it is
+// read-only. An index of schema 1 or 2 cannot be read without its
+// migration: opening one read-only is a cache_error.
 class cache_store {
  public:
   explicit cache_store(const std::filesystem::path& directory, cache_store_options options = {});
@@ -263,6 +284,8 @@ class cache_store {
   [[nodiscard]] const std::filesystem::path& directory() const noexcept;
   [[nodiscard]] std::filesystem::path blob_path(const digest& content) const;
   [[nodiscard]] std::filesystem::path index_path() const;
+  // The index was opened read-only (see above).
+  [[nodiscard]] bool read_only() const noexcept;
 
   // Stores contiguous bytes under `key` (replacing what the key named). The
   // fast path: the bytes are hashed, then stored inline if they are small,

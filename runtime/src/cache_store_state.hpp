@@ -118,6 +118,9 @@ struct cache_store::state {
   cache_store_options options;
   process_identity self = process_identity::current();  // who we are, in leases, marks and temporaries
   blob_store blobs{directory / "blobs", self};
+  // Opened read-only (see cache_store.hpp), and why: for the message of a write refused.
+  bool read_only = false;
+  std::string read_only_why;
 
   std::mutex mutex;  // guards everything below
   sqlite::database db{index_file};
@@ -125,8 +128,10 @@ struct cache_store::state {
   std::int64_t last_stamp = 0;
   std::minstd_rand jitter{std::random_device{}()};
 
-  // cache_index.cpp: opens the index and migrates it.
+  // cache_index.cpp: opens the index read-write and migrates it, removing
+  // dead writers' temporaries; or read-only (see cache_store.hpp).
   void open();
+  void open_read_only(std::string why);
 
   [[nodiscard]] std::unique_lock<std::mutex> lock();
   [[nodiscard]] std::int64_t now() const { return to_ns(options.clock ? options.clock() : sys_clock::now()); }
@@ -139,6 +144,14 @@ struct cache_store::state {
   std::int64_t stamp() {
     last_stamp = std::max(now(), last_stamp + 1);
     return last_stamp;
+  }
+
+  // A cache_error saying that `operation` needs a cache directory that can be written, if this one cannot.
+  void require_writable(std::string_view operation) const {
+    if (read_only) {
+      throw cache_error(fmt::format("cannot {}: the cache directory {} is open read-only ({})", operation,
+                                    directory.string(), read_only_why));
+    }
   }
 
   // Runs the body of public operation `operation`: see guard_failures.

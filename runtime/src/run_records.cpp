@@ -79,6 +79,7 @@ void cache_store::record_run(const run_record& run) {
   if (run.run_id.empty()) throw std::invalid_argument("record_run: the run id is empty");
   auto& s = *state_;
   s.guarded("record_run", [&] {
+    s.require_writable("record a run");
     auto guard = s.lock();
     sqlite::transaction tx(s.db, sqlite::transaction_kind::write);
     s.db.prepare(insert_run_sql)
@@ -115,6 +116,7 @@ void cache_store::record_steps(std::span<const step_record> steps) {
   if (steps.empty()) return;
   auto& s = *state_;
   s.guarded("record_steps", [&] {
+    s.require_writable("record steps");
     auto guard = s.lock();
     sqlite::transaction tx(s.db, sqlite::transaction_kind::write);
     for (const auto& r : steps) {
