@@ -92,6 +92,12 @@ std::vector<std::byte> inline_value_for(std::uint64_t seed) { return value_for(s
 
 digest digest_of(std::span<const std::byte> bytes) { return hasher().update(bytes.data(), bytes.size()).finish(); }
 
+// Two hex digits, for a blob literal in SQL.
+std::string fmt_hex(std::byte b) {
+  constexpr const char* digits = "0123456789abcdef";
+  return {digits[std::to_integer<unsigned>(b) >> 4], digits[std::to_integer<unsigned>(b) & 0xf]};
+}
+
 const digest bytes_type = hasher().update("bytes").finish();
 
 std::size_t count_files(const fs::path& dir, std::string_view prefix = "") {
@@ -1745,7 +1751,7 @@ PRAGMA user_version=1;
 
   {
     cache_store store(dir.path());
-    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
+    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 5);
     std::vector<std::byte> out;
     const cache_result got = store.get(key, out);
     ASSERT_TRUE(got.hit()) << got.message;
@@ -1756,8 +1762,8 @@ PRAGMA user_version=1;
     const step_record steps[] = {step_of("p", "s", "new-run", t0)};
     store.record_steps(steps);
   }
-  cache_store again(dir.path());  // a second open finds version 4 and changes nothing
-  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
+  cache_store again(dir.path());  // a second open finds version 5 and changes nothing
+  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 5);
   EXPECT_EQ(again.last_run("p")->run_id, "new-run");
   EXPECT_EQ(again.last_steps("p").size(), 1u);
   EXPECT_TRUE(again.lookup(key).hit());
@@ -1767,15 +1773,15 @@ TEST(cache_store_schema, an_index_of_a_newer_schema_is_refused_untouched) {
   scratch_directory dir;
   { cache_store create(dir.path()); }
   const fs::path index = dir.path() / "index.sqlite";
-  exec_sql(index, "PRAGMA user_version=5");
+  exec_sql(index, "PRAGMA user_version=6");
   try {
     cache_store store(dir.path());
     ADD_FAILURE() << "expected cache_error";
   } catch (const cache_error& e) {
-    EXPECT_NE(std::string(e.what()).find("schema version 5"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("schema version 6"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find(index.string()), std::string::npos) << e.what();
   }
-  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 5);
+  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 6);
 }
 
 // ---- inline values ----------------------------------------------------------------
@@ -2011,7 +2017,7 @@ PRAGMA user_version=2;
 
   {
     cache_store store(dir.path());
-    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
+    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 5);
     EXPECT_EQ(query_integer(index, "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'inline_value'"), 1);
     EXPECT_EQ(query_integer(index, "SELECT count(*) FROM pragma_table_info('leases') WHERE name = 'started'"), 1);
     EXPECT_EQ(query_integer(index, "SELECT count(*) FROM pragma_table_info('in_use') WHERE name = 'started'"), 1);
@@ -2034,8 +2040,8 @@ PRAGMA user_version=2;
     EXPECT_EQ(stats.inline_values, 1u);
     EXPECT_EQ(store.gc({}).orphans_removed, 0u) << "the small blob file is still named by its old row";
   }
-  cache_store again(dir.path());  // a second open finds version 4 and changes nothing
-  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
+  cache_store again(dir.path());  // a second open finds version 5 and changes nothing
+  EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 5);
   std::vector<std::byte> out;
   for (std::size_t i = 0; i < values.size(); ++i) EXPECT_TRUE(again.get(key_of("from schema 2", i), out).hit());
   EXPECT_TRUE(again.get(key_of("new"), out).hit());
@@ -2391,4 +2397,202 @@ TEST(cache_store_read_only, a_directory_that_cannot_be_written_is_opened_read_on
     if (code == 77) GTEST_SKIP() << "cannot become user nobody to lose write access";
     EXPECT_EQ(code, 0);
   }
+}
+
+// ---- known file digests -----------------------------------------------------------
+
+namespace {
+
+using penstock::detail::r1::file_stat_row;
+using penstock::detail::r1::known_file_digest;
+
+file_stat_row stat_row(std::string path, std::uint64_t seed = 0) {
+  return file_stat_row{.path = std::move(path),
+                       .device = 0xfd00 + seed,
+                       .inode = (std::uint64_t{1} << 63) + seed,  // above INT64_MAX: stored bit for bit
+                       .size = 4096 + seed,
+                       .mtime_ns = 1'790'000'000'123'456'789 + static_cast<std::int64_t>(seed),
+                       .ctime_ns = 1'790'000'000'987'654'321 + static_cast<std::int64_t>(seed)};
+}
+
+}  // namespace
+
+TEST(cache_store_known_files, a_digest_is_known_while_every_stat_field_is_unchanged) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  // A path that is not UTF-8 (0xff, 0xfe), with a quote in it too.
+  const std::string odd = std::string("/data/caf\xff\xfe'") + "s.csv";
+  const std::pair<file_stat_row, known_file_digest> rows[] = {
+      {stat_row("/data/a.csv", 1), {key_of("content a"), 111}},
+      {stat_row(odd, 2), {key_of("content odd"), 222}},
+  };
+  EXPECT_FALSE(store.known_file(rows[0].first)) << "nothing remembered yet";
+  store.remember_files(rows);
+  for (const auto& [row, known] : rows) {
+    const auto got = store.known_file(row);
+    ASSERT_TRUE(got) << row.path;
+    EXPECT_EQ(got->content, known.content);
+    EXPECT_EQ(got->hashed_at_ns, known.hashed_at_ns);
+  }
+  // Any field changed: unknown.
+  for (int field = 0; field < 5; ++field) {
+    SCOPED_TRACE(field);
+    file_stat_row changed = rows[0].first;
+    switch (field) {
+      case 0: ++changed.device; break;
+      case 1: ++changed.inode; break;
+      case 2: ++changed.size; break;
+      case 3: ++changed.mtime_ns; break;
+      default: ++changed.ctime_ns; break;
+    }
+    EXPECT_FALSE(store.known_file(changed));
+  }
+  // The exact bytes of the path: a prefix or the UTF-8 replacement is another path.
+  EXPECT_FALSE(store.known_file(stat_row(odd.substr(0, odd.size() - 1), 2)));
+  EXPECT_FALSE(store.known_file(stat_row("/data/caf\xef\xbf\xbd\xef\xbf\xbd's.csv", 2)));
+  // A batch, in order, with an unknown path among them.
+  const file_stat_row batch[] = {rows[1].first, stat_row("/data/unknown"), rows[0].first};
+  const auto known = store.known_files(batch);
+  ASSERT_EQ(known.size(), 3u);
+  EXPECT_EQ(known[0]->content, key_of("content odd"));
+  EXPECT_FALSE(known[1]);
+  EXPECT_EQ(known[2]->content, key_of("content a"));
+  // Remembering again replaces the row.
+  const std::pair<file_stat_row, known_file_digest> newer[] = {{stat_row("/data/a.csv", 7), {key_of("new a"), 333}}};
+  store.remember_files(newer);
+  EXPECT_FALSE(store.known_file(rows[0].first));
+  EXPECT_EQ(store.known_file(newer[0].first)->content, key_of("new a"));
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM file_stats"), 2);
+  // A relative path is a caller's mistake.
+  EXPECT_THROW((void)store.known_file(stat_row("data/a.csv")), std::invalid_argument);
+}
+
+TEST(cache_store_known_files, gc_removes_only_the_rows_whose_file_is_gone) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const fs::path kept = dir.path() / "kept.csv";
+  const fs::path removed = dir.path() / "removed.csv";
+  std::ofstream(kept) << "a,b\n";
+  std::ofstream(removed) << "c,d\n";
+  const std::pair<file_stat_row, known_file_digest> rows[] = {
+      {stat_row(kept.string()), {key_of("kept"), 1}},
+      {stat_row(removed.string()), {key_of("removed"), 2}},
+      {stat_row((kept / "not-a-directory").string()), {key_of("under a file"), 3}},
+  };
+  store.remember_files(rows);
+  fs::remove(removed);
+  const auto gc = store.gc({.max_bytes = 0});
+  EXPECT_EQ(gc.file_stats_removed, 2u);
+  EXPECT_TRUE(store.known_file(rows[0].first)) << "its file is still there (stale or not: the stat fields decide)";
+  EXPECT_FALSE(store.known_file(rows[1].first));
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM file_stats"), 1);
+}
+
+TEST(cache_store_known_files, a_read_only_store_reads_them_and_remembers_nothing) {
+  scratch_directory dir;
+  const std::pair<file_stat_row, known_file_digest> rows[] = {{stat_row("/data/a.csv"), {key_of("a"), 1}}};
+  { cache_store(dir.path()).remember_files(rows); }
+  cache_store_options options;
+  options.read_only = true;
+  cache_store store(dir.path(), options);
+  EXPECT_EQ(store.known_file(rows[0].first)->content, key_of("a"));
+  const std::pair<file_stat_row, known_file_digest> more[] = {{stat_row("/data/b.csv"), {key_of("b"), 2}}};
+  store.remember_files(more);  // nothing, and no error
+  EXPECT_FALSE(store.known_file(more[0].first));
+}
+
+TEST(cache_store_schema, an_index_of_schema_4_gets_the_file_stats_table) {
+  scratch_directory dir;
+  const fs::path index = dir.path() / "index.sqlite";
+  // What the schema 4 cache store created, verbatim.
+  const std::string schema_4 = R"sql(
+PRAGMA journal_mode=WAL;
+CREATE TABLE entries(
+  key BLOB PRIMARY KEY,
+  digest BLOB NOT NULL,
+  size INTEGER NOT NULL,
+  type BLOB NOT NULL,
+  run_id TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  last_used INTEGER NOT NULL,
+  inline_value BLOB
+) WITHOUT ROWID;
+CREATE INDEX entries_by_digest ON entries(digest);
+CREATE INDEX entries_by_use ON entries(last_used);
+CREATE TABLE leases(
+  key BLOB PRIMARY KEY,
+  owner BLOB NOT NULL,
+  id INTEGER NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  expires INTEGER NOT NULL,
+  started INTEGER
+) WITHOUT ROWID;
+CREATE TABLE in_use(
+  digest BLOB NOT NULL,
+  owner BLOB NOT NULL,
+  id INTEGER NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  expires INTEGER NOT NULL,
+  started INTEGER,
+  PRIMARY KEY(digest, owner, id)
+) WITHOUT ROWID;
+CREATE TABLE runs(
+  seq INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL UNIQUE,
+  pipeline TEXT NOT NULL,
+  started INTEGER NOT NULL,
+  wall INTEGER NOT NULL,
+  steps INTEGER NOT NULL,
+  hits INTEGER NOT NULL,
+  computed INTEGER NOT NULL,
+  reported_misses INTEGER NOT NULL,
+  failed INTEGER NOT NULL
+);
+CREATE INDEX runs_by_pipeline ON runs(pipeline, started);
+CREATE INDEX runs_by_start ON runs(started);
+CREATE TABLE steps(
+  pipeline TEXT NOT NULL,
+  step TEXT NOT NULL,
+  key BLOB NOT NULL,
+  components TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  recorded INTEGER NOT NULL,
+  PRIMARY KEY(pipeline, step)
+) WITHOUT ROWID;
+PRAGMA user_version=4;
+)sql";
+  const digest key = key_of("from schema 4");
+  const auto bytes = inline_value_for(4);
+  std::string blob_literal;
+  for (const std::byte b : bytes) blob_literal += fmt_hex(b);
+  exec_sql(index, schema_4 + "INSERT INTO entries VALUES(X'" + key.hex() + "', X'" + digest_of(bytes).hex() + "', " +
+                      std::to_string(bytes.size()) + ", X'" + bytes_type.hex() + "', 'old-run', 1, 2, X'" +
+                      blob_literal + "');");
+  ASSERT_EQ(query_integer(index, "SELECT count(*) FROM sqlite_master WHERE name = 'file_stats'"), 0);
+
+  // Read-only first: it cannot migrate, but reads the entries, and knows no files.
+  {
+    cache_store_options options;
+    options.read_only = true;
+    cache_store store(dir.path(), options);
+    std::vector<std::byte> out;
+    EXPECT_TRUE(store.get(key, out).hit());
+    EXPECT_FALSE(store.known_file(stat_row("/data/a.csv")));
+    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 4);
+  }
+  {
+    cache_store store(dir.path());
+    EXPECT_EQ(query_integer(index, "PRAGMA user_version"), 5);
+    EXPECT_EQ(query_integer(index, "SELECT count(*) FROM sqlite_master WHERE name = 'file_stats'"), 1);
+    std::vector<std::byte> out;
+    const cache_result got = store.get(key, out);
+    ASSERT_TRUE(got.hit()) << got.message;
+    EXPECT_EQ(out, bytes);
+    const std::pair<file_stat_row, known_file_digest> rows[] = {{stat_row("/data/a.csv"), {key_of("a"), 1}}};
+    store.remember_files(rows);
+  }
+  cache_store again(dir.path());
+  EXPECT_EQ(again.known_file(stat_row("/data/a.csv"))->content, key_of("a"));
 }

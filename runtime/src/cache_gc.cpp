@@ -154,6 +154,7 @@ gc_result cache_store::gc(const gc_limits& limits) {
     //    writer died between rename and row, or their rows were removed as
     //    corrupt) besides those step 1 left unnamed.
     out.temporaries_removed = s.blobs.remove_dead_temporaries(true);
+    out.file_stats_removed = s.forget_missing_files();
     std::vector<digest> candidates = std::move(unnamed_order);
     {
       digest_set named;

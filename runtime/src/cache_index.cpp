@@ -81,6 +81,23 @@ CREATE TABLE IF NOT EXISTS steps(
 ) WITHOUT ROWID;
 )sql";
 
+// The digest of a file's bytes, known while its stat fields stay as they were
+// (known_file). The path is the file's absolute path as bytes (a blob: it need
+// not be UTF-8); device, inode and size are 64-bit unsigned values stored bit
+// for bit. `{}` is the schema: main, or temp for an older read-only index.
+constexpr const char* file_stats_sql = R"sql(
+CREATE TABLE IF NOT EXISTS {}.file_stats(
+  path BLOB PRIMARY KEY,
+  device INTEGER NOT NULL,
+  inode INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  ctime_ns INTEGER NOT NULL,
+  digest BLOB NOT NULL,
+  hashed_at_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
 // Columns added to existing tables: a table created by a migration that ran
 // in the same transaction lacks them too, and an index whose user_version is
 // behind its tables (none is known) is caught up without an error.
@@ -95,11 +112,14 @@ void add_owner_start_times(sqlite::database& db) {
   add_column(db, "in_use", "started", "ALTER TABLE in_use ADD COLUMN started INTEGER");
 }
 
-const std::array<sqlite::migration, 4> migrations = {{
+void add_file_stats(sqlite::database& db) { db.exec(fmt::format(fmt::runtime(file_stats_sql), "main").c_str()); }
+
+const std::array<sqlite::migration, 5> migrations = {{
     {1, schema_1_sql, nullptr},
     {2, schema_2_sql, nullptr},
     {3, nullptr, add_inline_values},
     {4, nullptr, add_owner_start_times},
+    {5, nullptr, add_file_stats},
 }};
 
 bool permission_error(int error) noexcept { return error == EACCES || error == EPERM || error == EROFS; }
@@ -192,6 +212,7 @@ void cache_store::state::open_read_only(std::string why) {
                     "and the cache directory is read-only ({})",
                     index_file.string(), version, index_schema_version, read_only_why));
   }
+  if (version < 5) db.exec(fmt::format(fmt::runtime(file_stats_sql), "temp").c_str());  // known_file finds nothing
   db.exec("PRAGMA query_only=1");  // a write that slipped through would fail, not change the index
 }
 

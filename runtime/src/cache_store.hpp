@@ -13,7 +13,8 @@
 //   index.sqlite (+ -wal, -shm)                  tables entries, leases, in_use (schema 1),
 //                                                runs, steps (schema 2: run and step records),
 //                                                entries.inline_value (schema 3: inline values),
-//                                                leases.started, in_use.started (schema 4: owner start time)
+//                                                leases.started, in_use.started (schema 4: owner start time),
+//                                                file_stats (schema 5: known file digests, see known_file)
 //
 // Integrity rules (each one is tested in tests/test_cache_store.cpp):
 // * A blob appears under its final name only complete and fsync'ed (temporary
@@ -56,6 +57,9 @@
 // * Run and step records (record_run, record_steps) are bookkeeping, not
 //   cache content: gc never touches them. Run rows are bounded (see
 //   cache_store_options::runs_kept); step rows are one per (pipeline, step).
+// * A known file digest (remember_files) is returned by known_file only
+//   while every stat field of the file is the one it was stored with; gc
+//   removes it only once its path no longer exists.
 #pragma once
 
 #include <array>
@@ -72,9 +76,15 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <penstock/digest.hpp>
+
+// file_stat_row and known_file_digest (known_file below). They are declared
+// with the stat cache that keeps them in a file of its own (stat.sqlite),
+// which the file_stats table of the index is to replace.
+#include "stat_cache.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -169,6 +179,7 @@ struct gc_result {
   std::uint64_t orphans_removed = 0;      // blobs no entry names (a writer died between rename and index)
   std::uint64_t temporaries_removed = 0;  // blobs/.tmp-* of dead writers
   std::uint64_t stale_marks_removed = 0;  // expired leases and in-use marks, or their owner died
+  std::uint64_t file_stats_removed = 0;   // known file digests whose path no longer exists
 };
 
 struct cache_store_options {
@@ -366,7 +377,8 @@ class cache_store {
   // Drops stale leases and marks, removes unparsable rows, then entries by
   // least recent use (see gc_limits) skipping leased keys and marked blobs,
   // all in one write transaction; then, holding no lock, lists blobs/ and
-  // removes dead writers' temporary files; last, in short write
+  // removes dead writers' temporary files, and finds the known files whose
+  // path is gone (their rows go in one transaction); last, in short write
   // transactions, unlinks each blob that no entry names any more (those
   // whose entries it removed, and orphans) and no live mark protects.
   gc_result gc(const gc_limits& limits);
@@ -388,6 +400,20 @@ class cache_store {
   // The stored record of every step of `pipeline`, ordered by step name;
   // unreadable rows are skipped.
   [[nodiscard]] std::vector<step_record> last_steps(std::string_view pipeline);
+
+  // Known file digests (schema 5): the digest of a file's bytes, with the
+  // stat fields the file had when it was hashed, keyed by its absolute path
+  // (bytes, compared exactly; std::invalid_argument if a path does not start
+  // with '/'). A caller that hashes a file it has stat()ed remembers the
+  // result, and next time asks before it reads the file again.
+  //
+  // The digest stored for `row.path` if every stat field equals the stored
+  // one; else nullopt. Read-only friendly.
+  [[nodiscard]] std::optional<known_file_digest> known_file(const file_stat_row& row);
+  // Many at once in one read transaction (same order as `rows`).
+  [[nodiscard]] std::vector<std::optional<known_file_digest>> known_files(std::span<const file_stat_row> rows);
+  // Upserts rows (one transaction). A read-only store does nothing.
+  void remember_files(std::span<const std::pair<file_stat_row, known_file_digest>> rows);
 
  private:
   friend class cache_lease;

@@ -178,6 +178,10 @@ struct cache_store::state {
   // Removes the key's row; false if there was none. Called under the lock.
   bool delete_entry(const digest& key);
 
+  // ---- known files (known_files.cpp) ----
+  // Removes the file_stats rows whose path no longer exists (gc); returns how many.
+  std::uint64_t forget_missing_files();
+
   // ---- leases and in-use marks (cache_leases.cpp) ----
   // Is the owner of a lease or mark still there?
   [[nodiscard]] bool live(const owner_row& o, std::int64_t at) const;

@@ -1,0 +1,134 @@
+// known_files: the stat cache of file digests in the index (table file_stats,
+// schema 5): a file's digest, trusted while its stat fields stay as they were when it was hashed.
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include "cache_store_state.hpp"
+
+namespace penstock::detail::r1 {
+
+namespace {
+
+constexpr const char* select_file_sql =
+    "SELECT device, inode, size, mtime_ns, ctime_ns, digest, hashed_at_ns FROM file_stats WHERE path = ?1";
+constexpr const char* upsert_file_sql =
+    "INSERT OR REPLACE INTO file_stats(path, device, inode, size, mtime_ns, ctime_ns, digest, hashed_at_ns) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+constexpr const char* select_paths_sql = "SELECT path FROM file_stats";
+constexpr const char* delete_file_sql = "DELETE FROM file_stats WHERE path = ?1";
+
+// The path's bytes, bound as a blob: any bytes (a file name need not be UTF-8), compared exactly.
+std::span<const std::byte> path_bytes(const std::string& path) noexcept {
+  return std::as_bytes(std::span(path.data(), path.size()));
+}
+
+void check_absolute(const file_stat_row& row, const char* operation) {
+  if (row.path.empty() || row.path.front() != '/') {
+    throw std::invalid_argument(fmt::format("{}: the path '{}' is not absolute", operation, row.path));
+  }
+}
+
+// The stored digest of row.path if the stored stat fields are row's. Called under the lock.
+std::optional<known_file_digest> find_known(sqlite::database& db, const file_stat_row& row) {
+  auto q = db.prepare(select_file_sql);
+  q.bind(1, path_bytes(row.path));
+  if (!q.step()) return std::nullopt;
+  for (const int column : {0, 1, 2, 3, 4, 6}) {
+    if (q.type(column) != SQLITE_INTEGER) return std::nullopt;  // an unreadable row: as if none (rewritten later)
+  }
+  const auto content = q.digest_at(5);
+  if (!content || static_cast<std::uint64_t>(q.integer(0)) != row.device ||
+      static_cast<std::uint64_t>(q.integer(1)) != row.inode || static_cast<std::uint64_t>(q.integer(2)) != row.size ||
+      q.integer(3) != row.mtime_ns || q.integer(4) != row.ctime_ns) {
+    return std::nullopt;
+  }
+  return known_file_digest{*content, q.integer(6)};
+}
+
+}  // namespace
+
+std::optional<known_file_digest> cache_store::known_file(const file_stat_row& row) {
+  check_absolute(row, "known_file");
+  auto& s = *state_;
+  return s.guarded("known_file", [&] {
+    auto guard = s.lock();
+    return find_known(s.db, row);
+  });
+}
+
+std::vector<std::optional<known_file_digest>> cache_store::known_files(std::span<const file_stat_row> rows) {
+  for (const auto& row : rows) check_absolute(row, "known_files");
+  auto& s = *state_;
+  return s.guarded("known_files", [&] {
+    auto guard = s.lock();
+    std::vector<std::optional<known_file_digest>> out;
+    out.reserve(rows.size());
+    sqlite::transaction tx(s.db, sqlite::transaction_kind::read);  // one snapshot
+    for (const auto& row : rows) out.push_back(find_known(s.db, row));
+    tx.commit();
+    return out;
+  });
+}
+
+void cache_store::remember_files(std::span<const std::pair<file_stat_row, known_file_digest>> rows) {
+  for (const auto& [row, known] : rows) check_absolute(row, "remember_files");
+  auto& s = *state_;
+  if (rows.empty() || s.read_only) return;  // a read-only store remembers nothing: the files are hashed again
+  s.guarded("remember_files", [&] {
+    auto guard = s.lock();
+    sqlite::transaction tx(s.db, sqlite::transaction_kind::write);
+    for (const auto& [row, known] : rows) {
+      s.db.prepare(upsert_file_sql)
+          .bind(1, path_bytes(row.path))
+          .bind(2, static_cast<std::int64_t>(row.device))
+          .bind(3, static_cast<std::int64_t>(row.inode))
+          .bind(4, static_cast<std::int64_t>(row.size))
+          .bind(5, row.mtime_ns)
+          .bind(6, row.ctime_ns)
+          .bind(7, known.content)
+          .bind(8, known.hashed_at_ns)
+          .run();
+    }
+    tx.commit();
+  });
+}
+
+std::uint64_t cache_store::state::forget_missing_files() {
+  // The paths, then (no lock held: stat() of many files can take a while)
+  // which are gone, then one write transaction for those.
+  std::vector<std::string> paths;
+  {
+    auto guard = lock();
+    auto q = db.prepare(select_paths_sql);
+    while (q.step()) {
+      const auto bytes = q.bytes_at(0);
+      paths.emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    }
+  }
+  std::vector<std::string> gone;
+  for (std::string& path : paths) {
+    struct stat info {};
+    // Only a path that certainly does not exist goes (EACCES, EIO... keep the row).
+    const bool missing = path.find('\0') != std::string::npos ||
+                         (::stat(path.c_str(), &info) != 0 && (errno == ENOENT || errno == ENOTDIR));
+    if (missing) gone.push_back(std::move(path));
+  }
+  if (gone.empty()) return 0;
+  auto guard = lock();
+  sqlite::transaction tx(db, sqlite::transaction_kind::write);
+  std::uint64_t removed = 0;
+  for (const std::string& path : gone) {
+    db.prepare(delete_file_sql).bind(1, path_bytes(path)).run();
+    removed += static_cast<std::uint64_t>(db.changes());
+  }
+  tx.commit();
+  return removed;
+}
+
+}  // namespace penstock::detail::r1
