@@ -449,6 +449,7 @@ TEST(cache_store, failing_writers_leave_nothing_behind) {
     EXPECT_NE(what.find(key.hex()), std::string::npos) << what;
     EXPECT_NE(what.find("bad archive"), std::string::npos) << what;
   }
+  EXPECT_THROW((void)store.load(key, [](std::istream&) { throw 42; }), cache_error) << "whatever it throws";
 }
 
 // A save function that throws, whatever it throws and whether its value was

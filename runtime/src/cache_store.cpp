@@ -421,11 +421,12 @@ cache_result cache_store::load(const digest& key, const std::function<void(std::
   std::istream in(&buffer);
   try {
     read(in);
-  } catch (const std::exception& e) {
+  } catch (...) {
     const std::string from = result.entry.inline_value
                                  ? fmt::format("its inline value in {}", state_->index_file.string())
                                  : fmt::format("blob {}", state_->blobs.path_of(result.entry.content).string());
-    throw cache_error(fmt::format("cannot load the value of cache entry {} from {}: {}", key.hex(), from, e.what()));
+    std::throw_with_nested(cache_error(
+        fmt::format("cannot load the value of cache entry {} from {}: {}", key.hex(), from, current_exception_text())));
   }
   return result;
 }

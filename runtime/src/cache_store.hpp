@@ -3,8 +3,15 @@
 // bytes; an SQLite index (WAL) maps each step-run key to its output digest and
 // holds the leases and in-use marks that let processes share one directory.
 // Values of at most cache_inline_max bytes have no file: their bytes are a
-// column of their index row ("inline values").
-// Private to the runtime: the executor and the CLI are its users.
+// column of their index row ("inline values"). The index also keeps run and
+// step records and known file digests. A directory that cannot be written
+// is served read-only (see cache_store).
+// Private to the runtime: the executor and the CLI are its users. Its parts,
+// a file each under runtime/src: cache_store.cpp and cache_put.cpp (entries),
+// cache_leases.cpp, cache_gc.cpp, run_records.cpp, known_files.cpp,
+// cache_index.cpp (opening the index, schema migrations), blob_store and
+// blob_streams (blob files), on sqlite_db, posix_file and process_identity;
+// cache_store_state.hpp is what they share.
 //
 // Layout of a cache directory:
 //   blobs/<first 2 hex digits>/<32 hex digits>   one file per content digest, read-only
@@ -28,7 +35,7 @@
 //   its own status and a message naming the key, the digest and the file (the
 //   index for an inline value); the bad blob and the rows naming it (the bad
 //   row, for an inline value) are removed, so the next run recomputes and
-//   stores it again.
+//   stores it again (a read-only store removes nothing).
 // * gc never removes an entry whose key is leased, nor a blob that has a live
 //   in-use mark, nor a blob that a row names. get() marks the digest before
 //   it opens the blob and unmarks it when it has read and verified it; put()
@@ -358,7 +365,8 @@ class cache_store {
       const digest& key, const std::function<std::vector<std::span<std::byte>>(const cache_entry&)>& destination);
   // Reads and verifies the value, then hands it to `read` as a stream
   // (value_traits<T>::load, slot_functions::load). An exception from `read`
-  // is rethrown as cache_error naming the key and the blob.
+  // (of any type) is rethrown as cache_error naming the key and the blob,
+  // the original nested.
   [[nodiscard]] cache_result load(const digest& key, const std::function<void(std::istream&)>& read);
 
   // Removes the key's index row (its blob goes at the next gc if no other
