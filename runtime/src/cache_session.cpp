@@ -30,19 +30,6 @@ constexpr std::chrono::milliseconds lease_wait_slice{200};
 // How many element notes a map's report quotes word for word.
 constexpr std::size_t element_notes_kept = 5;
 
-// The stat cache, for a pipeline with file or directory values.
-std::unique_ptr<stat_cache> open_stats(const graph_description& graph, const std::filesystem::path& directory) {
-  bool files = false;
-  for (const auto& p : graph.params) files = files || p.slot.path_value != nullptr;
-  for (const auto& n : graph.nodes) files = files || n.slot.path_value != nullptr;
-  if (!files) return nullptr;
-  try {
-    return std::make_unique<stat_cache>(directory);
-  } catch (const std::exception&) {
-    return nullptr;  // every file is hashed
-  }
-}
-
 digest type_fingerprint(const node_description& node) { return hasher().update(node.output_type).finish(); }
 
 }  // namespace
@@ -243,11 +230,10 @@ cache_session::cache_session(const graph_description& graph, run_state& state, c
       state_(state),
       store_(std::make_unique<cache_store>(options.directory.empty() ? default_cache_directory()
                                                                      : std::filesystem::path(options.directory))),
-      stats_(open_stats(graph, store_->directory())),
       stop_(stop),
       keeper_(options.lease_ttl, options.lease_renewal),
       run_id_(new_run_id()),
-      param_digests_((seal_file_params(graph, state, stats_.get()), param_digests(graph, state))),
+      param_digests_((seal_file_params(graph, state, store_.get()), param_digests(graph, state))),
       forced_(forced_steps(graph, options.rerun)),
       content_(graph.nodes.size()),
       nodes_(std::make_unique<node_state[]>(graph.nodes.size())),
@@ -377,7 +363,7 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
                                       : store_->load(*me.key, [&](std::istream& in) { node.slot.load(slot, in); });
       if (loaded.hit() && loaded.entry.content == *content_[p]) {
         if (node.slot.path_value == nullptr) return true;
-        restore_files(*store_, stats_.get(), *node.slot.path_value(slot));  // a cache_error: a reported miss, below
+        restore_files(*store_, *node.slot.path_value(slot));  // a cache_error: a reported miss, below
         return true;
       }
       if (!loaded.hit()) {
@@ -420,7 +406,7 @@ std::optional<digest> cache_session::put(std::uint32_t i) {
       put_info{.type = type_fingerprint(node), .run_id = run_id_}, me.lease.held() ? &me.lease : nullptr);
   // Handed on as its read-only copy in the cache, as on a hit, so that the
   // run's output directory can go.
-  if (files != nullptr) restore_files(*store_, stats_.get(), *files);
+  if (files != nullptr) restore_files(*store_, *files);
   return put.content;
 }
 

@@ -36,7 +36,6 @@
 #include "cache_store.hpp"
 #include "lease_keeper.hpp"
 #include "run_state.hpp"
-#include "stat_cache.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -135,9 +134,6 @@ class cache_session {
 
   [[nodiscard]] const std::string& run_id() const noexcept { return run_id_; }
   [[nodiscard]] cache_store& store() noexcept { return *store_; }
-  // The stat cache of file digests; null when the pipeline has no file
-  // values or it cannot be opened (files are then hashed every time).
-  [[nodiscard]] stat_cache* stats() noexcept { return stats_.get(); }
 
   // Step 1. True on a hit: the report is marked and the node's value is
   // left in the store.
@@ -210,7 +206,6 @@ class cache_session {
   const graph_description& graph_;
   run_state& state_;
   std::unique_ptr<cache_store> store_;
-  std::unique_ptr<stat_cache> stats_;
   const std::atomic<bool>* stop_;
   lease_keeper keeper_;
   std::string run_id_;

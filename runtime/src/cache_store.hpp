@@ -88,12 +88,18 @@
 
 #include <penstock/digest.hpp>
 
-// file_stat_row and known_file_digest (known_file below). They are declared
-// with the stat cache that keeps them in a file of its own (stat.sqlite),
-// which the file_stats table of the index is to replace.
-#include "stat_cache.hpp"
-
 namespace penstock::detail::r1 {
+
+// What a file's stat said when it was hashed (the file_stats table, schema 5).
+struct file_stat_row {
+  std::string path;  // absolute, as bytes (need not be UTF-8)
+  std::uint64_t device = 0, inode = 0, size = 0;
+  std::int64_t mtime_ns = 0, ctime_ns = 0;
+};
+struct known_file_digest {
+  digest content;
+  std::int64_t hashed_at_ns = 0;  // when it was hashed (wall clock)
+};
 
 // $PENSTOCK_HOME if it is set and not empty, else .penstock under the current
 // working directory (made absolute).

@@ -631,7 +631,7 @@ class executor {
     if (value == nullptr) return;
     try {
       if (cache_ != nullptr) {
-        value->set_contents(hash_tree(value->kind(), value->path(), cache_->stats()));
+        value->set_contents(hash_tree(value->kind(), value->path(), &cache_->store()));
       } else {
         check_readable(value->kind(), value->path());
       }

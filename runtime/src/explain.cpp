@@ -59,13 +59,7 @@ std::vector<step_explanation> explain(const graph_description& graph, const run_
   resolve_params(graph, state, options);
   cache_store store(options.cache.directory.empty() ? default_cache_directory()
                                                     : std::filesystem::path(options.cache.directory));
-  std::unique_ptr<stat_cache> stats;
-  try {
-    stats = std::make_unique<stat_cache>(store.directory());
-  } catch (const std::exception&) {
-    // files are hashed without it
-  }
-  seal_file_params(graph, state, stats.get());
+  seal_file_params(graph, state, &store);
 
   std::map<std::string, nlohmann::json, std::less<>> last;
   for (const auto& record : store.last_steps(graph.name)) {

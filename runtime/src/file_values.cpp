@@ -184,7 +184,7 @@ void check_readable(path_kind kind, const fs::path& path) {
   }
 }
 
-path_contents hash_tree(path_kind kind, const fs::path& path, stat_cache* stats) {
+path_contents hash_tree(path_kind kind, const fs::path& path, cache_store* stats) {
   check_readable(kind, path);
   std::error_code ec;
   const fs::path root = fs::absolute(path, ec).lexically_normal();
@@ -256,7 +256,7 @@ path_contents hash_tree(path_kind kind, const fs::path& path, stat_cache* stats)
 
 path_contents hash_path(path_kind kind, const fs::path& path) { return hash_tree(kind, path, nullptr); }
 
-void seal_file_params(const graph_description& graph, run_state& state, stat_cache* stats) {
+void seal_file_params(const graph_description& graph, run_state& state, cache_store* stats) {
   for (std::size_t i = 0; i < graph.params.size(); ++i) {
     const auto& p = graph.params[i];
     if (p.slot.path_value == nullptr) continue;
@@ -335,8 +335,7 @@ void copy_file_bytes(const fs::path& from, const fs::path& to) {
 }
 
 // Makes entry `e` at `to` from the cache.
-void restore_entry(cache_store& store, stat_cache* stats, const path_entry& e, const fs::path& to,
-                   std::string_view name) {
+void restore_entry(cache_store& store, const path_entry& e, const fs::path& to, std::string_view name) {
   const digest key = file_content_key(e.content);
   const cache_result found = store.lookup(key);
   if (!found.hit()) {
@@ -369,7 +368,7 @@ void restore_entry(cache_store& store, stat_cache* stats, const path_entry& e, c
   }
   // Checked like any cached value (a hard link shares the blob's bytes;
   // the stat cache makes the next check a stat).
-  const path_contents check = hash_tree(path_kind::file, to, stats);
+  const path_contents check = hash_tree(path_kind::file, to, &store);
   if (check.content != e.content) {
     throw cache_error(fmt::format("the stored bytes of '{}{}{}' are damaged (digest {} instead of {})", name,
                                   e.path.empty() ? "" : "/", e.path, check.content.hex(), e.content.hex()));
@@ -408,7 +407,7 @@ void store_files(cache_store& store, const path_value& value, std::string_view r
   }
 }
 
-void restore_files(cache_store& store, stat_cache* stats, path_value& value) {
+void restore_files(cache_store& store, path_value& value) {
   const auto& contents = *value.contents();
   const std::string name = value.name();
   const fs::path files = store.directory() / "files";
@@ -418,7 +417,7 @@ void restore_files(cache_store& store, stat_cache* stats, path_value& value) {
   // Restored before (by this or another run): still the right bytes?
   if (fs::exists(fs::symlink_status(target, ec))) {
     try {
-      if (hash_tree(value.kind(), target, stats).content == contents.content) {
+      if (hash_tree(value.kind(), target, &store).content == contents.content) {
         value.set_path(target);
         return;
       }
@@ -439,7 +438,7 @@ void restore_files(cache_store& store, stat_cache* stats, path_value& value) {
     for (const auto& e : contents.entries) {
       const fs::path to = e.path.empty() ? staged : staged / e.path;
       if (!e.path.empty()) fs::create_directories(to.parent_path());
-      restore_entry(store, stats, e, to, name);
+      restore_entry(store, e, to, name);
     }
     if (::rename(staging.c_str(), home.c_str()) != 0 && errno != EEXIST && errno != ENOTEMPTY) {
       throw cache_error(fmt::format("cannot move '{}' to '{}': {}", staging.string(), home.string(), why(errno)));

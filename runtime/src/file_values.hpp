@@ -17,7 +17,6 @@
 
 #include "cache_store.hpp"
 #include "run_state.hpp"
-#include "stat_cache.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -26,12 +25,12 @@ namespace penstock::detail::r1 {
 // is not read again, unless it was modified within a second of that hash
 // (git's "racy" rule: a write in the same timestamp tick could go unseen);
 // what is hashed is recorded. Throws file_error naming the path.
-[[nodiscard]] path_contents hash_tree(path_kind kind, const std::filesystem::path& path, stat_cache* stats);
+[[nodiscard]] path_contents hash_tree(path_kind kind, const std::filesystem::path& path, cache_store* stats);
 
 // Hashes every ps::file / ps::directory parameter into its slot (with the
 // store's stat cache when there is one). Throws param_error naming the
 // parameter and the path when one cannot be read.
-void seal_file_params(const graph_description& graph, run_state& state, stat_cache* stats);
+void seal_file_params(const graph_description& graph, run_state& state, cache_store* stats);
 
 // Checks that `path` is a readable file or directory of the right kind;
 // throws file_error saying what is wrong.
@@ -65,6 +64,6 @@ void store_files(cache_store& store, const path_value& value, std::string_view r
 // the stored bytes by hard link where it can be, else by copy, and checked
 // against their digests. Throws cache_error when a file's bytes are missing
 // or damaged (a reported miss: the caller recomputes the step).
-void restore_files(cache_store& store, stat_cache* stats, path_value& value);
+void restore_files(cache_store& store, path_value& value);
 
 }  // namespace penstock::detail::r1
