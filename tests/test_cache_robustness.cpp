@@ -252,3 +252,79 @@ TEST(cache_robustness, nested_projections_are_keyed_apart) {
   EXPECT_FALSE(b.report().find("pick")->cache_hit);
   EXPECT_EQ(picks, 2);
 }
+
+namespace {
+
+long count_rows(const fs::path& dir, const char* table) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2((dir / "index.sqlite").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* statement = nullptr;
+  const std::string query = std::string("SELECT count(*) FROM ") + table;
+  EXPECT_EQ(sqlite3_prepare_v2(db, query.c_str(), -1, &statement, nullptr), SQLITE_OK);
+  long rows = -1;
+  if (sqlite3_step(statement) == SQLITE_ROW) rows = sqlite3_column_int64(statement, 0);
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+  return rows;
+}
+
+}  // namespace
+
+// A cache the run must not change (cache_options::read_only, as for a
+// directory it cannot write): hits are served, steps and map elements that
+// miss are computed and not stored, no lease or run record is written, and
+// the run says so once instead of warning for every step.
+TEST(cache_robustness, a_read_only_cache_serves_hits_and_stores_nothing) {
+  scratch_directory dir;
+  std::atomic<int> loads{0};
+  std::atomic<int> squared{0};
+  auto count = ps::param<long>("count", 4);
+  auto ids = ps::step<"ids">([&loads](long n) {
+    ++loads;
+    std::vector<long> v(static_cast<std::size_t>(n));
+    std::iota(v.begin(), v.end(), 0L);
+    return v;
+  })(count);
+  auto squares = ps::map<"square">([&squared](long x) {
+    ++squared;
+    return x * x;
+  })(ids);
+  auto total =
+      ps::step<"total">([](const std::vector<long>& v) { return std::accumulate(v.begin(), v.end(), 0L); })(squares);
+  const auto p = ps::pipeline<"read_only">(total);
+  ASSERT_TRUE(p.run(cached_in(dir.path())).ok());
+  ASSERT_EQ(loads, 1);
+  ASSERT_EQ(squared, 4);
+  const long entries = count_rows(dir.path(), "entries");
+  const long runs = count_rows(dir.path(), "runs");
+
+  auto read_only = [&](std::vector<std::pair<std::string, std::string>> params) {
+    ps::run_options options = cached_in(dir.path(), std::move(params));
+    options.cache.read_only = true;
+    return options;
+  };
+  const auto hit = p.run(read_only({}));
+  ASSERT_TRUE(hit.ok()) << hit.report().summary();
+  EXPECT_EQ(hit.value(total), 0 + 1 + 4 + 9);
+  EXPECT_EQ(hit.report().cache_hits(), 3U);
+  EXPECT_EQ(loads, 1);
+  EXPECT_NE(hit.report().cache_note.find("read-only"), std::string::npos) << hit.report().cache_note;
+
+  // Two new elements and new ids/total: computed, the four old elements read back.
+  const auto miss = p.run(read_only({{"count", "6"}}));
+  ASSERT_TRUE(miss.ok()) << miss.report().summary();
+  EXPECT_EQ(miss.value(total), 0 + 1 + 4 + 9 + 16 + 25);
+  EXPECT_EQ(loads, 2);
+  EXPECT_EQ(squared, 4 + 2);
+  EXPECT_EQ(miss.report().find("square")->elements_cached, 4U);
+  for (const auto& step : miss.report().steps) EXPECT_EQ(step.cache_note, "") << step.name;
+  EXPECT_EQ(count_rows(dir.path(), "entries"), entries);
+  EXPECT_EQ(count_rows(dir.path(), "runs"), runs);
+  EXPECT_EQ(count_rows(dir.path(), "leases"), 0);
+
+  // Nothing was stored: the same run, writable, computes the same again.
+  const auto writable = p.run(cached_in(dir.path(), {{"count", "6"}}));
+  ASSERT_TRUE(writable.ok());
+  EXPECT_EQ(loads, 3);
+  EXPECT_EQ(squared, 4 + 2 + 2);
+}

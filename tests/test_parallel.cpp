@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "rendezvous.hpp"
@@ -154,3 +155,22 @@ TEST_P(any_threads, no_more_steps_run_at_once_than_there_are_workers) {
 
 INSTANTIATE_TEST_SUITE_P(threads, any_threads, ::testing::ValuesIn(penstock_test::all_thread_counts),
                          penstock_test::thread_count_name);
+
+// pipeline::run with more threads than oneTBB allows (the cores, here):
+// the allowed number, said once per request by penstock, never by oneTBB.
+TEST(threads, a_request_above_what_onetbb_allows_is_clamped_and_said_once) {
+  auto doubled = ps::step<"doubled">([](int x) { return 2 * x; })(ps::param<int>("x", 21));
+  const auto p = ps::pipeline<"too_many_threads">(doubled);
+  testing::internal::CaptureStderr();
+  const auto first = p.run({.threads = 4000});
+  const auto second = p.run({.threads = 4000});
+  const std::string err = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second.value(doubled), 42);
+  const std::string said = "penstock: run_options::threads = 4000 is more than the ";
+  const auto at = err.find(said);
+  EXPECT_NE(at, std::string::npos) << err;
+  EXPECT_EQ(err.find(said, at + 1), std::string::npos) << "said twice: " << err;
+  EXPECT_EQ(err.find("TBB Warning"), std::string::npos) << err;
+}

@@ -82,10 +82,16 @@ struct cache_options {
   // over at once.
   std::chrono::seconds lease_ttl{120};
   std::chrono::milliseconds lease_renewal{std::chrono::seconds{30}};
+  // Serve hits, store nothing: no leases, no entries, no run record (a
+  // shared cache this run must not change). A cache directory that cannot
+  // be written is used this way by itself; either way the run says so once.
+  bool read_only = false;
 };
 
 struct run_options {
-  std::size_t threads = 0;  // 0: one per core
+  // 0: one per core. More than oneTBB allows (the cores, or a
+  // tbb::global_control limit): that many, said once on stderr.
+  std::size_t threads = 0;
   progress_mode progress = progress_mode::none;
   // name=value pairs, parsed by each parameter's type. The `{}` keeps g++'s
   // -Wmissing-field-initializers quiet for run({.threads = 2}).

@@ -224,12 +224,21 @@ std::string new_run_id() {
                      static_cast<long>(::getpid()), random() & 0xffffu);
 }
 
+namespace {
+cache_store_options store_options(const cache_options& options) {
+  cache_store_options out;
+  out.read_only = options.read_only;
+  return out;
+}
+}  // namespace
+
 cache_session::cache_session(const graph_description& graph, run_state& state, const cache_options& options,
                              const std::atomic<bool>* stop)
     : graph_(graph),
       state_(state),
-      store_(std::make_unique<cache_store>(options.directory.empty() ? default_cache_directory()
-                                                                     : std::filesystem::path(options.directory))),
+      store_(std::make_unique<cache_store>(
+          options.directory.empty() ? default_cache_directory() : std::filesystem::path(options.directory),
+          store_options(options))),
       stop_(stop),
       keeper_(options.lease_ttl, options.lease_renewal),
       run_id_(new_run_id()),
@@ -333,7 +342,7 @@ bool cache_session::lookup(std::uint32_t i, step_report& report) {
 bool cache_session::begin_miss(std::uint32_t i, step_report& report) {
   const node_description& node = graph_.nodes[i];
   auto& me = nodes_[i];
-  if (!me.key || !node.cacheable || node.options.cache == cache_policy::never) return false;
+  if (!me.key || !node.cacheable || node.options.cache == cache_policy::never || store_->read_only()) return false;
   try {
     lease_attempt attempt = acquire_lease(*store_, *me.key, keeper_.ttl(), stop_);
     if (attempt.status == lease_status::acquired) {
@@ -414,7 +423,8 @@ void cache_session::store(std::uint32_t i, step_report& report) {
   const node_description& node = graph_.nodes[i];
   auto& me = nodes_[i];
   const void* slot = state_.node_slots[i];
-  const bool cacheable = me.key && node.cacheable && node.options.cache == cache_policy::normal;
+  // A read-only cache stores nothing; the run said so once (executor.cpp).
+  const bool cacheable = me.key && node.cacheable && node.options.cache == cache_policy::normal && !store_->read_only();
   std::optional<digest> produced;
   // A failure to store (a full disk, an I/O error, bytes the serializer
   // rejects) is a warning: the value is used by this run as without a cache.
@@ -488,6 +498,10 @@ void cache_session::finish(const run_report& report) {
 }
 
 void cache_session::record(const run_report& report) {
+  if (store_->read_only()) {
+    for (std::uint32_t i = 0; i < graph_.nodes.size(); ++i) release(nodes_[i].lease);
+    return;  // nothing to mark used, nowhere to record the run
+  }
   // Hits not marked used within the store's touch_interval are marked now
   // (gc's least recently used order); fresher ones are left alone, so a
   // no-op rerun writes nothing but its run record.

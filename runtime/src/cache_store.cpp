@@ -187,6 +187,7 @@ const fs::path& cache_store::directory() const noexcept { return state_->directo
 fs::path cache_store::blob_path(const digest& content) const { return state_->blobs.path_of(content); }
 fs::path cache_store::index_path() const { return state_->index_file; }
 bool cache_store::read_only() const noexcept { return state_->read_only; }
+const std::string& cache_store::read_only_reason() const noexcept { return state_->read_only_why; }
 
 bool cache_store::fresh(std::chrono::system_clock::time_point last_used) const { return state_->fresh(last_used); }
 

@@ -308,8 +308,9 @@ class cache_store {
   [[nodiscard]] const std::filesystem::path& directory() const noexcept;
   [[nodiscard]] std::filesystem::path blob_path(const digest& content) const;
   [[nodiscard]] std::filesystem::path index_path() const;
-  // The index was opened read-only (see above).
+  // The index was opened read-only (see above), and why ("" if it was not).
   [[nodiscard]] bool read_only() const noexcept;
+  [[nodiscard]] const std::string& read_only_reason() const noexcept;
 
   // Stores contiguous bytes under `key` (replacing what the key named). The
   // fast path: the bytes are hashed, then stored inline if they are small,

@@ -17,11 +17,13 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 #include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
@@ -74,10 +76,24 @@ const std::atomic<bool> never_stop{false};
 // Concurrent runs with the same concurrency share one arena (each waits on
 // its own task_group). Never destroyed: worker threads may still be leaving
 // an arena during static destruction.
+//
+// A request above what oneTBB allows (max_allowed_parallelism: the cores,
+// or a tbb::global_control limit) gets the allowed number, said once per
+// request in penstock's words instead of oneTBB's "TBB Warning".
 tbb::task_arena& arena_for(std::size_t threads) {
   static std::mutex mutex;
   static auto* arenas = new std::map<std::size_t, std::unique_ptr<tbb::task_arena>>;
+  static auto* told = new std::set<std::size_t>;
   const std::scoped_lock lock(mutex);
+  const std::size_t allowed = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
+  if (threads > allowed) {
+    if (told->insert(threads).second) {
+      fmt::print(stderr,
+                 "penstock: run_options::threads = {} is more than the {} threads oneTBB allows here; using {}\n",
+                 threads, allowed, allowed);
+    }
+    threads = allowed;
+  }
   auto& arena = (*arenas)[threads];
   if (!arena) {
     arena = std::make_unique<tbb::task_arena>(threads == 0 ? tbb::task_arena::automatic : static_cast<int>(threads));
@@ -716,6 +732,11 @@ run_outcome execute(const graph_description& graph, const run_options& options) 
       fmt::print(stderr, "penstock: {}\n", cache_note);
     }
   }
+  if (cache && cache->store().read_only()) {
+    cache_note = fmt::format("the cache at {} is read-only ({}): hits are served, nothing is stored",
+                             cache->store().directory().string(), cache->store().read_only_reason());
+    fmt::print(stderr, "penstock: {}\n", cache_note);
+  }
   if (!cache) seal_file_params(graph, *state, nullptr);  // with the cache, the session hashed them
   // Files the steps write go under the cache directory, per run; with the
   // cache, a stored file is handed on as its copy in the cache, and the
@@ -822,12 +843,16 @@ void for_each_element(const context& node_ctx, std::size_t n, std::uint32_t retr
       if (hook != nullptr) {
         key = hasher().update(hook->prefix).update(cache.input_digest(data, i)).finish();
         if (load_element(*hook, cache, data, i, n, *key)) continue;
-        try {
-          lease_attempt attempt = acquire_lease(*hook->store, *key, hook->lease_ttl, hook->stop);
-          if (attempt.status == lease_status::cached && load_element(*hook, cache, data, i, n, *key)) continue;
-          if (attempt.status == lease_status::acquired) lease = std::move(attempt.lease);
-        } catch (const std::exception& e) {
-          hook->note(fmt::format("element {}: {}", i, e.what()));
+        if (hook->store->read_only()) {
+          key.reset();  // computed, not stored: no lease to take
+        } else {
+          try {
+            lease_attempt attempt = acquire_lease(*hook->store, *key, hook->lease_ttl, hook->stop);
+            if (attempt.status == lease_status::cached && load_element(*hook, cache, data, i, n, *key)) continue;
+            if (attempt.status == lease_status::acquired) lease = std::move(attempt.lease);
+          } catch (const std::exception& e) {
+            hook->note(fmt::format("element {}: {}", i, e.what()));
+          }
         }
       }
       kept_lease renewed(hook != nullptr ? hook->keeper : nullptr, &lease);
