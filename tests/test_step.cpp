@@ -232,7 +232,7 @@ TEST(step, struct_members_split_into_nodes) {
 
   static_assert(std::is_same_v<decltype(count)::value_type, int>);
   static_assert(std::is_same_v<decltype(mean)::value_type, double>);
-  EXPECT_EQ(decltype(p)::node_count, 3u);  // a projection is not a node
+  EXPECT_EQ(p.description().nodes.size(), 3u);  // a projection is not a node
   const auto& t = node_named(p, "total");
   ASSERT_EQ(t.inputs.size(), 2u);
   EXPECT_EQ(t.inputs[0].projection, "count");

@@ -31,12 +31,6 @@ struct step_not_invocable_with;
 template <fixed_string Step, class Callable>
 struct step_returns_void;
 
-// Two different steps are named `Step` in one pipeline (their callables or
-// inputs differ). Step names identify nodes, cached values and run records.
-// Fix: give one of them another name.
-template <fixed_string Step, class First, class Second>
-struct duplicate_step_name;
-
 // ps::map<"Step"> was applied to a node of type `Given`, which is not a
 // std::vector. Fix: map over a node<std::vector<T>>.
 template <fixed_string Step, class Given>

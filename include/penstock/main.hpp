@@ -8,8 +8,8 @@
 
 namespace penstock {
 
-template <fixed_string Name, class Graph>
-int main(const typed_pipeline<Name, Graph>& pipeline, int argc, const char* const* argv) {
+template <fixed_string Name>
+int main(const typed_pipeline<Name>& pipeline, int argc, const char* const* argv) {
   return detail::r1::main(pipeline.description(), argc, argv);
 }
 

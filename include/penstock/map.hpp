@@ -100,13 +100,10 @@ class map_definition : public detail::option_setters<map_definition<Name, F, Cac
     } else {
       using R = std::remove_cvref_t<Result>;
       using input_arg = typename detail::traits_of<node<T, G, P>>::template kind<T>;
-      using self = detail::map_instance<Name, F, WithContext, R, input_arg>;
-      using graph_t = typename decltype(detail::graph_with<Name, self, node<T, G, P>>())::type;
-      if constexpr (std::is_void_v<graph_t>) {
-        return error_node{};
-      } else {
-        return node<std::vector<R>, graph_t>(std::make_shared<const self>(fn_, this->options_, input.producer()));
-      }
+      using self = detail::map_instance<R, input_arg>;
+      return node<std::vector<R>, detail::produced_by<Name, std::vector<R>>>(
+          std::make_shared<const self>(Name.view(), this->options_, detail::erase_callable(fn_),
+                                       &self::template run<F, WithContext>, input.producer()));
     }
   }
 
@@ -116,7 +113,8 @@ class map_definition : public detail::option_setters<map_definition<Name, F, Cac
 template <fixed_string Name, class F>
 [[nodiscard]] map_definition<Name, std::decay_t<F>> map(F&& fn,
                                                         std::source_location where = std::source_location::current()) {
-  return map_definition<Name, std::decay_t<F>>(std::forward<F>(fn), step_options{.source_file = where.file_name()});
+  return map_definition<Name, std::decay_t<F>>(
+      std::forward<F>(fn), step_options{.source_file = where.file_name(), .source_line = where.line()});
 }
 
 }  // namespace penstock

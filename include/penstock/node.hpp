@@ -1,7 +1,10 @@
-// ps::node<T, Graph, Projection>: the typed handle a step application returns.
-// T is the value it carries; Graph lists (as a type) every step it depends on,
-// so a pipeline's structure is known at compile time. ps::get splits a node
-// whose value is a struct or tuple into typed nodes.
+// ps::node<T, Producer, Projection>: the typed handle a step application
+// returns. T is the value it carries; Producer names the step that makes it
+// (detail::produced_by<"name", Output>), and Projection the part of that
+// step's output it is. Its type is the same size however much of a pipeline
+// lies upstream: the graph is collected once, by ps::pipeline, from the
+// handles' pointers. ps::get splits a node whose value is a struct or tuple
+// into typed nodes.
 #pragma once
 
 #include <array>
@@ -12,17 +15,19 @@
 #include <type_traits>
 #include <utility>
 
-#include <penstock/detail/graph_list.hpp>
+#include <penstock/detail/step_base.hpp>
 #include <penstock/detail/step_instance.hpp>
+#include <penstock/fixed_string.hpp>
 
 namespace penstock {
 
 namespace detail {
-template <class Graph>
-struct last_step;
-template <class... Steps>
-struct last_step<graph<Steps...>> {
-  using type = typename decltype((std::type_identity<Steps>{}, ...))::type;
+// The step a node comes from, as a node's type needs it: its name and the
+// type of its whole output.
+template <fixed_string Name, class Output>
+struct produced_by {
+  static constexpr auto step_name = Name;
+  using output_type = Output;
 };
 
 // Applies Inner, then Outer: ps::get on a node that is already a projection.
@@ -49,21 +54,20 @@ template <class Inner, class Outer>
 using compose_t = std::conditional_t<std::is_same_v<Inner, whole_value>, Outer, composed_projection<Inner, Outer>>;
 }  // namespace detail
 
-template <class T, class Graph, class Projection = detail::whole_value>
+template <class T, class Producer, class Projection = detail::whole_value>
 class node {
  public:
   using value_type = T;
-  using graph_type = Graph;
   using projection_type = Projection;
-  using producer_type = typename detail::last_step<Graph>::type;
+  using producer_type = Producer;
 
-  explicit node(std::shared_ptr<const producer_type> producer) : producer_(std::move(producer)) {}
+  explicit node(std::shared_ptr<const detail::step_base> producer) : producer_(std::move(producer)) {}
 
-  [[nodiscard]] const std::shared_ptr<const producer_type>& producer() const noexcept { return producer_; }
-  [[nodiscard]] static constexpr std::string_view step_name() noexcept { return producer_type::step_name.view(); }
+  [[nodiscard]] const std::shared_ptr<const detail::step_base>& producer() const noexcept { return producer_; }
+  [[nodiscard]] static constexpr std::string_view step_name() noexcept { return Producer::step_name.view(); }
 
  private:
-  std::shared_ptr<const producer_type> producer_;
+  std::shared_ptr<const detail::step_base> producer_;
 };
 
 // What a step application returns when a compile-time check failed. The check

@@ -46,6 +46,8 @@ struct step_options {
   // std::source_location): its content digest is the step's code
   // fingerprint, when the binary was built with penstock_code_fingerprints.
   std::string_view source_file{};
+  // Its line there: with source_file, how an error names the step's definition.
+  std::uint_least32_t source_line = 0;
 };
 
 }  // namespace penstock

@@ -12,7 +12,6 @@
 
 #include <penstock/detail/arguments.hpp>
 #include <penstock/detail/callable_traits.hpp>
-#include <penstock/detail/graph_list.hpp>
 #include <penstock/detail/option_setters.hpp>
 #include <penstock/detail/step_instance.hpp>
 #include <penstock/error.hpp>
@@ -22,29 +21,6 @@
 #include <penstock/value_traits.hpp>
 
 namespace penstock {
-
-namespace detail {
-
-// The graph of a new step: its inputs' graphs merged, then itself. Reports a
-// name used by two different steps.
-template <fixed_string Name, class Self, class... Args>
-constexpr auto graph_with() {
-  using merged = merge_all<typename traits_of<Args>::graph_type...>;
-  if constexpr (merged::conflict::any) {
-    using c = typename first_conflict<typename merged::conflict>::type;
-    (void)report<error::duplicate_step_name<c::first::step_name, typename c::first::callable_type,
-                                            typename c::second::callable_type>>();
-    return std::type_identity<void>{};
-  } else if constexpr (!std::is_void_v<step_named_t<Name, typename merged::type>>) {
-    using existing = step_named_t<Name, typename merged::type>;
-    (void)report<error::duplicate_step_name<Name, typename existing::callable_type, typename Self::callable_type>>();
-    return std::type_identity<void>{};
-  } else {
-    return std::type_identity<decltype(typename merged::type{} + graph<Self>{})>{};
-  }
-}
-
-}  // namespace detail
 
 template <fixed_string Name, class F, cache_policy Cache = cache_policy::normal, placement Where = placement::cpu>
 class step_definition : public detail::option_setters<step_definition<Name, F, Cache, Where>> {
@@ -145,29 +121,26 @@ class step_definition : public detail::option_setters<step_definition<Name, F, C
     } else {
       using R = std::remove_cvref_t<Result>;
       using self =
-          detail::step_instance<Name, F, WithContext, R, Where,
+          detail::step_instance<R, Where,
                                 typename detail::traits_of<Args>::template kind<detail::expected_t<F, I, Args>>...>;
-      using graph_t = typename decltype(detail::graph_with<Name, self, Args...>())::type;
-      if constexpr (std::is_void_v<graph_t>) {
-        return error_node{};
-      } else {
-        auto instance = std::make_shared<const self>(
-            fn_, this->options_,
-            detail::traits_of<Args>::template store<detail::expected_t<F, I, Args>>(std::forward<Args>(args))...);
-        return node<R, graph_t>(std::move(instance));
-      }
+      auto instance = std::make_shared<const self>(
+          Name.view(), this->options_, detail::erase_callable(fn_), &self::template run<F, WithContext>,
+          detail::traits_of<Args>::template store<detail::expected_t<F, I, Args>>(std::forward<Args>(args))...);
+      return node<R, detail::produced_by<Name, R>>(std::move(instance));
     }
   }
 
   F fn_;
 };
 
-// `where` records the file this expression is written in: its content digest
-// is the step's code fingerprint (see penstock_code_fingerprints in cmake/).
+// `where` records the file and line this expression is written at: the
+// file's content digest is the step's code fingerprint (see
+// penstock_code_fingerprints in cmake/), and both name the step in errors.
 template <fixed_string Name, class F>
 [[nodiscard]] step_definition<Name, std::decay_t<F>> step(
     F&& fn, std::source_location where = std::source_location::current()) {
-  return step_definition<Name, std::decay_t<F>>(std::forward<F>(fn), step_options{.source_file = where.file_name()});
+  return step_definition<Name, std::decay_t<F>>(
+      std::forward<F>(fn), step_options{.source_file = where.file_name(), .source_line = where.line()});
 }
 
 }  // namespace penstock

@@ -10,7 +10,6 @@
 
 #include <penstock/detail/callable_traits.hpp>
 #include <penstock/detail/gpu_arguments.hpp>
-#include <penstock/detail/graph_list.hpp>
 #include <penstock/detail/step_instance.hpp>
 #include <penstock/node.hpp>
 #include <penstock/param.hpp>
@@ -20,7 +19,6 @@ namespace penstock::detail {
 template <class A>
 struct argument_traits {  // a constant
   using given = std::decay_t<A>;
-  using graph_type = graph<>;
   static constexpr bool exact = false;  // constants convert, like any call
   template <class Expected>
   using kind = const_arg<Expected>;
@@ -33,11 +31,9 @@ struct argument_traits {  // a constant
 template <class T, class G, class P>
 struct argument_traits<node<T, G, P>> {
   using given = T;
-  using graph_type = G;
   static constexpr bool exact = true;  // data dependencies must match exactly
   template <class Expected>
-  using kind =
-      node_arg<node<T, G, P>::producer_type::step_name, typename node<T, G, P>::producer_type::output_type, P, T>;
+  using kind = node_arg<typename G::output_type, P, T>;
   template <class Expected, class U>
   static std::shared_ptr<const step_base> store(const U& n) {
     return n.producer();
@@ -47,7 +43,6 @@ struct argument_traits<node<T, G, P>> {
 template <class T>
 struct argument_traits<param_node<T>> {
   using given = T;
-  using graph_type = graph<>;
   static constexpr bool exact = true;
   template <class Expected>
   using kind = param_arg<T>;

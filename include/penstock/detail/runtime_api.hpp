@@ -6,13 +6,34 @@
 #include <cstddef>
 #include <iosfwd>
 #include <memory>
+#include <string_view>
+#include <vector>
 
 #include <penstock/context.hpp>
 #include <penstock/digest.hpp>
 #include <penstock/graph_description.hpp>
 #include <penstock/run_report.hpp>
 
+namespace penstock::detail {
+struct step_base;
+}
+
 namespace penstock::detail::r1 {
+
+// A pipeline's steps as the runtime runs them: the steps (kept alive), the
+// description that points into them, its inputs, parameters and outputs.
+struct lowered_pipeline;
+
+// Collects every step the outputs depend on, each once (two handles to one
+// application, or to equal applications of one definition, are one step), in
+// topological order: depth first from the outputs in order, each step after
+// its inputs in argument order. Linear in the steps and edges. Throws
+// std::invalid_argument naming the pipeline when two different steps have
+// one name (both definitions by file and line), a step is named like one of
+// its own inputs' ancestors, or a parameter is declared with two types.
+std::shared_ptr<const lowered_pipeline> lower(std::string_view pipeline,
+                                              std::vector<std::shared_ptr<const step_base>> outputs);
+const graph_description& description(const lowered_pipeline& lowered) noexcept;
 
 // The values of one run: a slot per node and per parameter.
 class run_state;

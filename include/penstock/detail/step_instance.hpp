@@ -1,8 +1,10 @@
 // step_instance: one application of a step to its arguments, as the runtime
-// will run it. It owns the callable, the options and the constants; node
-// arguments refer to their producers by name (for the graph) and by pointer
-// (for lowering). Its static `run` is the function pointer handed to the
-// runtime; it reads inputs from slots and writes its output slot.
+// will run it. It owns the options and the constants, refers to its
+// producers by pointer, and holds its callable type-erased: the class is
+// one per output and argument types, shared by every step of that
+// signature, so that a pipeline of N steps instantiates one small `run`
+// per callable and not N classes. `run` is the function pointer handed to
+// the runtime; it reads inputs from slots and writes its output slot.
 #pragma once
 
 #include <array>
@@ -24,6 +26,7 @@
 #include <penstock/detail/gpu_arguments.hpp>
 #include <penstock/detail/runtime_api.hpp>
 #include <penstock/detail/slot.hpp>
+#include <penstock/detail/step_base.hpp>
 #include <penstock/detail/type_name.hpp>
 #include <penstock/digest.hpp>
 #include <penstock/fixed_string.hpp>
@@ -34,25 +37,6 @@
 #include <penstock/value_traits.hpp>
 
 namespace penstock::detail {
-
-// What every step instance can do without its type being known.
-struct step_base {
-  step_base() = default;
-  step_base(const step_base&) = default;
-  step_base& operator=(const step_base&) = default;
-  virtual ~step_base() = default;
-
-  [[nodiscard]] virtual std::string_view name() const noexcept = 0;
-  // Producers of node arguments, for walking the graph at lowering.
-  virtual void producers(std::vector<const step_base*>& out) const = 0;
-  // Parameters it reads, for collecting the pipeline's parameters.
-  virtual void params(std::vector<param_description>& out) const = 0;
-  // True if `other` is the same step applied to equal constants and
-  // parameters (so two handles to it are one node).
-  [[nodiscard]] virtual bool same_application(const step_base& other) const = 0;
-
-  step_options options;
-};
 
 // Projections: which part of the producer's value an argument takes.
 struct whole_value {
@@ -99,13 +83,15 @@ struct member_projection {
   }
 };
 
-// Argument kinds, as they appear in a step instance's type.
-template <fixed_string Producer, class ProducerValue, class Projection, class T>
+// Argument kinds, as they appear in a step instance's type: what the step
+// receives and, for a node, the type of its producer's whole output and the
+// part taken from it. Never the producer's name, so that steps of one
+// signature share one instance type.
+template <class ProducerValue, class Projection, class T>
 struct node_arg {
   using value_type = T;
   using storage = std::shared_ptr<const step_base>;
   static constexpr input_kind kind = input_kind::node;
-  static constexpr auto producer_name = Producer;
 };
 template <class T>
 struct param_arg {
@@ -155,20 +141,9 @@ struct argument_passer {
 };
 
 template <class A>
-constexpr std::string_view producer_name_of() {
-  if constexpr (is_node_arg_v<A>) {
-    return A::producer_name.view();
-  } else {
-    return {};
-  }
-}
-
-template <class A>
 std::string_view projection_label() {
   if constexpr (is_node_arg_v<A>) {
-    return []<fixed_string P, class PV, class Proj, class T>(node_arg<P, PV, Proj, T>*) {
-      return Proj::label;
-    }(static_cast<A*>(nullptr));
+    return []<class PV, class Proj, class T>(node_arg<PV, Proj, T>*) { return Proj::label; }(static_cast<A*>(nullptr));
   } else {
     return {};
   }
@@ -213,30 +188,72 @@ bool same_argument(const typename A::storage& a, const typename A::storage& b) {
   }
 }
 
-// F: the callable. R: what the callable returns (decayed). Where: CPU or
-// GPU. Args: argument kinds.
-template <fixed_string Name, class F, bool HasContext, class R, placement Where, class... Args>
+// A step's callable, type-erased. A stateless one (a captureless lambda)
+// is not stored: its `run` makes one where it calls it. Any other (a
+// function pointer, a lambda with captures, a function object) is held in
+// `stored`. `type` tells callables of different types apart, and `same`
+// (null for a stateless one) compares two of one type.
+struct erased_callable {
+  std::shared_ptr<const void> stored;
+  const void* type = nullptr;
+  bool (*same)(const void* a, const void* b) = nullptr;
+};
+
+template <class F>
+inline constexpr bool stateless_v =
+    std::is_empty_v<F>&& std::is_default_constructible_v<F>&& std::is_trivially_copyable_v<F>;
+
+template <class F>
+inline constexpr char callable_type_tag = 0;
+
+template <class F>
+erased_callable erase_callable(const F& fn) {
+  if constexpr (stateless_v<F>) {
+    return {.stored = nullptr, .type = &callable_type_tag<F>, .same = nullptr};
+  } else {
+    return {.stored = std::make_shared<const F>(fn),
+            .type = &callable_type_tag<F>,
+            .same = [](const void* a, const void* b) {
+              return same_callable(*static_cast<const F*>(a), *static_cast<const F*>(b));
+            }};
+  }
+}
+
+// The callable `run` calls: made there if stateless, else the stored one.
+template <class F>
+struct callable_ref {
+  explicit callable_ref(const erased_callable& c) {
+    if constexpr (!stateless_v<F>) fn = static_cast<const F*>(c.stored.get());
+  }
+  [[nodiscard]] const F& get() const noexcept {
+    if constexpr (stateless_v<F>) {
+      return made;
+    } else {
+      return *fn;
+    }
+  }
+  struct none {};
+  [[no_unique_address]] std::conditional_t<stateless_v<F>, F, none> made{};
+  const F* fn = nullptr;
+};
+
+[[nodiscard]] inline bool same_erased_callable(const erased_callable& a, const erased_callable& b) {
+  if (a.type != b.type) return false;
+  return a.same == nullptr || a.same(a.stored.get(), b.stored.get());
+}
+
+// One application of a step whose callable returns R, placed `Where`, to
+// arguments of kinds Args. `run<F, HasContext>` is the runtime's entry for
+// callable type F.
+template <class R, placement Where, class... Args>
 class step_instance final : public step_base {
  public:
-  static constexpr auto step_name = Name;
-  static constexpr bool has_context = HasContext;
-  static constexpr placement where = Where;
-  static constexpr std::size_t node_input_count = ((is_node_arg_v<Args> ? 1 : 0) + ... + 0);
-  static constexpr std::array<std::string_view, node_input_count> producer_names = [] {
-    std::array<std::string_view, node_input_count> names{};
-    std::size_t k = 0;
-    ((is_node_arg_v<Args> ? void(names[k++] = producer_name_of<Args>()) : void()), ...);
-    return names;
-  }();
   using output_type = R;
-  using callable_type = F;
+  using run_function = void (*)(const void*, void* const*, const bool*, void*, context&);
 
-  step_instance(F fn, step_options opts, typename Args::storage... args)
-      : fn_(std::move(fn)), args_(std::move(args)...) {
-    options = opts;
-  }
-
-  [[nodiscard]] std::string_view name() const noexcept override { return Name.view(); }
+  step_instance(std::string_view name, step_options opts, erased_callable fn, run_function runner,
+                typename Args::storage... args)
+      : step_base(name, opts), fn_(std::move(fn)), run_(runner), args_(std::move(args)...) {}
 
   void producers(std::vector<const step_base*>& out) const override {
     for_each_arg([&]<std::size_t I, class A>() {
@@ -252,29 +269,27 @@ class step_instance final : public step_base {
 
   [[nodiscard]] bool same_application(const step_base& other) const override {
     const auto* o = dynamic_cast<const step_instance*>(&other);
-    if (o == nullptr || o->options.version != options.version || !same_callable(fn_, o->fn_)) return false;
+    if (o == nullptr || o->options.version != options.version || !same_erased_callable(fn_, o->fn_)) return false;
     bool same = true;
     for_each_arg(
         [&]<std::size_t I, class A>() { same = same && same_argument<A>(std::get<I>(args_), std::get<I>(o->args_)); });
     return same;
   }
 
-  // Fills the description of this node except input indices, which depend on
-  // the pipeline it is lowered into.
-  void describe(node_description& d, std::vector<input_description>& inputs) const {
-    d.name = Name.view();
+  void describe(node_description& d, std::vector<input_description>& inputs) const override {
+    d.name = name();
     d.kind = node_kind::step;
     d.output_type = display_name<R>();
     d.options = options;
     d.step = this;
-    d.run = &run;
+    d.run = run_;
     d.slot = slot_functions_for<R>();
-    hasher id = identity_prefix<R>(Name.view(), node_kind::step, options);
+    hasher id = identity_prefix<R>(name(), node_kind::step, options);
     bool cacheable = value_traits<R>::cacheable && !nested_path_values_v<R>;
     for_each_arg([&]<std::size_t I, class A>() {
       id.update_value(A::kind);
       if constexpr (A::kind == input_kind::node) {
-        id.update(A::producer_name.view()).update(projection_label<A>());
+        id.update(std::get<I>(args_)->name()).update(projection_label<A>());
       } else if constexpr (A::kind == input_kind::param) {
         id.update(std::get<I>(args_).name()).update(display_name<typename A::value_type>());
       } else if constexpr (value_traits<typename A::value_type>::cacheable) {
@@ -297,37 +312,38 @@ class step_instance final : public step_base {
     return std::get<I>(args_);
   }
 
+  template <class F, bool HasContext>
   static void run(const void* self, void* const* inputs, const bool* may_move, void* output, context& ctx) {
     const auto& me = *static_cast<const step_instance*>(self);
+    const callable_ref<F> fn(me.fn_);
     auto& out = *static_cast<std::optional<R>*>(output);
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       if constexpr (Where == placement::gpu) {
         gpu_context* gpu = ctx.gpu();
         if (gpu == nullptr) {
-          throw std::logic_error(
-              std::string("GPU step '").append(Name.view()).append("' was run without a GPU context"));
+          throw std::logic_error(std::string("GPU step '").append(me.name()).append("' was run without a GPU context"));
         }
         // A step with a fallback may need its inputs twice: none is moved from.
         constexpr bool keep_inputs = has_fallback_v<F>;
         try {
-          std::tuple passers{me.template passer<I, Args>(inputs[I], !keep_inputs && may_move[I], gpu)...};
-          out.emplace(std::invoke(me.fn_, *gpu, std::get<I>(passers).get()...));
+          std::tuple passers{me.template passer<F, I, Args>(inputs[I], !keep_inputs && may_move[I], gpu)...};
+          out.emplace(std::invoke(fn.get(), *gpu, std::get<I>(passers).get()...));
         } catch (const gpu_unavailable_error&) {
           if constexpr (keep_inputs) {
             if (gpu->backend() != gpu_backend::host) throw;
             ctx.log(std::string("no CUDA device (").append(gpu->why_no_device()).append("): running its CPU fallback"));
-            std::tuple passers{me.template passer<I, Args>(inputs[I], false, gpu)...};
-            out.emplace(std::invoke(me.fn_.fallback, *gpu, std::get<I>(passers).get()...));
+            std::tuple passers{me.template passer<F, I, Args>(inputs[I], false, gpu)...};
+            out.emplace(std::invoke(fn.get().fallback, *gpu, std::get<I>(passers).get()...));
           } else {
             throw;
           }
         }
       } else {
-        std::tuple passers{me.template passer<I, Args>(inputs[I], may_move[I], nullptr)...};
-        if constexpr (has_context) {
-          out.emplace(std::invoke(me.fn_, ctx, std::get<I>(passers).get()...));
+        std::tuple passers{me.template passer<F, I, Args>(inputs[I], may_move[I], nullptr)...};
+        if constexpr (HasContext) {
+          out.emplace(std::invoke(fn.get(), ctx, std::get<I>(passers).get()...));
         } else {
-          out.emplace(std::invoke(me.fn_, std::get<I>(passers).get()...));
+          out.emplace(std::invoke(fn.get(), std::get<I>(passers).get()...));
         }
       }
     }
@@ -335,7 +351,7 @@ class step_instance final : public step_base {
   }
 
  private:
-  template <std::size_t I>
+  template <class F, std::size_t I>
   static auto param_type_of() {
     using T = typename std::tuple_element_t<I, std::tuple<Args...>>::value_type;
     if constexpr (known_signature_v<F>) {
@@ -344,15 +360,13 @@ class step_instance final : public step_base {
       return std::type_identity<const T&>{};
     }
   }
-  template <std::size_t I>
-  using param_type = typename decltype(param_type_of<I>())::type;
 
-  template <std::size_t I, class A>
+  template <class F, std::size_t I, class A>
   auto passer(void* slot, bool movable, [[maybe_unused]] gpu_context* gpu) const {
     using T = typename A::value_type;
-    using P = param_type<I>;
+    using P = typename decltype(param_type_of<F, I>())::type;
     if constexpr (A::kind == input_kind::node) {
-      return [gpu]<fixed_string Pr, class PV, class Proj, class V>(node_arg<Pr, PV, Proj, V>*, void* s, bool m) {
+      return [gpu]<class PV, class Proj, class V>(node_arg<PV, Proj, V>*, void* s, bool m) {
         (void)gpu;
         auto& whole = **static_cast<std::optional<PV>*>(s);
         if constexpr (Where == placement::gpu && is_device_vector_v<std::remove_cvref_t<P>>) {
@@ -381,46 +395,43 @@ class step_instance final : public step_base {
     (std::index_sequence_for<Args...>{});
   }
 
-  F fn_;
+  erased_callable fn_;
+  run_function run_;
   std::tuple<typename Args::storage...> args_;
 };
 
 // ps::map's instance: one node, one task per element of its input vector.
-template <fixed_string Name, class F, bool HasContext, class R, class Input>
+// Like step_instance, one class per result and input type.
+template <class R, class Input>
 class map_instance final : public step_base {
  public:
-  static constexpr auto step_name = Name;
-  static constexpr bool has_context = HasContext;
-  static constexpr std::size_t node_input_count = 1;
-  static constexpr std::array<std::string_view, 1> producer_names{producer_name_of<Input>()};
   using element_type = typename Input::value_type::value_type;
   using output_type = std::vector<R>;
-  using callable_type = F;
+  using run_function = void (*)(const void*, void* const*, const bool*, void*, context&);
 
-  map_instance(F fn, step_options opts, typename Input::storage input) : fn_(std::move(fn)), input_(std::move(input)) {
-    options = opts;
-  }
+  map_instance(std::string_view name, step_options opts, erased_callable fn, run_function runner,
+               typename Input::storage input)
+      : step_base(name, opts), fn_(std::move(fn)), run_(runner), input_(std::move(input)) {}
 
-  [[nodiscard]] std::string_view name() const noexcept override { return Name.view(); }
   void producers(std::vector<const step_base*>& out) const override { out.push_back(input_.get()); }
   void params(std::vector<param_description>&) const override {}
   [[nodiscard]] bool same_application(const step_base& other) const override {
     const auto* o = dynamic_cast<const map_instance*>(&other);
-    return o != nullptr && o->options.version == options.version && same_callable(fn_, o->fn_) &&
+    return o != nullptr && o->options.version == options.version && same_erased_callable(fn_, o->fn_) &&
            o->input_->name() == input_->name();
   }
 
-  void describe(node_description& d, std::vector<input_description>& inputs) const {
-    d.name = Name.view();
+  void describe(node_description& d, std::vector<input_description>& inputs) const override {
+    d.name = name();
     d.kind = node_kind::map;
     d.output_type = display_name<output_type>();
     d.options = options;
     d.step = this;
-    d.run = &run;
+    d.run = run_;
     d.slot = slot_functions_for<output_type>();
-    d.identity = identity_prefix<output_type>(Name.view(), node_kind::map, options)
+    d.identity = identity_prefix<output_type>(name(), node_kind::map, options)
                      .update_value(input_kind::node)
-                     .update(Input::producer_name.view())
+                     .update(input_->name())
                      .update(projection_label<Input>())
                      .finish();
     d.cacheable = value_traits<output_type>::cacheable && !nested_path_values_v<output_type>;
@@ -430,25 +441,17 @@ class map_instance final : public step_base {
                       .projection = projection_label<Input>()});
   }
 
+  template <class F, bool HasContext>
   static void run(const void* self, void* const* inputs, const bool* may_move, void* output, context& ctx) {
     const auto& me = *static_cast<const map_instance*>(self);
     auto& out = *static_cast<std::optional<output_type>*>(output);
-    [&]<fixed_string Pr, class PV, class Proj, class V>(node_arg<Pr, PV, Proj, V>*) {
+    [&]<class PV, class Proj, class V>(node_arg<PV, Proj, V>*) {
       auto& in = Proj::apply(**static_cast<std::optional<PV>*>(inputs[0]));
-      me.run_elements(in, may_move[0], out, ctx);
+      me.run_elements(in, may_move[0], out, ctx, &element<F, HasContext>);
     }(static_cast<Input*>(nullptr));
   }
 
  private:
-  static auto param_type_of() {
-    if constexpr (known_signature_v<F>) {
-      return std::type_identity<data_param_t<F, 0>>{};
-    } else {
-      return std::type_identity<const element_type&>{};
-    }
-  }
-  using param_type = typename decltype(param_type_of())::type;
-
   struct elements {
     const map_instance* self;
     std::vector<element_type>* in;
@@ -456,14 +459,23 @@ class map_instance final : public step_base {
     std::vector<std::optional<R>>* out;
   };
 
+  template <class F, bool HasContext>
   static void element(void* data, std::size_t i, context& ctx) {
     auto& e = *static_cast<elements*>(data);
+    using param_type = typename decltype([] {
+      if constexpr (known_signature_v<F>) {
+        return std::type_identity<data_param_t<F, 0>>{};
+      } else {
+        return std::type_identity<const element_type&>{};
+      }
+    }())::type;
+    const callable_ref<F> fn(e.self->fn_);
     argument_passer<param_type, element_type> arg{&(*e.in)[i], e.movable};
-    if constexpr (has_context) {
-      (*e.out)[i].emplace(std::invoke(e.self->fn_, ctx, arg.get()));
+    if constexpr (HasContext) {
+      (*e.out)[i].emplace(std::invoke(fn.get(), ctx, arg.get()));
     } else {
       (void)ctx;
-      (*e.out)[i].emplace(std::invoke(e.self->fn_, arg.get()));
+      (*e.out)[i].emplace(std::invoke(fn.get(), arg.get()));
     }
   }
 
@@ -486,17 +498,19 @@ class map_instance final : public step_base {
     }
   }
 
-  void run_elements(std::vector<element_type>& in, bool movable, std::optional<output_type>& out, context& ctx) const {
+  void run_elements(std::vector<element_type>& in, bool movable, std::optional<output_type>& out, context& ctx,
+                    void (*element_fn)(void*, std::size_t, context&)) const {
     std::vector<std::optional<R>> results(in.size());
     // A retried element must see its input again, so move only without retries.
     elements data{this, &in, movable && options.retries == 0, &results};
-    r1::for_each_element(ctx, in.size(), options.retries, &element, &data, element_cache());
+    r1::for_each_element(ctx, in.size(), options.retries, element_fn, &data, element_cache());
     auto& values = out.emplace();
     values.reserve(results.size());
     for (auto& r : results) values.push_back(std::move(*r));
   }
 
-  F fn_;
+  erased_callable fn_;
+  run_function run_;
   typename Input::storage input_;
 };
 
