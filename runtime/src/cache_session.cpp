@@ -498,10 +498,8 @@ void cache_session::finish(const run_report& report) {
 }
 
 void cache_session::record(const run_report& report) {
-  if (store_->read_only()) {
-    for (std::uint32_t i = 0; i < graph_.nodes.size(); ++i) release(nodes_[i].lease);
-    return;  // nothing to mark used, nowhere to record the run
-  }
+  for (std::uint32_t i = 0; i < graph_.nodes.size(); ++i) release(nodes_[i].lease);
+  if (store_->read_only()) return;  // nothing to mark used, nowhere to record the run
   // Hits not marked used within the store's touch_interval are marked now
   // (gc's least recently used order); fresher ones are left alone, so a
   // no-op rerun writes nothing but its run record.
@@ -510,7 +508,6 @@ void cache_session::record(const run_report& report) {
   for (std::uint32_t i = 0; i < graph_.nodes.size(); ++i) {
     const node_description& node = graph_.nodes[i];
     auto& me = nodes_[i];
-    release(me.lease);
     if (!me.key) continue;
     const step_report& step = report.steps[i];
     if (step.cache_hit) {
