@@ -58,8 +58,10 @@ void run_hand_lowered(benchmark::State& state, std::size_t n) {
   penstock_bench::hand_lowered_graph chain("chain");
   build_chain(chain, n);
   const ps::graph_description& description = chain.description();
+  // Derived once, as ps::pipeline does when it is built.
+  const auto plan = ps::detail::r1::make_schedule(description);
   {
-    const auto check = ps::detail::r1::execute(description, options);
+    const auto check = ps::detail::r1::execute(description, options, plan.get());
     const void* out = ps::detail::r1::output_slot(*check.state, n - 1);
     if (!check.report.ok() || out == nullptr || **static_cast<const std::optional<int>*>(out) != 1) {
       state.SkipWithError("the hand-lowered chain did not run every step");
@@ -67,7 +69,7 @@ void run_hand_lowered(benchmark::State& state, std::size_t n) {
     }
   }
   for (auto _ : state) {
-    const auto outcome = ps::detail::r1::execute(description, options);
+    const auto outcome = ps::detail::r1::execute(description, options, plan.get());
     benchmark::DoNotOptimize(outcome.report.steps.data());
   }
   penstock_bench::report_dispatch(state, n);

@@ -72,8 +72,10 @@ void run_hand_lowered(benchmark::State& state, shape s) {
   penstock_bench::hand_lowered_graph layers("layered");
   build_layers(layers, s);
   const ps::graph_description& description = layers.description();
+  // Derived once, as ps::pipeline does when it is built.
+  const auto plan = ps::detail::r1::make_schedule(description);
   {
-    const auto check = ps::detail::r1::execute(description, options);
+    const auto check = ps::detail::r1::execute(description, options, plan.get());
     bool ok = check.report.ok();
     for (std::size_t j = s.steps() - s.width; j < s.steps(); ++j) {
       const void* out = ps::detail::r1::output_slot(*check.state, j);
@@ -85,7 +87,7 @@ void run_hand_lowered(benchmark::State& state, shape s) {
     }
   }
   for (auto _ : state) {
-    const auto outcome = ps::detail::r1::execute(description, options);
+    const auto outcome = ps::detail::r1::execute(description, options, plan.get());
     benchmark::DoNotOptimize(outcome.report.steps.data());
   }
   penstock_bench::report_dispatch(state, s.steps());

@@ -73,7 +73,8 @@ class typed_pipeline {
   [[nodiscard]] const graph_description& description() const noexcept { return detail::r1::description(*lowered_); }
 
   [[nodiscard]] run_result run(const run_options& options = {}) const {
-    return run_result(detail::r1::execute(description(), options), description(), lowered_);
+    return run_result(detail::r1::execute(description(), options, &detail::r1::schedule_of(*lowered_)), description(),
+                      lowered_);
   }
 
  private:

@@ -279,7 +279,7 @@ fs::path output_directories::make_directory(std::string_view step, std::size_t e
   std::string name(step);
   if (element != context::npos) name += fmt::format("-e{}", element);
   name += fmt::format("-{}", n);
-  const fs::path dir = base_ / name;
+  const fs::path dir = base() / name;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw file_error(fmt::format("cannot make the output directory '{}': {}", dir.string(), ec.message()));

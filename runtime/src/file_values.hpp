@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -40,13 +41,20 @@ void check_readable(path_kind kind, const std::filesystem::path& path);
 // made on demand, one per attempt.
 class output_directories final : public output_area {
  public:
-  explicit output_directories(std::filesystem::path base) : base_(std::move(base)) {}
+  // `name_base` names the run's directory; called once, when a step first
+  // asks for a directory (in make_directory or base()).
+  explicit output_directories(std::function<std::filesystem::path()> name_base) : name_base_(std::move(name_base)) {}
   std::filesystem::path make_directory(std::string_view step, std::size_t element) override;
-  [[nodiscard]] const std::filesystem::path& base() const noexcept { return base_; }
+  [[nodiscard]] const std::filesystem::path& base() {
+    std::call_once(named_, [this] { base_ = name_base_(); });
+    return base_;
+  }
   // Whether any directory was made.
   [[nodiscard]] bool used() const noexcept { return made_.load(std::memory_order_relaxed) != 0; }
 
  private:
+  std::function<std::filesystem::path()> name_base_;
+  std::once_flag named_;
   std::filesystem::path base_;
   std::atomic<std::size_t> made_{0};
 };

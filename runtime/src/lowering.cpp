@@ -26,6 +26,7 @@ struct lowered_pipeline {
   std::vector<param_description> params;
   std::vector<std::uint32_t> outputs;
   graph_description description;
+  std::shared_ptr<const schedule> plan;  // derived from description
 };
 
 namespace {
@@ -162,9 +163,11 @@ std::shared_ptr<const lowered_pipeline> lower(std::string_view pipeline,
   walk.collect();
   walk.describe();
   out->description = {.name = pipeline, .nodes = out->nodes, .params = out->params, .outputs = out->outputs};
+  out->plan = make_schedule(out->description);
   return out;
 }
 
 const graph_description& description(const lowered_pipeline& lowered) noexcept { return lowered.description; }
+const schedule& schedule_of(const lowered_pipeline& lowered) noexcept { return *lowered.plan; }
 
 }  // namespace penstock::detail::r1

@@ -28,6 +28,8 @@ class progress final : public log_sink {
     if (mode_ != progress_mode::none) running_.fetch_add(1, std::memory_order_relaxed);
   }
   void finished(std::string_view step, step_status status, std::chrono::nanoseconds took);
+  // Whether finished() shows anything (else its `took` need not be measured).
+  [[nodiscard]] bool shows_durations() const noexcept { return mode_ != progress_mode::none; }
   // A step whose output came from the cache (it never started).
   void cached(std::string_view step);
   void write(std::string_view step, std::string_view message) override;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <span>
@@ -25,6 +26,8 @@ class slot_block {
   slot_block() = default;
   template <class Range>  // of slot_functions, or of anything with a .slot member
   explicit slot_block(const Range& items) {
+    offsets_.reserve(std::size(items));
+    functions_.reserve(std::size(items));
     std::size_t offset = 0;
     for (const auto& item : items) {
       const slot_functions& f = functions_of(item);

@@ -43,9 +43,17 @@ struct run_outcome {
   run_report report;
 };
 
-// Runs the graph. Throws param_error before running anything if a parameter
-// is unknown, missing or malformed.
-run_outcome execute(const graph_description& graph, const run_options& options);
+// What the executor derives from a graph before it runs it (each node's
+// consumers and first countdown, the nodes that start the run): a pipeline
+// derives it once, when it is built (schedule_of), instead of on every run.
+struct schedule;
+std::shared_ptr<const schedule> make_schedule(const graph_description& graph);
+const schedule& schedule_of(const lowered_pipeline& lowered) noexcept;
+
+// Runs the graph, with `plan` (made by make_schedule from this graph) or,
+// when null, a schedule it derives itself. Throws param_error before running
+// anything if a parameter is unknown, missing or malformed.
+run_outcome execute(const graph_description& graph, const run_options& options, const schedule* plan = nullptr);
 
 // The output slot of node `index` after a run (a std::optional<T>*), or
 // null if that node did not succeed or its value was released.
