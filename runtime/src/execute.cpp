@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -49,6 +50,10 @@ void remove_unless_referenced(const graph_description& graph, run_state& state, 
 run_outcome execute(const graph_description& graph, const run_options& options, const schedule* plan) {
   std::shared_ptr<const schedule> derived;
   if (plan == nullptr) plan = (derived = make_schedule(graph)).get();
+  if (plan->inputs.size() != graph.nodes.size()) {
+    throw std::invalid_argument(fmt::format("pipeline '{}': its schedule is for {} steps, the graph has {}", graph.name,
+                                            plan->inputs.size(), graph.nodes.size()));
+  }
   std::unique_ptr<gpu_runtime> gpu;
   if (std::any_of(graph.nodes.begin(), graph.nodes.end(),
                   [](const node_description& n) { return n.options.where == placement::gpu; })) {
@@ -78,13 +83,14 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
   // Files the steps write go under the cache directory, per run; with the
   // cache, a stored file is handed on as its copy in the cache, and the
   // run's directory is removed at the end when no output still points into it.
-  // Named when a step first asks for a directory: most runs never do.
-  output_directories outputs([&] {
-    return (cache                             ? cache->store().directory()
-            : options.cache.directory.empty() ? default_cache_directory()
-                                              : std::filesystem::path(options.cache.directory)) /
-           "work" / (cache ? cache->run_id() : new_run_id());
-  });
+  // Where is decided now; the run's own name (a random id without the
+  // cache) when a step first asks for a directory: most runs never do.
+  const std::filesystem::path work =
+      (cache                             ? cache->store().directory()
+       : options.cache.directory.empty() ? default_cache_directory()
+                                         : std::filesystem::path(options.cache.directory)) /
+      "work";
+  output_directories outputs([&cache, work] { return work / (cache ? cache->run_id() : new_run_id()); });
   progress shown(graph.name, graph.nodes.size(), options.progress, stderr);
   executor exec(graph, *plan, *state, options, shown, cache.get(), &outputs);
   exec.run(options.threads);

@@ -275,11 +275,12 @@ void seal_file_params(const graph_description& graph, run_state& state, cache_st
 }
 
 fs::path output_directories::make_directory(std::string_view step, std::size_t element) {
+  const fs::path& where = base();  // named first: used() is true only once it is
   const std::size_t n = made_.fetch_add(1, std::memory_order_relaxed);
   std::string name(step);
   if (element != context::npos) name += fmt::format("-e{}", element);
   name += fmt::format("-{}", n);
-  const fs::path dir = base() / name;
+  const fs::path dir = where / name;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw file_error(fmt::format("cannot make the output directory '{}': {}", dir.string(), ec.message()));

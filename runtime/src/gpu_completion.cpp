@@ -112,7 +112,8 @@ void executor::finish_gpu(std::uint32_t i) {
       cache_->abandon(i);
     }
   }
-  shown_.finished(node.name, report.status, clock_.duration(nodes_[i].took));
+  shown_.finished(node.name, report.status,
+                  shown_.shows_durations() ? clock_.duration(nodes_[i].took) : clock::duration{});
   release_inputs(node);
   if (cache_ != nullptr) release_value(i);
   // Its GPU consumers started when it was enqueued; this task goes on with

@@ -29,7 +29,7 @@ class progress final : public log_sink {
   }
   void finished(std::string_view step, step_status status, std::chrono::nanoseconds took);
   // Whether finished() shows anything (else its `took` need not be measured).
-  [[nodiscard]] bool shows_durations() const noexcept { return mode_ != progress_mode::none; }
+  [[nodiscard]] bool shows_durations() const noexcept { return mode_ == progress_mode::lines; }
   // A step whose output came from the cache (it never started).
   void cached(std::string_view step);
   void write(std::string_view step, std::string_view message) override;
