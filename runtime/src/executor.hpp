@@ -128,6 +128,11 @@ class executor {
   std::uint32_t count_down(std::uint32_t i, bool ok, consumers which);
   // `now`: when the node starts; set to when it ended.
   node_result run_node(std::uint32_t i, step_clock::ticks& now);
+  // The end of step i's run (on the host, or on the device once its work is
+  // done): its time, its cache entry (stored, with `completed`'s values
+  // copied as completed, or abandoned), the progress line, its inputs' release.
+  void finish_step(std::uint32_t i, step_report& report, step_clock::ticks start, step_clock::ticks end,
+                   gpu_runtime* completed);
   void fill_inputs(const node_description& node, input_list& inputs) const;
   // Drops each input's value once its last consumer is done with it.
   void release_inputs(const node_description& node);

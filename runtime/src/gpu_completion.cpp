@@ -92,7 +92,6 @@ void executor::wake(void* data) {
 // here, off the path of the GPU steps after it), the release of its inputs,
 // and its CPU consumers.
 void executor::finish_gpu(std::uint32_t i) {
-  const node_description& node = graph_.nodes[i];
   step_report& report = reports_[i];
   if (report.status == step_status::succeeded) {
     try {
@@ -102,19 +101,9 @@ void executor::finish_gpu(std::uint32_t i) {
       report.error = e.what();
     }
   }
-  const step_clock::ticks end = step_clock::now();  // read on another thread than the start
-  nodes_[i].took = end > gpu_started_[i] ? end - gpu_started_[i] : 0;
-  if (cache_ != nullptr) {
-    if (report.status == step_status::succeeded) {
-      const completed_copies scope(gpu_);  // its work is done
-      cache_->store(i, report);
-    } else {
-      cache_->abandon(i);
-    }
-  }
-  shown_.finished(node.name, report.status,
-                  shown_.shows_durations() ? clock_.duration(nodes_[i].took) : clock::duration{});
-  release_inputs(node);
+  // Ends on another thread than it started; its work is done, so the cache
+  // copies its value from the device without waiting.
+  finish_step(i, report, gpu_started_[i], step_clock::now(), gpu_);
   if (cache_ != nullptr) release_value(i);
   // Its GPU consumers started when it was enqueued; this task goes on with
   // a CPU one.

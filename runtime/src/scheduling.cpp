@@ -263,18 +263,25 @@ executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now
     report.cache_note = elements->notes();
   }
   now = step_clock::now();
-  nodes_[i].took = now > start ? now - start : 0;
+  finish_step(i, report, start, now, nullptr);
+  return {.ok = report.status == step_status::succeeded};
+}
+
+void executor::finish_step(std::uint32_t i, step_report& report, step_clock::ticks start, step_clock::ticks end,
+                           gpu_runtime* completed) {
+  nodes_[i].took = end > start ? end - start : 0;  // 0 if read on a core whose counter is behind
   if (cache_ != nullptr) {
     if (report.status == step_status::succeeded) {
+      const completed_copies scope(completed);
       cache_->store(i, report);
     } else {
       cache_->abandon(i);
     }
   }
+  const node_description& node = graph_.nodes[i];
   shown_.finished(node.name, report.status,
                   shown_.shows_durations() ? clock_.duration(nodes_[i].took) : clock::duration{});
   release_inputs(node);
-  return {.ok = report.status == step_status::succeeded};
 }
 
 void executor::fill_inputs(const node_description& node, input_list& inputs) const {
