@@ -5,9 +5,8 @@
 #   lib/cmake/penstock/penstockConfig.cmake, penstockConfigVersion.cmake,
 #                      penstockTargets*.cmake (penstock::penstock, penstock::runtime,
 #                      and penstock::cuda in a build with CUDA)
+#   bin/penstock                           the standalone tool (runs, show, compare, logs, lineage)
 # Included from the top-level CMakeLists.txt once the targets exist.
-# penstock has no standalone command-line tool yet; each pipeline binary
-# carries the shared CLI, so there is no executable to install.
 if(NOT PENSTOCK_INSTALL)
   return()
 endif()
@@ -39,6 +38,7 @@ endif()
 install(TARGETS ${penstock_installed_targets}
   EXPORT penstockTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT penstock_Development)
+install(TARGETS penstock_tool RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT penstock_Runtime)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/penstock
   DESTINATION include COMPONENT penstock_Development
   FILES_MATCHING PATTERN "*.hpp" ${penstock_gpu_headers_excluded})

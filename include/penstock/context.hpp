@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -24,7 +25,8 @@ class gpu_context;
 
 namespace detail {
 struct log_sink {
-  virtual void write(std::string_view step, std::string_view message) = 0;
+  virtual void write(std::string_view step, std::size_t element, std::string_view message) = 0;
+  virtual void metric(std::string_view step, std::string_view name, double value, std::int64_t step_number) = 0;
 
  protected:
   ~log_sink() = default;
@@ -116,7 +118,14 @@ class context {
 
   // A line in the run's log, prefixed with the step's name. Thread-safe.
   void log(std::string_view message) const {
-    if (sink_ != nullptr) sink_->write(step_name_, message);
+    if (sink_ != nullptr) sink_->write(step_name_, element_, message);
+  }
+
+  // A metric of this step: `value` at `step_number` (an epoch, an
+  // iteration; 0 for a metric logged once). Recorded with the run (`show`,
+  // `compare`, MLflow). Thread-safe.
+  void log_metric(std::string_view name, double value, std::int64_t step_number = 0) const {
+    if (sink_ != nullptr) sink_->metric(step_name_, name, value, step_number);
   }
 
  private:

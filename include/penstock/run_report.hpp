@@ -15,6 +15,7 @@
 
 #include <penstock/digest.hpp>
 #include <penstock/gpu_context.hpp>
+#include <penstock/observer.hpp>
 
 namespace penstock {
 
@@ -55,6 +56,12 @@ struct step_report {
   // A ps::map that ran: its elements, and how many came from the cache.
   std::size_t elements = 0;
   std::size_t elements_cached = 0;
+  // When it started computing, from the run's start, and on which oneTBB
+  // worker (its thread index in the run's arena; -1 when it did not compute).
+  std::chrono::nanoseconds started{0};
+  int worker = -1;
+  // With the cache: the content digest of its output (computed or cached).
+  std::optional<digest> output{};
 };
 
 enum class progress_mode : std::uint8_t {
@@ -88,6 +95,22 @@ struct cache_options {
   bool read_only = false;
 };
 
+// Every run is recorded in a workspace (an SQLite file, runs.db, in the
+// cache directory unless `workspace` names another): its parameters, each
+// step's status and time, logs, metrics and lineage, for the `runs`, `show`,
+// `compare`, `logs` and `lineage` commands. A workspace that cannot be
+// written is a warning, never a failed run.
+struct tracking_options {
+  bool enabled = true;
+  std::string experiment = "Default";
+  // Empty: runs.db in cache_options::directory (else $PENSTOCK_HOME, else
+  // .penstock under the working directory), whether the cache is on or off.
+  std::string workspace{};
+  // A running run's record is refreshed this often; one not refreshed for
+  // three times as long (its process was killed) shows as crashed.
+  std::chrono::milliseconds heartbeat{std::chrono::seconds{5}};
+};
+
 struct run_options {
   // 0: one per core. More than oneTBB allows (the cores, or a
   // tbb::global_control limit): that many, said once on stderr.
@@ -104,6 +127,10 @@ struct run_options {
   // has it and a device is present, the host backend otherwise. Asking for
   // cuda where there is none fails the run before any step starts.
   std::optional<gpu_backend> gpu{};
+  // Told of the run's events (observer.hpp), in this order, after the
+  // runtime's own (progress display, record); not owned.
+  std::vector<observer*> observers{};
+  tracking_options tracking{};
 };
 
 struct run_report {
@@ -111,8 +138,14 @@ struct run_report {
   std::vector<step_report> steps;  // in topological order
   std::chrono::nanoseconds wall{0};
   bool interrupted = false;
-  std::string run_id{};      // set when the run used the cache: its record in the cache's index
+  std::string run_id{};      // set when the run is recorded or uses the cache: its id in both
+  std::string experiment{};  // the experiment it is recorded in (tracking_options)
+  std::chrono::system_clock::time_point started{};
+  // Every parameter's value as the run used it, formatted by its type.
+  std::vector<std::pair<std::string, std::string>> params{};
   std::string cache_note{};  // why the cache was not used, when it was asked for and could not be
+  // What the run could not do but did without (observer::warning), in order.
+  std::vector<std::string> warnings{};
   // When the pipeline has GPU steps: the backend they ran on, and how many
   // times the runtime made the host wait for the GPU (copies of GPU values
   // to CPU steps or to the cache; never between two GPU steps).

@@ -33,7 +33,7 @@ void executor::attempt(const node_description& node, input_list& inputs, void* o
     ++report.attempts;
     const auto deadline =
         node.options.timeout.count() > 0 ? clock::now() + node.options.timeout : clock::time_point::max();
-    context ctx(node.name, stop_, deadline, &shown_, context::npos, elements);
+    context ctx(node.name, stop_, deadline, &told_, context::npos, elements);
     ctx.attach_outputs(outputs_);
     std::optional<gpu_context> gpu;
     if (gpu_ != nullptr && node.options.where == placement::gpu) {
@@ -71,6 +71,8 @@ void executor::attempt(const node_description& node, input_list& inputs, void* o
       report.status = step_status::failed;
       break;
     }
+    if (told_.any())
+      told_.step_retried(static_cast<std::uint32_t>(&node - graph_.nodes.data()), report.attempts, report.error);
   }
 }
 

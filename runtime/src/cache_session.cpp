@@ -220,8 +220,8 @@ std::string element_cache_hook::notes() const {
 std::string new_run_id() {
   const auto now = std::chrono::system_clock::now();
   std::random_device random;
-  return fmt::format("{:%Y%m%dT%H%M%S}Z-{}-{:04x}", std::chrono::floor<std::chrono::seconds>(now),
-                     static_cast<long>(::getpid()), random() & 0xffffu);
+  return fmt::format("{:%Y%m%dT%H%M%S}Z-{}-{:08x}", std::chrono::floor<std::chrono::seconds>(now),
+                     static_cast<long>(::getpid()), static_cast<std::uint32_t>(random()));
 }
 
 namespace {
@@ -233,7 +233,7 @@ cache_store_options store_options(const cache_options& options) {
 }  // namespace
 
 cache_session::cache_session(const graph_description& graph, run_state& state, const cache_options& options,
-                             const std::atomic<bool>* stop)
+                             std::string run_id, const std::atomic<bool>* stop)
     : graph_(graph),
       state_(state),
       store_(std::make_unique<cache_store>(
@@ -241,7 +241,7 @@ cache_session::cache_session(const graph_description& graph, run_state& state, c
           store_options(options))),
       stop_(stop),
       keeper_(options.lease_ttl, options.lease_renewal),
-      run_id_(new_run_id()),
+      run_id_(std::move(run_id)),
       param_digests_((seal_file_params(graph, state, store_.get()), param_digests(graph, state))),
       forced_(forced_steps(graph, options.rerun)),
       content_(graph.nodes.size()),
@@ -488,13 +488,19 @@ void cache_session::release_if_unused(std::uint32_t p, const std::atomic<std::ui
 
 void cache_session::abandon(std::uint32_t i) { release(nodes_[i].lease); }
 
-void cache_session::finish(const run_report& report) {
+std::optional<std::string> cache_session::finish(const run_report& report) {
   // Bookkeeping only: whatever fails here is a warning, never the run's failure.
   try {
     record(report);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "penstock: could not record run {} in the cache: {}\n", run_id_, e.what());
+    return fmt::format("could not record run {} in the cache: {}", run_id_, e.what());
   }
+  return std::nullopt;
+}
+
+std::optional<digest> cache_session::output_digest(std::uint32_t i) const noexcept {
+  if (nodes_[i].recomputed_content) return nodes_[i].recomputed_content;
+  return content_[i];
 }
 
 void cache_session::record(const run_report& report) {

@@ -124,9 +124,10 @@ struct element_cache_hook {
 
 class cache_session {
  public:
-  // Opens the store; throws cache_error if it cannot be opened. `stop`
-  // (may be null) ends waits for other processes' leases.
-  cache_session(const graph_description& graph, run_state& state, const cache_options& options,
+  // Opens the store; throws cache_error if it cannot be opened. `run_id`
+  // names the run in the store; `stop` (may be null) ends waits for other
+  // processes' leases.
+  cache_session(const graph_description& graph, run_state& state, const cache_options& options, std::string run_id,
                 const std::atomic<bool>* stop = nullptr);
   cache_session(const cache_session&) = delete;
   cache_session& operator=(const cache_session&) = delete;
@@ -175,8 +176,12 @@ class cache_session {
   [[nodiscard]] bool recomputed(std::uint32_t i) const noexcept { return nodes_[i].recomputed; }
 
   // At the end of the run: records the run and each keyed step's key parts
-  // (for `explain`), and marks the entries it used as recently used.
-  void finish(const run_report& report);
+  // (for `explain`), and marks the entries it used as recently used. What
+  // failed, as a warning (the run is not failed for it).
+  [[nodiscard]] std::optional<std::string> finish(const run_report& report);
+
+  // Node i's output content digest after the run (computed or cached), if known.
+  [[nodiscard]] std::optional<digest> output_digest(std::uint32_t i) const noexcept;
 
  private:
   struct node_state {

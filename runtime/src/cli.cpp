@@ -1,5 +1,7 @@
 // The command line shared by every pipeline binary (CLI11):
 //   run [--param name=value]... [--threads N] [--quiet] [--no-cache] [--rerun STEP]... [--gpu auto|cuda|host]
+//       [--experiment NAME] [--no-record]
+//   runs | show | compare | logs | lineage    the recorded runs (workspace_commands.hpp)
 //   explain [--param name=value]... [--rerun STEP]...
 //   graph [--format dot|mermaid]
 //   describe
@@ -13,6 +15,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <string>
@@ -33,6 +36,8 @@
 #include "explain.hpp"
 #include "graph_format.hpp"
 #include "run_state.hpp"
+#include "workspace_commands.hpp"
+#include "workspace_store.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -136,7 +141,26 @@ struct run_arguments {
   bool no_cache = false;
   std::vector<std::string> rerun;
   std::string gpu = "auto";
+  std::string experiment = "Default";
+  bool no_record = false;
 };
+
+// With --quiet, no progress display is attached: the run's warnings still
+// reach stderr through this.
+class warning_printer final : public observer {
+ public:
+  void warning(std::string_view message) override { fmt::print(stderr, "penstock: {}\n", message); }
+};
+
+// The exit code in the run's record; a failure is a warning.
+void record_exit_code(const run_options& options, const std::string& run_id, int code) {
+  if (!options.tracking.enabled || run_id.empty()) return;
+  try {
+    workspace_store::open_for_writing(workspace_of(options))->set_exit_code(run_id, code);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "penstock: run {}: its exit code is not recorded: {}\n", run_id, e.what());
+  }
+}
 
 run_options options_from(const graph_description& graph, const run_arguments& args) {
   run_options options;
@@ -146,6 +170,8 @@ run_options options_from(const graph_description& graph, const run_arguments& ar
   check_step_names(graph, args.rerun);
   options.cache.enabled = !args.no_cache;
   options.cache.rerun = args.rerun;
+  options.tracking.enabled = !args.no_record;
+  options.tracking.experiment = args.experiment;
   if (args.gpu == "host") options.gpu = gpu_backend::host;
   if (args.gpu == "cuda") options.gpu = gpu_backend::cuda;
   return options;
@@ -169,6 +195,8 @@ int run_command(const graph_description& graph, const run_arguments& args) {
   const bool quiet = args.quiet;
   run_options options = options_from(graph, args);
   options.threads = allowed_threads(options.threads);
+  warning_printer warnings;
+  if (quiet) options.observers.push_back(&warnings);
   run_outcome outcome;
   {
     interrupt_watcher watcher;
@@ -182,6 +210,8 @@ int run_command(const graph_description& graph, const run_arguments& args) {
   }
 
   const run_report& report = outcome.report;
+  const int code = report.interrupted ? 130 : report.ok() ? 0 : 1;
+  record_exit_code(options, report.run_id, code);
   // Reported cache misses (a corrupt or missing blob that was recomputed).
   for (const auto& step : report.steps)
     if (!step.cache_note.empty()) fmt::print(stderr, "warning: step '{}': {}\n", step.name, step.cache_note);
@@ -237,6 +267,10 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
       ->default_str("auto");
   run->add_option("--rerun", args.rerun, "run this step and every step that depends on it even if cached (repeatable)")
       ->type_name("STEP");
+  run->add_option("-e,--experiment", args.experiment, "record the run in this experiment")
+      ->type_name("NAME")
+      ->capture_default_str();
+  run->add_flag("--no-record", args.no_record, "do not record the run in the workspace");
 
   auto* explain_cmd =
       app.add_subcommand("explain", "say which steps a run would take from the cache, and why the others miss");
@@ -252,6 +286,7 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
 
   auto* describe_cmd = app.add_subcommand("describe", "list the parameters and the steps with their types");
   const cache_commands cache_cmds = add_cache_commands(app);
+  const workspace_commands workspace_cmds = add_workspace_commands(app);
 
   // CLI11's own codes (105, 106, 109...) fold into the documented 2; help
   // and --version stay 0.
@@ -270,6 +305,8 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
     return parse_failed(e);
   }
   if (cache_cmds.cache->parsed()) return run_cache_command(cache_cmds, graph.name);
+  if (const auto code = run_workspace_command(workspace_cmds, workspace_of(run_options{}), std::cout, std::cerr))
+    return *code;
   if (graph_cmd->parsed()) {
     fmt::print("{}", format == "dot" ? to_dot(graph) : to_mermaid(graph));
   } else if (describe_cmd->parsed()) {

@@ -6,9 +6,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -21,7 +23,10 @@
 #include "file_values.hpp"
 #include "gpu_runtime.hpp"
 #include "progress.hpp"
+#include "run_observers.hpp"
+#include "run_recorder.hpp"
 #include "run_state.hpp"
+#include "workspace_store.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -47,6 +52,21 @@ void remove_unless_referenced(const graph_description& graph, run_state& state, 
 
 }  // namespace
 
+namespace {
+
+// Each parameter's value as the run uses it, formatted by its type.
+std::vector<std::pair<std::string, std::string>> param_values(const graph_description& graph, const run_state& state) {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(graph.params.size());
+  for (std::size_t i = 0; i < graph.params.size(); ++i) {
+    const auto& p = graph.params[i];
+    out.emplace_back(std::string(p.name), p.slot.format != nullptr ? p.slot.format(state.param_slots[i]) : "");
+  }
+  return out;
+}
+
+}  // namespace
+
 run_outcome execute(const graph_description& graph, const run_options& options, const schedule* plan) {
   std::shared_ptr<const schedule> derived;
   if (plan == nullptr) plan = (derived = make_schedule(graph)).get();
@@ -63,38 +83,54 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
   resolve_params(graph, *state, options);
 
   const auto start = clock::now();
+  const auto started_at = std::chrono::system_clock::now();
+  // Who is told of the run: the progress display, the record, the caller's.
+  run_observers told;
+  std::optional<progress> shown;
+  if (options.progress != progress_mode::none) told.attach(&shown.emplace(graph, options.progress, stderr));
+  std::optional<run_recorder> recorder;
+  if (options.tracking.enabled) told.attach(&recorder.emplace(workspace_of(options), options.tracking, told));
+  for (observer* o : options.observers) told.attach(o);
+  // A run id when anything will name the run: the cache's record, the workspace's, an observer.
+  const bool named = options.cache.enabled || told.any();
+  const std::string run_id = named ? new_run_id() : std::string();
+  std::vector<std::pair<std::string, std::string>> params;
+  if (told.any()) {
+    params = param_values(graph, *state);
+    told.run_started({.graph = graph,
+                      .run_id = run_id,
+                      .experiment = options.tracking.experiment,
+                      .params = params,
+                      .started = started_at});
+  }
+
   std::unique_ptr<cache_session> cache;
   std::string cache_note;
   if (options.cache.enabled) {
     try {
-      cache = std::make_unique<cache_session>(graph, *state, options.cache, options.stop);
+      cache = std::make_unique<cache_session>(graph, *state, options.cache, run_id, options.stop);
     } catch (const cache_error& e) {
       // Nothing is lost: the run goes on without the cache, and says so.
       cache_note = fmt::format("the cache could not be used, every step runs: {}", e.what());
-      fmt::print(stderr, "penstock: {}\n", cache_note);
+      told.warning(cache_note);
     }
   }
   if (cache && cache->store().read_only()) {
     cache_note = fmt::format("the cache at {} is read-only ({}): hits are served, nothing is stored",
                              cache->store().directory().string(), cache->store().read_only_reason());
-    fmt::print(stderr, "penstock: {}\n", cache_note);
+    told.warning(cache_note);
   }
   if (!cache) seal_file_params(graph, *state, nullptr);  // with the cache, the session hashed them
   // Files the steps write go under the cache directory, per run; with the
   // cache, a stored file is handed on as its copy in the cache, and the
   // run's directory is removed at the end when no output still points into it.
-  // Where is decided now; the run's own name (a random id without the
-  // cache) when a step first asks for a directory: most runs never do.
-  const std::filesystem::path work =
-      (cache                             ? cache->store().directory()
-       : options.cache.directory.empty() ? default_cache_directory()
-                                         : std::filesystem::path(options.cache.directory)) /
-      "work";
-  output_directories outputs([&cache, work] { return work / (cache ? cache->run_id() : new_run_id()); });
-  progress shown(graph.name, graph.nodes.size(), options.progress, stderr);
-  executor exec(graph, *plan, *state, options, shown, cache.get(), &outputs);
+  // Where is decided now; the run's own name (a random id when the run has
+  // none) when a step first asks for a directory: most runs never do.
+  const std::filesystem::path work = (cache ? cache->store().directory() : cache_directory_of(options)) / "work";
+  output_directories outputs([&run_id, work] { return work / (run_id.empty() ? new_run_id() : run_id); });
+  executor exec(graph, *plan, *state, options, told, cache.get(), &outputs);
   exec.run(options.threads);
-  shown.close();
+  if (shown) shown->close();
   // The caller asks for the outputs: the only cached values read in a run
   // whose steps all hit.
   std::vector<std::uint32_t> unreadable;
@@ -106,10 +142,15 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
   outcome.report.pipeline = graph.name;
   outcome.report.steps = exec.take_reports();
   outcome.report.wall = clock::now() - start;
+  outcome.report.started = started_at;
+  outcome.report.run_id = run_id;
+  outcome.report.experiment = options.tracking.enabled ? options.tracking.experiment : std::string();
+  outcome.report.params = std::move(params);
   outcome.report.interrupted = options.stop != nullptr && options.stop->load();
   if (cache != nullptr) {
     for (std::uint32_t i = 0; i < graph.nodes.size(); ++i) {
       auto& step = outcome.report.steps[i];
+      step.output = cache->output_digest(i);
       // Not a hit after all: its value was computed (the summary and the run
       // record count it as computed).
       if (cache->recomputed(i)) {
@@ -134,8 +175,7 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
     outcome.report.gpu_copies_to_host = copies.to_host;
   }
   if (cache != nullptr) {
-    outcome.report.run_id = cache->run_id();
-    cache->finish(outcome.report);
+    if (auto warning = cache->finish(outcome.report)) told.warning(std::move(*warning));
   }
   // A value that was released after its last consumer is not handed out:
   // output_slot() must return null for it, not an empty optional.
@@ -143,6 +183,11 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
     outcome.state->succeeded[i] = outcome.report.steps[i].status == step_status::succeeded &&
                                   graph.nodes[i].slot.has_value(outcome.state->node_slots[i]);
   if (cache != nullptr && outputs.used()) remove_unless_referenced(graph, *outcome.state, outputs.base());
+  // The record's last write, then everyone else's end of the run, with
+  // every warning the run gave.
+  if (recorder) recorder->finish(outcome.report);
+  outcome.report.warnings = told.take_warnings();
+  if (told.any()) told.run_finished(outcome.report);
   return outcome;
 }
 

@@ -23,7 +23,7 @@
 
 #include "cache_session.hpp"
 #include "gpu_runtime.hpp"
-#include "progress.hpp"
+#include "run_observers.hpp"
 #include "run_state.hpp"
 #include "step_clock.hpp"
 
@@ -71,8 +71,10 @@ class completed_copies {
 
 class executor {
  public:
+  // `told`: the run's observers, told of each step's start and end (none
+  // attached: nothing is called), and the sink of the steps' logs.
   executor(const graph_description& graph, const schedule& plan, run_state& state, const run_options& options,
-           progress& shown, cache_session* cache, output_area* outputs);
+           run_observers& told, cache_session* cache, output_area* outputs);
 
   // Runs every node once (or finds it cached), on `threads` threads.
   void run(std::size_t threads);
@@ -130,9 +132,14 @@ class executor {
   node_result run_node(std::uint32_t i, step_clock::ticks& now);
   // The end of step i's run (on the host, or on the device once its work is
   // done): its time, its cache entry (stored, with `completed`'s values
-  // copied as completed, or abandoned), the progress line, its inputs' release.
+  // copied as completed, or abandoned), the observers' step_finished, its inputs' release.
   void finish_step(std::uint32_t i, step_report& report, step_clock::ticks start, step_clock::ticks end,
                    gpu_runtime* completed);
+  // A step that did not compute (cached, skipped, not run): its observers
+  // told, its inputs released.
+  void finish_uncomputed(std::uint32_t i, const step_report& report);
+  // Step i starts computing at `start` on this thread.
+  void begin_step(std::uint32_t i, step_clock::ticks start);
   void fill_inputs(const node_description& node, input_list& inputs) const;
   // Drops each input's value once its last consumer is done with it.
   void release_inputs(const node_description& node);
@@ -192,18 +199,22 @@ class executor {
   std::optional<slot_block> twins_;
   std::unique_ptr<std::once_flag[]> twin_made_;
   const std::atomic<bool>* stop_;
-  progress& shown_;
+  run_observers& told_;
   // Per node, for this run: its countdown to start, the uses of its value
-  // still to come, whether an input failed, and how long it took (ticks).
+  // still to come, whether an input failed, when it started and how long it
+  // took (ticks), and the worker that ran it.
   struct node_state {
     std::atomic<std::uint32_t> pending{0};
     std::atomic<std::uint32_t> uses_left{0};
     std::atomic<bool> input_failed{false};
+    int worker = -1;
+    step_clock::ticks started = 0;
     step_clock::ticks took = 0;
   };
   const schedule& plan_;
   std::unique_ptr<node_state[]> nodes_;
   step_clock clock_;
+  step_clock::ticks run_started_ = 0;
   std::vector<step_report> reports_;
   std::atomic<std::size_t> finished_{0};
   tbb::task_group tasks_;

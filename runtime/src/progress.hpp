@@ -1,6 +1,7 @@
-// progress: what a run shows while it works. On a terminal, one live line
-// (done / running / total, elapsed) redrawn ten times a second; otherwise a
-// plain line per finished step; or nothing. Also the sink for ctx.log().
+// progress: what a run shows while it works, as an observer of the run. On
+// a terminal, one live line (done / running / total, elapsed) redrawn ten
+// times a second; otherwise a plain line per finished step. Also shows the
+// steps' ctx.log() lines and the run's warnings.
 #pragma once
 
 #include <atomic>
@@ -12,35 +13,34 @@
 #include <string_view>
 #include <thread>
 
-#include <penstock/context.hpp>
+#include <penstock/graph_description.hpp>
+#include <penstock/observer.hpp>
 #include <penstock/run_report.hpp>
 
 namespace penstock::detail::r1 {
 
-class progress final : public log_sink {
+class progress final : public observer {
  public:
-  progress(std::string_view pipeline, std::size_t total, progress_mode mode, std::FILE* out);
+  // `mode` is not none (a run that shows nothing attaches no progress).
+  progress(const graph_description& graph, progress_mode mode, std::FILE* out);
   progress(const progress&) = delete;
   progress& operator=(const progress&) = delete;
   ~progress();
 
-  void started() noexcept {
-    if (mode_ != progress_mode::none) running_.fetch_add(1, std::memory_order_relaxed);
-  }
-  void finished(std::string_view step, step_status status, std::chrono::nanoseconds took);
-  // Whether finished() shows anything (else its `took` need not be measured).
-  [[nodiscard]] bool shows_durations() const noexcept { return mode_ == progress_mode::lines; }
-  // A step whose output came from the cache (it never started).
-  void cached(std::string_view step);
-  void write(std::string_view step, std::string_view message) override;
+  void step_started(std::uint32_t node, int worker) override;
+  // A hit counts as cached; a skipped step (or one never started) is not shown.
+  void step_finished(std::uint32_t node, const step_report& report, std::chrono::nanoseconds took) override;
+  void log(std::string_view step, std::size_t element, std::string_view line) override;
+  void warning(std::string_view message) override;
   // Stops the live line and prints its final state.
   void close();
 
  private:
+  void print_line(std::string_view text);
   void draw_locked();
   void ticker();
 
-  std::string_view pipeline_;
+  const graph_description& graph_;
   std::size_t total_;
   progress_mode mode_;
   std::FILE* out_;

@@ -21,7 +21,6 @@
 #include "cache_session.hpp"
 #include "executor.hpp"
 #include "gpu_runtime.hpp"
-#include "progress.hpp"
 #include "run_state.hpp"
 
 namespace penstock::detail::r1 {
@@ -96,7 +95,7 @@ std::shared_ptr<const schedule> make_schedule(const graph_description& graph) {
 }
 
 executor::executor(const graph_description& graph, const schedule& plan, run_state& state, const run_options& options,
-                   progress& shown, cache_session* cache, output_area* outputs)
+                   run_observers& told, cache_session* cache, output_area* outputs)
     : graph_(graph),
       state_(state),
       cache_(cache),
@@ -104,7 +103,7 @@ executor::executor(const graph_description& graph, const schedule& plan, run_sta
       gpu_(state.gpu.get()),
       gpu_async_(gpu_ != nullptr && gpu_->backend() == gpu_backend::cuda),
       stop_(options.stop != nullptr ? options.stop : &never_stop),
-      shown_(shown),
+      told_(told),
       plan_(plan),
       nodes_(std::make_unique<node_state[]>(graph.nodes.size())),
       reports_(plan.blank_reports) {
@@ -133,6 +132,7 @@ void executor::run(std::size_t threads) {
   arena_ = &arena;
   // The sources start the run: once one runs, it counts its consumers down
   // to zero and starts them itself.
+  run_started_ = step_clock::now();
   arena.execute([&] {
     for (auto i : plan_.sources) tasks_.run([this, i] { run_from(i); });
     tasks_.wait();
@@ -142,7 +142,13 @@ void executor::run(std::size_t threads) {
   (void)finished_.load(std::memory_order_acquire);
   // Durations were counted in ticks: in nanoseconds at the run's tick rate.
   clock_.stop();
-  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) reports_[i].duration = clock_.duration(nodes_[i].took);
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+    reports_[i].duration = clock_.duration(nodes_[i].took);
+    if (nodes_[i].worker < 0) continue;  // did not compute
+    reports_[i].worker = nodes_[i].worker;
+    reports_[i].started = nodes_[i].started > run_started_ ? clock_.duration(nodes_[i].started - run_started_)
+                                                           : std::chrono::nanoseconds{0};
+  }
 }
 
 void executor::run_from(std::uint32_t i) {
@@ -186,18 +192,17 @@ executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now
   // After an interrupt nothing starts, and nothing is blamed on its inputs.
   if (stop_->load(std::memory_order_relaxed)) {
     report.status = step_status::not_run;
-    release_inputs(node);
+    finish_uncomputed(i, report);
     return {};
   }
   if (nodes_[i].input_failed.load(std::memory_order_relaxed)) {
     report.status = step_status::skipped;
-    release_inputs(node);
+    finish_uncomputed(i, report);
     return {};
   }
   if (cache_ != nullptr) {
     if (cache_->lookup(i, report) || cache_->begin_miss(i, report)) {
-      shown_.cached(node.name);
-      release_inputs(node);
+      finish_uncomputed(i, report);
       now = step_clock::now();
       return {.ok = report.status == step_status::succeeded};
     }
@@ -208,9 +213,8 @@ executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now
         report.error = fmt::format("its input from step '{}' could not be read from the cache nor recomputed",
                                    graph_.nodes[in.index].name);
         cache_->abandon(i);
-        shown_.started();
-        shown_.finished(node.name, report.status, {});
-        release_inputs(node);
+        begin_step(i, step_clock::now());
+        finish_uncomputed(i, report);
         return {};
       }
     }
@@ -227,7 +231,6 @@ executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now
   }
   fill_inputs(node, inputs);
 
-  shown_.started();
   // A map's elements are cached one by one; nothing to set up otherwise
   // (not even an empty hook: zeroing one costs more than the rest of an
   // empty step's bookkeeping).
@@ -239,11 +242,11 @@ executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now
   const bool per_element = elements != nullptr;
   if (cache_ != nullptr) now = step_clock::now();  // not counting the cache lookup and the inputs' loading
   const auto start = now;
+  begin_step(i, start);
   CUstream_st* stream = nullptr;  // stays null on the host backend
   if (gpu_async_ && on_gpu(i) && !begin_gpu_step(i, stream, report, &inputs)) {
     if (cache_ != nullptr) cache_->abandon(i);
-    shown_.finished(node.name, report.status, {});
-    release_inputs(node);
+    finish_uncomputed(i, report);
     return {};
   }
   {
@@ -278,10 +281,19 @@ void executor::finish_step(std::uint32_t i, step_report& report, step_clock::tic
       cache_->abandon(i);
     }
   }
-  const node_description& node = graph_.nodes[i];
-  shown_.finished(node.name, report.status,
-                  shown_.shows_durations() ? clock_.duration(nodes_[i].took) : clock::duration{});
-  release_inputs(node);
+  if (told_.any()) told_.step_finished(i, report, clock_.duration(nodes_[i].took));
+  release_inputs(graph_.nodes[i]);
+}
+
+void executor::finish_uncomputed(std::uint32_t i, const step_report& report) {
+  if (told_.any()) told_.step_finished(i, report, {});
+  release_inputs(graph_.nodes[i]);
+}
+
+void executor::begin_step(std::uint32_t i, step_clock::ticks start) {
+  nodes_[i].started = start;
+  nodes_[i].worker = tbb::this_task_arena::current_thread_index();
+  if (told_.any()) told_.step_started(i, nodes_[i].worker);
 }
 
 void executor::fill_inputs(const node_description& node, input_list& inputs) const {

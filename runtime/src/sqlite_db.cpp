@@ -59,13 +59,16 @@ query& query::bind(int index, const digest_bytes& bytes) {
   return check(sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT));
 }
 query& query::bind(int index, std::int64_t value) { return check(sqlite3_bind_int64(statement_, index, value)); }
+query& query::bind(int index, double value) { return check(sqlite3_bind_double(statement_, index, value)); }
 query& query::bind(int index, std::span<const std::byte> bytes) {
   static constexpr std::byte none{};
   return check(
       sqlite3_bind_blob64(statement_, index, bytes.empty() ? &none : bytes.data(), bytes.size(), SQLITE_STATIC));
 }
 query& query::bind(int index, std::string_view text) {
-  return check(sqlite3_bind_text64(statement_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  // An empty view may have no data pointer, which SQLite would bind as NULL: '' it is.
+  return check(sqlite3_bind_text64(statement_, index, text.data() != nullptr ? text.data() : "", text.size(),
+                                   SQLITE_TRANSIENT, SQLITE_UTF8));
 }
 query& query::bind(int index, std::optional<std::int64_t> value) {
   return value ? bind(index, *value) : bind_null(index);
@@ -81,6 +84,7 @@ bool query::step() {
 
 int query::type(int column) const noexcept { return sqlite3_column_type(statement_, column); }
 std::int64_t query::integer(int column) const noexcept { return sqlite3_column_int64(statement_, column); }
+double query::real(int column) const noexcept { return sqlite3_column_double(statement_, column); }
 
 std::optional<digest> query::digest_at(int column) const noexcept {
   if (type(column) != SQLITE_BLOB) return std::nullopt;
@@ -113,8 +117,8 @@ query& query::check(int rc) {
 }
 
 void query::fail(int rc) const {
-  throw cache_error(fmt::format("cache index {}: {} ({}) in \"{}\"", file_.string(), sqlite3_errmsg(db_),
-                                sqlite3_errstr(rc), sqlite3_sql(statement_)));
+  throw cache_error(
+      fmt::format("{}: {} ({}) in \"{}\"", label_, sqlite3_errmsg(db_), sqlite3_errstr(rc), sqlite3_sql(statement_)));
 }
 
 // ---- database ----------------------------------------------------------------
@@ -199,7 +203,7 @@ query database::prepare(const char* sql) {
       fail(rc, fmt::format("cannot prepare \"{}\"", sql));
     }
   }
-  return query(db_, it->second, file_);
+  return query(db_, it->second, label_);
 }
 
 void database::exec(const char* sql) {
@@ -228,10 +232,11 @@ void database::fail(int rc, std::string_view what) const {
   if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
     hint = fmt::format("; another process held it for longer than {} ms", busy_timeout_.count());
   } else if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT) {
-    hint = "; the index is damaged: delete it (or the whole cache directory) to start afresh";
+    hint = kind_ == "cache index" ? "; the index is damaged: delete it (or the whole cache directory) to start afresh"
+                                  : fmt::format("; the {} is damaged: move it away to start afresh", kind_);
   }
-  throw cache_error(fmt::format("cache index {}: {}: {}{}", file_.string(), what,
-                                db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc), hint));
+  throw cache_error(
+      fmt::format("{}: {}: {}{}", label_, what, db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc), hint));
 }
 
 // ---- transaction -------------------------------------------------------------
@@ -260,8 +265,8 @@ void migrate(database& db, std::span<const migration> migrations) {
   transaction tx(db, transaction_kind::write);
   const std::int64_t version = db.user_version();  // again, now that no one else can change it
   if (version > latest) {
-    throw cache_error(fmt::format("cache index {} has schema version {}, newer than this penstock's ({})",
-                                  db.file().string(), version, latest));
+    throw cache_error(
+        fmt::format("{} has schema version {}, newer than this penstock's ({})", db.label(), version, latest));
   }
   for (const migration& m : migrations) {
     if (m.version <= version) continue;

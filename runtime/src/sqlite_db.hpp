@@ -29,11 +29,11 @@ using digest_bytes = std::array<unsigned char, 16>;
 
 // A prepared statement in use: bound, stepped, and reset (its bindings
 // cleared) when it goes out of scope. Every failure is a cache_error naming
-// the index file and the statement.
+// the database (its label: "cache index <file>", "workspace <file>") and the statement.
 class query {
  public:
-  query(sqlite3* db, sqlite3_stmt* statement, const std::filesystem::path& file) noexcept
-      : db_(db), statement_(statement), file_(file) {}
+  query(sqlite3* db, sqlite3_stmt* statement, const std::string& label) noexcept
+      : db_(db), statement_(statement), label_(label) {}
   query(const query&) = delete;
   query& operator=(const query&) = delete;
   ~query();
@@ -41,6 +41,7 @@ class query {
   query& bind(int index, const digest& d);
   query& bind(int index, const digest_bytes& bytes);
   query& bind(int index, std::int64_t value);
+  query& bind(int index, double value);
   // Bytes that outlive the statement's use (the query resets it), so not copied.
   query& bind(int index, std::span<const std::byte> bytes);
   query& bind(int index, std::string_view text);
@@ -56,6 +57,7 @@ class query {
 
   [[nodiscard]] int type(int column) const noexcept;  // SQLITE_INTEGER, SQLITE_BLOB, ...
   [[nodiscard]] std::int64_t integer(int column) const noexcept;
+  [[nodiscard]] double real(int column) const noexcept;
   [[nodiscard]] std::optional<digest> digest_at(int column) const noexcept;
   // Valid until the next step or reset of the statement.
   [[nodiscard]] std::span<const std::byte> bytes_at(int column) const noexcept;
@@ -70,7 +72,7 @@ class query {
 
   sqlite3* db_;
   sqlite3_stmt* statement_;
-  const std::filesystem::path& file_;
+  const std::string& label_;
 };
 
 // One connection to one database file. Statements are prepared once and
@@ -79,8 +81,9 @@ class query {
 // connection alone (closing it could checkpoint or unlink the parent's WAL).
 class database {
  public:
-  // `file` names the database in messages.
-  explicit database(std::filesystem::path file) : file_(std::move(file)) {}
+  // `kind` and `file` name the database in messages ("cache index /x/index.db").
+  explicit database(std::filesystem::path file, std::string_view kind = "cache index")
+      : file_(std::move(file)), kind_(kind), label_(std::string(kind) + " " + file_.string()) {}
   database(const database&) = delete;
   database& operator=(const database&) = delete;
   ~database() { close(); }
@@ -110,9 +113,14 @@ class database {
   // A cache_error naming the file, with a hint for a busy or damaged index.
   [[noreturn]] void fail(int rc, std::string_view what) const;
   [[nodiscard]] const std::filesystem::path& file() const noexcept { return file_; }
+  // "cache index <file>": how messages name this database.
+  [[nodiscard]] const std::string& label() const noexcept { return label_; }
+  [[nodiscard]] std::string_view kind() const noexcept { return kind_; }
 
  private:
   std::filesystem::path file_;
+  std::string_view kind_;
+  std::string label_;
   sqlite3* db_ = nullptr;
   pid_t opened_by_ = 0;
   std::chrono::milliseconds busy_timeout_{};

@@ -1,0 +1,58 @@
+// The workspace commands of the shared command line and of the standalone
+// `penstock` tool: questions about the recorded runs.
+//   runs [--experiment NAME] [--status STATUS] [--pipeline NAME] [--param NAME=VALUE]... [--limit N]
+//   show RUN                      the run, its parameters, steps and metric summary
+//   compare RUN RUN... [--all]    parameters and final metrics side by side (only those that differ)
+//   logs RUN [STEP]               the lines its steps logged
+//   lineage RUN STEP|DIGEST       who produced a value and who read it, across runs
+// Each takes --json and --workspace FILE; RUN is an id, a unique prefix of
+// one, or `latest`. Private to the runtime.
+#pragma once
+
+#include <filesystem>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}  // namespace CLI
+
+namespace penstock::detail::r1 {
+
+struct workspace_arguments {
+  std::string workspace;  // empty: the default
+  bool json = false;
+  std::string experiment;
+  std::string status;
+  std::string pipeline;
+  std::vector<std::string> params;
+  std::size_t limit = 20;
+  std::string run;                // show, logs, lineage
+  std::vector<std::string> runs;  // compare
+  std::string target;             // logs: a step; lineage: a step or a digest prefix
+  bool all = false;
+};
+
+struct workspace_commands {
+  CLI::App* runs = nullptr;
+  CLI::App* show = nullptr;
+  CLI::App* compare = nullptr;
+  CLI::App* logs = nullptr;
+  CLI::App* lineage = nullptr;
+  // CLI11 keeps references to bound variables: they live here, shared.
+  std::shared_ptr<workspace_arguments> args;
+};
+
+[[nodiscard]] workspace_commands add_workspace_commands(CLI::App& app);
+
+// Runs the parsed workspace command, if one was parsed, on its --workspace
+// or `default_workspace`. Exit codes: 0 answered; 1 no such run or step, or
+// the workspace cannot be read (a message on `err`); 2 a bad argument.
+[[nodiscard]] std::optional<int> run_workspace_command(const workspace_commands& commands,
+                                                       const std::filesystem::path& default_workspace,
+                                                       std::ostream& out, std::ostream& err);
+
+}  // namespace penstock::detail::r1

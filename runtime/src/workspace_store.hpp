@@ -1,0 +1,178 @@
+// workspace_store: the record of every run (experiments, runs, parameters,
+// step runs, metrics, logs, lineage) in one SQLite file in WAL mode, shared
+// by every process that runs or queries pipelines there. Private to the runtime.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <penstock/digest.hpp>
+#include <penstock/run_report.hpp>
+
+#include "process_identity.hpp"
+#include "sqlite_db.hpp"
+
+namespace penstock::detail::r1 {
+
+using sys_time = std::chrono::system_clock::time_point;
+
+// The workspace file of a cache directory.
+[[nodiscard]] std::filesystem::path workspace_file(const std::filesystem::path& cache_directory);
+// The cache directory a run with `options` uses (cache_options::directory,
+// else default_cache_directory()), and the workspace it records in.
+[[nodiscard]] std::filesystem::path cache_directory_of(const run_options& options);
+[[nodiscard]] std::filesystem::path workspace_of(const run_options& options);
+
+// A run as recorded. `status` is what the run wrote (running, succeeded,
+// failed, interrupted), or crashed: a run still marked running whose process
+// is gone (this host) or whose heartbeat is older than three intervals.
+struct run_row {
+  std::string id;
+  std::string experiment;
+  std::string pipeline;
+  std::string structure;  // the pipeline's structural digest (hex)
+  std::string status;
+  sys_time started{};
+  std::optional<sys_time> ended;
+  sys_time heartbeat{};
+  std::chrono::milliseconds heartbeat_interval{0};
+  std::string host;
+  std::string user;
+  std::int64_t pid = 0;
+  std::optional<std::int64_t> pid_started;
+  std::string directory;   // the working directory
+  std::string git_commit;  // "" outside a git working tree
+  std::optional<bool> git_dirty;
+  std::string version;  // penstock's
+  std::optional<int> exit_code;
+  std::uint64_t steps = 0, computed = 0, cached = 0, failed = 0;
+};
+
+// One step's part in a run. status: ran, cached, failed, skipped, cancelled.
+struct step_run_row {
+  std::uint32_t node = 0;  // its index in the pipeline
+  std::string name;
+  std::string status;
+  std::uint32_t attempts = 0;
+  std::chrono::nanoseconds started{0};  // from the run's start
+  std::chrono::nanoseconds duration{0};
+  int worker = -1;
+  std::optional<digest> key;
+  std::optional<digest> output;
+  std::string error;
+  std::uint64_t elements = 0, elements_cached = 0;
+};
+
+// Input `position` of step `node`: the output of step `producer`, with its
+// content digest when the run knew it (with the cache).
+struct step_input_row {
+  std::uint32_t node = 0;
+  std::uint32_t position = 0;
+  std::uint32_t producer = 0;
+  std::optional<digest> content;
+};
+
+struct metric_row {
+  std::string step;
+  std::string name;
+  double value = 0;
+  std::int64_t step_number = 0;
+  sys_time time{};
+};
+
+struct log_row {
+  std::string step;
+  std::optional<std::uint64_t> element;
+  sys_time time{};
+  std::string line;
+};
+
+// What one write adds to a run's record, in one transaction: everything
+// optional but the run's id.
+struct run_write {
+  std::string run{};
+  const run_row* begin = nullptr;  // the run's first row (with `params`)
+  std::span<const std::pair<std::string, std::string>> params{};
+  std::optional<sys_time> heartbeat{};
+  std::span<const step_run_row> steps{};
+  std::span<const step_input_row> inputs{};
+  std::span<const metric_row> metrics{};
+  std::span<const log_row> logs{};
+  const run_row* end = nullptr;  // its final status, end time and counts
+};
+
+struct run_filter {
+  std::string experiment;
+  std::string status;
+  std::string pipeline;
+  std::vector<std::pair<std::string, std::string>> params;  // each must match
+  std::size_t limit = 0;                                    // 0: all
+};
+
+// A step run that produced or consumed a value, for `lineage`.
+struct lineage_row {
+  std::string run;
+  std::string step;
+  std::string status;
+  sys_time started{};
+  std::optional<digest> content;
+};
+
+class workspace_store {
+ public:
+  static constexpr int schema_version = 2;
+
+  // Opens (making it and its directory if needed) for recording runs.
+  // Throws cache_error naming the file when it cannot be opened for writing,
+  // or its schema is newer than this penstock's.
+  static std::unique_ptr<workspace_store> open_for_writing(const std::filesystem::path& file);
+  // Opens an existing workspace for queries (migrating an older schema when
+  // it can be written). Throws cache_error when there is none at `file`, or
+  // it cannot be read.
+  static std::unique_ptr<workspace_store> open_for_reading(const std::filesystem::path& file);
+
+  explicit workspace_store(const std::filesystem::path& file);
+  workspace_store(const workspace_store&) = delete;
+  workspace_store& operator=(const workspace_store&) = delete;
+
+  void write(const run_write& w);
+  void set_exit_code(std::string_view run, int code);
+
+  // Newest first.
+  [[nodiscard]] std::vector<run_row> runs(const run_filter& filter);
+  // A run by its id, a unique prefix of one, or "latest"; nullopt when none
+  // matches; throws std::invalid_argument when a prefix names several.
+  [[nodiscard]] std::optional<run_row> find_run(std::string_view id);
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> params(std::string_view run);
+  [[nodiscard]] std::vector<step_run_row> step_runs(std::string_view run);
+  [[nodiscard]] std::vector<step_input_row> step_inputs(std::string_view run);
+  [[nodiscard]] std::vector<metric_row> metrics(std::string_view run);
+  // All of a run's lines, or one step's, in the order they were logged.
+  [[nodiscard]] std::vector<log_row> logs(std::string_view run, std::string_view step = {});
+  // Every step run, of any run, whose output had digest `content`, oldest first.
+  [[nodiscard]] std::vector<lineage_row> producers(const digest& content);
+  // Every step run, of any run, that read a value with digest `content`.
+  [[nodiscard]] std::vector<lineage_row> consumers(const digest& content);
+  // Digests whose hex form starts with `prefix` (outputs of step runs).
+  [[nodiscard]] std::vector<digest> digests_with_prefix(std::string_view prefix);
+
+  [[nodiscard]] const std::filesystem::path& file() const noexcept { return db_.file(); }
+
+ private:
+  [[nodiscard]] run_row read_run(const sqlite::query& q) const;
+  void open_writable();
+
+  sqlite::database db_;
+  process_identity me_;
+};
+
+}  // namespace penstock::detail::r1

@@ -1,0 +1,446 @@
+// Run tracking: every run recorded in its workspace (runtime/src/
+// workspace_store.hpp), cache on or off: the run, its parameters, each step
+// run, logs, metrics and lineage; the observer seam's events in order; a
+// workspace that cannot be written is a warning; schemas older and newer.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <sqlite3.h>
+
+#include <penstock/penstock.hpp>
+#include <penstock/version.hpp>
+
+#include "cache_store.hpp"
+#include "run_recorder.hpp"
+#include "scratch_directory.hpp"
+#include "workspace_store.hpp"
+
+namespace fs = std::filesystem;
+namespace ps = penstock;
+using namespace penstock::detail::r1;
+using penstock_test::scratch_directory;
+
+namespace {
+
+ps::run_options recorded_in(const fs::path& dir, bool cache = false) {
+  ps::run_options options;
+  options.threads = 2;
+  options.cache.enabled = cache;
+  options.cache.directory = dir.string();
+  return options;
+}
+
+// A small pipeline: a parameter, a step that logs and reports a metric per
+// epoch, one that may fail, one after it.
+auto make_training() {
+  auto epochs = ps::param<int>("epochs", 3);
+  auto data = ps::step<"data">([] { return 10; })();
+  auto train = ps::step<"train">([](ps::context& ctx, int d, int n) {
+    for (int e = 1; e <= n; ++e) {
+      ctx.log("epoch " + std::to_string(e));
+      ctx.log_metric("loss", 1.0 / (e * d), e);
+    }
+    ctx.log_metric("accuracy", 0.5 + 0.1 * n);
+    return 1.0 / n;
+  })(data, epochs);
+  auto report = ps::step<"report">([](double loss) { return std::to_string(loss); })(train);
+  return std::pair{ps::pipeline<"training">(report), report};
+}
+
+std::unique_ptr<workspace_store> open(const fs::path& dir) {
+  return workspace_store::open_for_reading(dir / "runs.db");
+}
+
+const step_run_row* step_named(const std::vector<step_run_row>& rows, std::string_view name) {
+  for (const auto& r : rows)
+    if (r.name == name) return &r;
+  return nullptr;
+}
+
+void exec_sql(const fs::path& file, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  const std::string message = error != nullptr ? error : "";
+  sqlite3_free(error);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << message;
+}
+
+}  // namespace
+
+TEST(tracking, a_run_without_the_cache_is_recorded_with_its_parameters_steps_logs_and_metrics) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  auto options = recorded_in(dir.path());
+  options.params = {{"epochs", "4"}};
+  options.tracking.experiment = "baseline";
+  const auto result = p.run(options);
+  ASSERT_TRUE(result.ok()) << result.report().summary();
+  const auto& report = result.report();
+  ASSERT_FALSE(report.run_id.empty());
+  EXPECT_TRUE(report.warnings.empty()) << report.warnings.front();
+
+  const auto store = open(dir.path());
+  const auto run = store->find_run(report.run_id);
+  ASSERT_TRUE(run);
+  EXPECT_EQ(run->experiment, "baseline");
+  EXPECT_EQ(run->pipeline, "training");
+  EXPECT_EQ(run->status, "succeeded");
+  EXPECT_EQ(run->structure, structure_digest(p.description()).hex());
+  EXPECT_EQ(run->pid, ::getpid());
+  EXPECT_FALSE(run->host.empty());
+  EXPECT_FALSE(run->user.empty());
+  EXPECT_EQ(run->version, PENSTOCK_VERSION_STRING);
+  EXPECT_EQ(run->directory, fs::current_path().string());
+  ASSERT_TRUE(run->ended);
+  EXPECT_GE(*run->ended, run->started);
+  EXPECT_EQ(run->steps, 3u);
+  EXPECT_EQ(run->computed, 3u);
+  EXPECT_EQ(run->cached, 0u);
+  EXPECT_EQ(store->params(report.run_id), (std::vector<std::pair<std::string, std::string>>{{"epochs", "4"}}));
+
+  const auto steps = store->step_runs(report.run_id);
+  ASSERT_EQ(steps.size(), 3u);
+  for (const auto& s : steps) {
+    EXPECT_EQ(s.status, "ran") << s.name;
+    EXPECT_EQ(s.attempts, 1u) << s.name;
+    EXPECT_GE(s.worker, 0) << s.name;
+    EXPECT_FALSE(s.output) << s.name << ": no digest without the cache";
+  }
+  // The steps of a chain start one after the other.
+  EXPECT_LE(step_named(steps, "data")->started, step_named(steps, "train")->started);
+  EXPECT_LE(step_named(steps, "train")->started, step_named(steps, "report")->started);
+
+  const auto logs = store->logs(report.run_id, "train");
+  ASSERT_EQ(logs.size(), 4u);
+  EXPECT_EQ(logs[0].line, "epoch 1");
+  EXPECT_EQ(logs[3].line, "epoch 4");
+  EXPECT_EQ(logs[0].step, "train");
+  const auto metrics = store->metrics(report.run_id);
+  std::vector<std::int64_t> loss_steps;
+  for (const auto& m : metrics)
+    if (m.name == "loss") loss_steps.push_back(m.step_number);
+  EXPECT_EQ(loss_steps, (std::vector<std::int64_t>{1, 2, 3, 4}));
+  const auto accuracy =
+      std::find_if(metrics.begin(), metrics.end(), [](const auto& m) { return m.name == "accuracy"; });
+  ASSERT_NE(accuracy, metrics.end());
+  EXPECT_DOUBLE_EQ(accuracy->value, 0.9);
+  EXPECT_EQ(accuracy->step, "train");
+
+  // Within the run, lineage follows the graph: train read data's output.
+  const auto inputs = store->step_inputs(report.run_id);
+  ASSERT_EQ(inputs.size(), 2u);  // train <- data, report <- train
+  EXPECT_EQ(inputs[0].producer, 0u);
+  EXPECT_EQ(inputs[0].node, 1u);
+}
+
+TEST(tracking, cached_runs_record_hits_and_the_digests_that_link_runs) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  const auto first = p.run(recorded_in(dir.path(), true));
+  ASSERT_TRUE(first.ok()) << first.report().summary();
+  const auto second = p.run(recorded_in(dir.path(), true));
+  ASSERT_TRUE(second.ok()) << second.report().summary();
+  const auto store = open(dir.path());
+  const auto again = store->find_run(second.report().run_id);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->cached, 3u);
+  EXPECT_EQ(again->computed, 0u);
+  const auto steps = store->step_runs(second.report().run_id);
+  for (const auto& s : steps) {
+    EXPECT_EQ(s.status, "cached") << s.name;
+    EXPECT_EQ(s.attempts, 0u) << s.name;
+    EXPECT_TRUE(s.key) << s.name;
+    EXPECT_TRUE(s.output) << s.name;
+  }
+  // train's output: produced by the first run's train (ran) and served to
+  // the second (cached); read by both runs' report.
+  const penstock::digest trained = *step_named(steps, "train")->output;
+  const auto producers = store->producers(trained);
+  ASSERT_EQ(producers.size(), 2u);
+  EXPECT_EQ(producers[0].run, first.report().run_id);
+  EXPECT_EQ(producers[0].status, "ran");
+  EXPECT_EQ(producers[1].status, "cached");
+  const auto consumers = store->consumers(trained);
+  std::set<std::string> runs;
+  for (const auto& c : consumers) {
+    EXPECT_EQ(c.step, "report");
+    runs.insert(c.run);
+  }
+  EXPECT_EQ(runs, (std::set<std::string>{first.report().run_id, second.report().run_id}));
+  // The run id is the cache's too.
+  EXPECT_EQ(store->runs({}).size(), 2u);
+}
+
+TEST(tracking, a_failed_step_is_recorded_with_its_error_and_what_it_skipped) {
+  scratch_directory dir;
+  auto a = ps::step<"a">([] { return 1; })();
+  auto b = ps::step<"b">([](int) -> int { throw std::runtime_error("no data for b"); }).retries(1)(a);
+  auto c = ps::step<"c">([](int x) { return x; })(b);
+  const auto result = ps::pipeline<"fails">(c).run(recorded_in(dir.path()));
+  ASSERT_FALSE(result.ok());
+  const auto store = open(dir.path());
+  const auto run = store->find_run("latest");
+  ASSERT_TRUE(run);
+  EXPECT_EQ(run->id, result.report().run_id);
+  EXPECT_EQ(run->status, "failed");
+  EXPECT_EQ(run->failed, 1u);
+  const auto steps = store->step_runs(run->id);
+  EXPECT_EQ(step_named(steps, "a")->status, "ran");
+  EXPECT_EQ(step_named(steps, "b")->status, "failed");
+  EXPECT_EQ(step_named(steps, "b")->attempts, 2u);
+  EXPECT_EQ(step_named(steps, "b")->error, "no data for b");
+  EXPECT_EQ(step_named(steps, "c")->status, "skipped");
+  EXPECT_EQ(step_named(steps, "c")->worker, -1);
+}
+
+TEST(tracking, bytes_that_are_not_utf8_are_kept_as_escapes) {
+  scratch_directory dir;
+  auto s = ps::step<"s">([](ps::context& ctx) {
+    ctx.log(std::string("bad \xff\xfe bytes"));
+    ctx.log_metric(std::string("m\xc3"), 1.0);
+    return 1;
+  })();
+  const auto result = ps::pipeline<"bytes">(s).run(recorded_in(dir.path()));
+  ASSERT_TRUE(result.ok());
+  const auto store = open(dir.path());
+  const auto logs = store->logs(result.report().run_id);
+  ASSERT_EQ(logs.size(), 1u);
+  EXPECT_EQ(logs[0].line, "bad \\xff\\xfe bytes");
+  const auto metrics = store->metrics(result.report().run_id);
+  ASSERT_EQ(metrics.size(), 1u);
+  EXPECT_EQ(metrics[0].name, "m\\xc3");
+}
+
+TEST(tracking, turned_off_it_writes_nothing) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  auto options = recorded_in(dir.path());
+  options.tracking.enabled = false;
+  const auto result = p.run(options);
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result.report().run_id.empty());
+  EXPECT_FALSE(fs::exists(dir.path() / "runs.db"));
+}
+
+TEST(tracking, a_workspace_that_cannot_be_written_is_a_warning_not_a_failure) {
+  scratch_directory dir;
+  std::ofstream(dir.path() / "file") << "x";
+  const auto [p, out] = make_training();
+  auto options = recorded_in(dir.path());
+  options.tracking.workspace = (dir.path() / "file" / "runs.db").string();  // under a file: cannot be made
+  const auto result = p.run(options);
+  ASSERT_TRUE(result.ok()) << result.report().summary();
+  EXPECT_EQ(result.value(out), std::to_string(1.0 / 3));
+  ASSERT_EQ(result.report().warnings.size(), 1u);
+  EXPECT_NE(result.report().warnings[0].find("is not recorded"), std::string::npos) << result.report().warnings[0];
+  EXPECT_NE(result.report().warnings[0].find((dir.path() / "file").string()), std::string::npos)
+      << result.report().warnings[0];
+}
+
+TEST(tracking, a_workspace_of_a_newer_schema_is_refused_naming_both_versions) {
+  scratch_directory dir;
+  exec_sql(dir.path() / "runs.db", "CREATE TABLE future(x); PRAGMA user_version=99;");
+  const auto [p, out] = make_training();
+  const auto result = p.run(recorded_in(dir.path()));
+  ASSERT_TRUE(result.ok());
+  ASSERT_EQ(result.report().warnings.size(), 1u);
+  const std::string& w = result.report().warnings[0];
+  EXPECT_NE(w.find("schema version 99"), std::string::npos) << w;
+  EXPECT_NE(w.find("(" + std::to_string(workspace_store::schema_version) + ")"), std::string::npos) << w;
+  try {
+    (void)open(dir.path());
+    ADD_FAILURE() << "a newer workspace was opened";
+  } catch (const cache_error& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version 99"), std::string::npos) << e.what();
+  }
+}
+
+TEST(tracking, a_workspace_of_schema_1_is_migrated_and_keeps_its_runs) {
+  scratch_directory dir;
+  // Version 1 as it was: no lineage tables. One run in it.
+  exec_sql(dir.path() / "runs.db", R"sql(
+CREATE TABLE experiments(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
+CREATE TABLE runs(
+  id TEXT PRIMARY KEY, experiment INTEGER NOT NULL REFERENCES experiments(id),
+  pipeline TEXT NOT NULL, structure TEXT NOT NULL, status TEXT NOT NULL,
+  started INTEGER NOT NULL, ended INTEGER, heartbeat INTEGER NOT NULL, heartbeat_interval INTEGER NOT NULL,
+  host TEXT NOT NULL, user TEXT NOT NULL, pid INTEGER NOT NULL, pid_started INTEGER,
+  directory TEXT NOT NULL, git_commit TEXT NOT NULL, git_dirty INTEGER, version TEXT NOT NULL, exit_code INTEGER,
+  steps INTEGER NOT NULL DEFAULT 0, computed INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0,
+  failed INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX runs_by_start ON runs(started DESC);
+CREATE TABLE params(run TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(run, name)) WITHOUT ROWID;
+CREATE TABLE step_runs(
+  run TEXT NOT NULL, node INTEGER NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+  started INTEGER NOT NULL, duration INTEGER NOT NULL, worker INTEGER NOT NULL, cache_key BLOB, output BLOB,
+  error TEXT NOT NULL, elements INTEGER NOT NULL, elements_cached INTEGER NOT NULL,
+  PRIMARY KEY(run, node)) WITHOUT ROWID;
+CREATE TABLE metrics(run TEXT NOT NULL, step TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+  step_number INTEGER NOT NULL, time INTEGER NOT NULL);
+CREATE INDEX metrics_by_run ON metrics(run, name, step_number);
+CREATE TABLE logs(run TEXT NOT NULL, step TEXT NOT NULL, element INTEGER, time INTEGER NOT NULL, line TEXT NOT NULL);
+CREATE INDEX logs_by_run ON logs(run, step);
+INSERT INTO experiments VALUES(1, 'Default', 0);
+INSERT INTO runs VALUES('20200101T000000Z-1-0001', 1, 'old', 'abc', 'succeeded', 1000, 2000, 2000, 5000, 'h', 'u', 1,
+  NULL, '/', '', NULL, '0.1.0', 0, 1, 1, 0, 0);
+INSERT INTO params VALUES('20200101T000000Z-1-0001', 'n', '7');
+PRAGMA user_version=1;
+)sql");
+  const auto [p, out] = make_training();
+  const auto result = p.run(recorded_in(dir.path(), true));
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result.report().warnings.empty()) << result.report().warnings.front();
+  const auto store = open(dir.path());
+  const auto runs = store->runs({});
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[1].id, "20200101T000000Z-1-0001");
+  EXPECT_EQ(runs[1].pipeline, "old");
+  EXPECT_EQ(store->params(runs[1].id), (std::vector<std::pair<std::string, std::string>>{{"n", "7"}}));
+  EXPECT_EQ(store->step_inputs(result.report().run_id).size(), 2u);  // lineage, new in version 2
+}
+
+TEST(tracking, a_run_left_running_by_a_dead_process_or_a_stale_heartbeat_shows_as_crashed) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  ASSERT_TRUE(p.run(recorded_in(dir.path())).ok());  // makes the workspace
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);  // gone: its pid names no process now
+  const auto now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const std::string host = process_identity::current().host;
+  exec_sql(dir.path() / "runs.db",
+           "INSERT INTO runs(id, experiment, pipeline, structure, status, started, heartbeat, heartbeat_interval, "
+           "host, user, pid, directory, git_commit, version) VALUES "
+           "('dead-here', 1, 'p', 's', 'running', " +
+               std::to_string(now_ns) + ", " + std::to_string(now_ns) + ", 5000, '" + host + "', 'u', " +
+               std::to_string(child) + ", '/', '', 'v'), " +
+               "('stale-elsewhere', 1, 'p', 's', 'running', 0, 0, 5000, 'another-host', 'u', 1, '/', '', 'v'), " +
+               "('alive-elsewhere', 1, 'p', 's', 'running', " + std::to_string(now_ns) + ", " + std::to_string(now_ns) +
+               ", 5000, 'another-host', 'u', 1, '/', '', 'v')");
+  const auto store = open(dir.path());
+  EXPECT_EQ(store->find_run("dead-here")->status, "crashed");
+  EXPECT_EQ(store->find_run("stale-elsewhere")->status, "crashed");
+  EXPECT_EQ(store->find_run("alive-elsewhere")->status, "running");
+  EXPECT_EQ(store->runs({.experiment = {}, .status = "crashed", .pipeline = {}, .params = {}, .limit = 0}).size(), 2u);
+}
+
+TEST(tracking, run_ids_resolve_by_prefix_and_latest_and_an_ambiguous_prefix_is_refused) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  const auto a = p.run(recorded_in(dir.path()));
+  const auto b = p.run(recorded_in(dir.path()));
+  const auto store = open(dir.path());
+  EXPECT_EQ(store->find_run("latest")->id, b.report().run_id);
+  EXPECT_EQ(store->find_run(a.report().run_id.substr(0, a.report().run_id.size() - 2))->id, a.report().run_id);
+  EXPECT_FALSE(store->find_run("nosuchrun"));
+  // Both ids start with the date and time: a prefix of a few characters names both.
+  EXPECT_THROW((void)store->find_run(a.report().run_id.substr(0, 4)), std::invalid_argument);
+}
+
+namespace {
+
+// Every event, as text, in the order it came.
+class event_log final : public ps::observer {
+ public:
+  void run_started(const ps::run_start& run) override {
+    add("run_started " + std::string(run.graph.name) + " " + std::string(run.experiment));
+    graph_ = &run.graph;
+  }
+  void step_started(std::uint32_t node, int worker) override {
+    add("started " + name(node) + (worker >= 0 ? "" : " no worker"));
+  }
+  void step_retried(std::uint32_t node, std::uint32_t attempt, std::string_view error) override {
+    add("retried " + name(node) + " " + std::to_string(attempt) + " " + std::string(error));
+  }
+  void step_finished(std::uint32_t node, const ps::step_report& report, std::chrono::nanoseconds) override {
+    add("finished " + name(node) + " " + (report.cache_hit ? "cached" : ps::to_string(report.status)));
+  }
+  void log(std::string_view step, std::size_t, std::string_view line) override {
+    add("log " + std::string(step) + " " + std::string(line));
+  }
+  void metric(std::string_view step, std::string_view name, double value, std::int64_t n) override {
+    add("metric " + std::string(step) + " " + std::string(name) + " " + std::to_string(value) + " " +
+        std::to_string(n));
+  }
+  void warning(std::string_view message) override { add("warning " + std::string(message)); }
+  void run_finished(const ps::run_report& report) override { add("run_finished " + std::to_string(report.ok())); }
+
+  std::vector<std::string> events() {
+    const std::scoped_lock lock(mutex_);
+    return events_;
+  }
+
+ private:
+  std::string name(std::uint32_t node) const { return std::string(graph_->nodes[node].name); }
+  void add(std::string e) {
+    const std::scoped_lock lock(mutex_);
+    events_.push_back(std::move(e));
+  }
+  const ps::graph_description* graph_ = nullptr;
+  std::mutex mutex_;
+  std::vector<std::string> events_;
+};
+
+}  // namespace
+
+TEST(observer, is_told_each_event_in_order) {
+  scratch_directory dir;
+  std::atomic<int> tries{0};
+  auto a = ps::step<"a">([&tries](ps::context& ctx) {
+             if (++tries == 1) throw std::runtime_error("first try");
+             ctx.log("hello");
+             ctx.log_metric("m", 2.5, 7);
+             return 1;
+           }).retries(1)();
+  auto b = ps::step<"b">([](int x) { return x + 1; })(a);
+  event_log seen;
+  auto options = recorded_in(dir.path());
+  options.tracking.enabled = false;
+  options.observers = {&seen};
+  ASSERT_TRUE(ps::pipeline<"events">(b).run(options).ok());
+  EXPECT_EQ(seen.events(), (std::vector<std::string>{"run_started events Default", "started a", "retried a 1 first try",
+                                                     "log a hello", "metric a m 2.500000 7", "finished a succeeded",
+                                                     "started b", "finished b succeeded", "run_finished 1"}));
+
+  // With the cache, the second run's steps are hits: no step_started.
+  event_log cached;
+  options.cache.enabled = true;
+  options.observers = {};
+  ASSERT_TRUE(ps::pipeline<"events">(b).run(options).ok());
+  options.observers = {&cached};
+  ASSERT_TRUE(ps::pipeline<"events">(b).run(options).ok());
+  EXPECT_EQ(cached.events(), (std::vector<std::string>{"run_started events Default", "finished a cached",
+                                                       "finished b cached", "run_finished 1"}));
+}
+
+TEST(observer, is_told_the_warnings_the_report_keeps) {
+  scratch_directory dir;
+  std::ofstream(dir.path() / "file") << "x";
+  auto a = ps::step<"a">([] { return 1; })();
+  event_log seen;
+  auto options = recorded_in(dir.path() / "file", true);  // a cache directory that is a file
+  options.tracking.enabled = false;
+  options.observers = {&seen};
+  const auto result = ps::pipeline<"warned">(a).run(options);
+  ASSERT_TRUE(result.ok());
+  ASSERT_EQ(result.report().warnings.size(), 1u);
+  const auto events = seen.events();
+  EXPECT_NE(std::find(events.begin(), events.end(), "warning " + result.report().warnings[0]), events.end());
+}

@@ -1,0 +1,233 @@
+// The workspace commands (runtime/src/workspace_commands.hpp) on runs
+// recorded by real pipelines: what `runs`, `show`, `compare`, `logs` and
+// `lineage` print, their --json, filters, run ids by prefix and `latest`,
+// and exit codes for what is not there.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <penstock/penstock.hpp>
+
+#include "scratch_directory.hpp"
+#include "workspace_commands.hpp"
+#include "workspace_store.hpp"
+
+namespace fs = std::filesystem;
+namespace ps = penstock;
+using namespace penstock::detail::r1;
+using json = nlohmann::json;
+using penstock_test::scratch_directory;
+
+namespace {
+
+struct answer {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs one command line (as after the program's name) against `dir`'s workspace.
+answer command(const fs::path& dir, std::vector<std::string> args) {
+  CLI::App app("test");
+  app.require_subcommand(1);
+  const auto commands = add_workspace_commands(app);
+  std::vector<const char*> argv{"test"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  answer a;
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::ParseError& e) {
+    a.code = 2;
+    a.err = e.what();
+    return a;
+  }
+  std::ostringstream out;
+  std::ostringstream err;
+  a.code = run_workspace_command(commands, workspace_file(dir), out, err).value_or(-1);
+  a.out = out.str();
+  a.err = err.str();
+  return a;
+}
+
+// The command's --json answer; a test failure naming its error if it had none.
+json json_of(const fs::path& dir, std::vector<std::string> args) {
+  const answer a = command(dir, args);
+  EXPECT_EQ(a.code, 0) << a.err;
+  if (a.code != 0) return json();
+  return json::parse(a.out);
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// Runs a small training pipeline with `rate`, in `experiment`, cache on.
+std::string train(const fs::path& dir, const std::string& rate, const std::string& experiment = "Default",
+                  bool fail = false) {
+  auto lr = ps::param<double>("rate", 0.1);
+  auto seed = ps::param<int>("seed", 1);
+  auto data = ps::step<"data">([](int s) { return std::vector<double>{1.0 * s, 2.0, 3.0}; })(seed);
+  auto fit = ps::step<"fit">([fail](ps::context& ctx, const std::vector<double>& d, double r) {
+    if (fail) throw std::runtime_error("diverged");
+    double loss = 10;
+    for (int epoch = 1; epoch <= 3; ++epoch) {
+      loss *= (1 - r);
+      ctx.log_metric("loss", loss, epoch);
+      ctx.log("epoch " + std::to_string(epoch) + " loss " + std::to_string(loss));
+    }
+    return loss + d.size();
+  })(data, lr);
+  ps::run_options options;
+  options.threads = 2;
+  options.cache.enabled = true;
+  options.cache.directory = dir.string();
+  options.tracking.experiment = experiment;
+  options.params = {{"rate", rate}};
+  const auto result = ps::pipeline<"trainer">(fit).run(options);
+  EXPECT_EQ(result.ok(), !fail) << result.report().summary();
+  return result.report().run_id;
+}
+
+}  // namespace
+
+TEST(workspace_commands, runs_lists_newest_first_and_filters) {
+  scratch_directory dir;
+  const auto a = train(dir.path(), "0.1", "baseline");
+  const auto b = train(dir.path(), "0.2", "tuning");
+  const auto c = train(dir.path(), "0.3", "tuning", true);
+
+  const auto all = command(dir.path(), {"runs"});
+  ASSERT_EQ(all.code, 0) << all.err;
+  EXPECT_TRUE(contains(all.out, "RUN")) << all.out;
+  EXPECT_LT(all.out.find(c), all.out.find(b)) << all.out;
+  EXPECT_LT(all.out.find(b), all.out.find(a)) << all.out;
+
+  const auto tuning = command(dir.path(), {"runs", "--experiment", "tuning", "--json"});
+  ASSERT_EQ(tuning.code, 0) << tuning.err;
+  const auto j = json::parse(tuning.out);
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["id"], c);
+  EXPECT_EQ(j[0]["status"], "failed");
+  EXPECT_EQ(j[1]["id"], b);
+  EXPECT_EQ(j[1]["status"], "succeeded");
+  EXPECT_EQ(j[1]["experiment"], "tuning");
+  EXPECT_EQ(j[1]["pipeline"], "trainer");
+
+  const auto failed = json_of(dir.path(), {"runs", "--status", "failed", "--json"});
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0]["id"], c);
+  const auto by_param = json_of(dir.path(), {"runs", "--param", "rate=0.2", "--json"});
+  ASSERT_EQ(by_param.size(), 1u);
+  EXPECT_EQ(by_param[0]["id"], b);
+  const auto limited = json_of(dir.path(), {"runs", "-n", "1", "--json"});
+  ASSERT_EQ(limited.size(), 1u);
+  EXPECT_EQ(limited[0]["id"], c);
+  EXPECT_EQ(command(dir.path(), {"runs", "--status", "nonsense"}).code, 2);
+  EXPECT_EQ(command(dir.path(), {"runs", "--param", "rate"}).code, 2);
+}
+
+TEST(workspace_commands, show_prints_the_steps_parameters_and_metric_summary) {
+  scratch_directory dir;
+  const auto id = train(dir.path(), "0.5");
+  const auto shown = command(dir.path(), {"show", id});
+  ASSERT_EQ(shown.code, 0) << shown.err;
+  for (const std::string& part : std::vector<std::string>{id, "trainer", "succeeded", "rate", "0.5", "seed", "data",
+                                                          "fit", "ran", "loss", "1.25", "POINTS"}) {
+    EXPECT_TRUE(contains(shown.out, part)) << "no '" << part << "' in\n" << shown.out;
+  }
+  const auto j = json_of(dir.path(), {"show", "latest", "--json"});
+  EXPECT_EQ(j["id"], id);
+  EXPECT_EQ(j["params"]["rate"], "0.5");
+  ASSERT_EQ(j["step_runs"].size(), 2u);
+  EXPECT_EQ(j["step_runs"][1]["step"], "fit");
+  EXPECT_EQ(j["step_runs"][1]["status"], "ran");
+  ASSERT_EQ(j["metrics"].size(), 3u);
+  EXPECT_DOUBLE_EQ(j["metrics"][2]["value"].get<double>(), 1.25);
+  EXPECT_EQ(j["metrics"][2]["step_number"], 3);
+
+  // Again: every step cached.
+  const auto again = train(dir.path(), "0.5");
+  const auto j2 = json_of(dir.path(), {"show", again.substr(0, again.size() - 1), "--json"});
+  EXPECT_EQ(j2["cached"], 2);
+  EXPECT_EQ(j2["step_runs"][1]["status"], "cached");
+}
+
+TEST(workspace_commands, compare_shows_what_differs_between_runs) {
+  scratch_directory dir;
+  const auto a = train(dir.path(), "0.1");
+  const auto b = train(dir.path(), "0.5");
+  const auto compared = command(dir.path(), {"compare", a, b});
+  ASSERT_EQ(compared.code, 0) << compared.err;
+  EXPECT_TRUE(contains(compared.out, "rate")) << compared.out;
+  EXPECT_FALSE(contains(compared.out, "seed")) << "seed is 1 in both runs:\n" << compared.out;
+  EXPECT_TRUE(contains(compared.out, "equal in every run not shown")) << compared.out;
+  const auto j = json_of(dir.path(), {"compare", a, b, "--json"});
+  EXPECT_EQ(j["params"]["rate"], (json{"0.1", "0.5"}));
+  EXPECT_FALSE(j["params"].contains("seed"));
+  EXPECT_DOUBLE_EQ(j["metrics"]["loss"][0].get<double>(), 10 * 0.9 * 0.9 * 0.9);
+  EXPECT_DOUBLE_EQ(j["metrics"]["loss"][1].get<double>(), 1.25);
+  const auto everything = json_of(dir.path(), {"compare", a, b, "--all", "--json"});
+  EXPECT_EQ(everything["params"]["seed"], (json{"1", "1"}));
+  EXPECT_EQ(command(dir.path(), {"compare", a}).code, 2);
+  EXPECT_EQ(command(dir.path(), {"compare", a, a}).code, 2);
+}
+
+TEST(workspace_commands, logs_prints_a_runs_lines_or_one_steps) {
+  scratch_directory dir;
+  const auto id = train(dir.path(), "0.5");
+  const auto all = command(dir.path(), {"logs", id});
+  ASSERT_EQ(all.code, 0) << all.err;
+  EXPECT_TRUE(contains(all.out, "[fit] epoch 1 loss 5.000000")) << all.out;
+  EXPECT_TRUE(contains(all.out, "[fit] epoch 3 loss 1.250000")) << all.out;
+  const auto j = json_of(dir.path(), {"logs", id, "fit", "--json"});
+  ASSERT_EQ(j.size(), 3u);
+  EXPECT_EQ(j[0]["line"], "epoch 1 loss 5.000000");
+  EXPECT_EQ(json_of(dir.path(), {"logs", id, "data", "--json"}).size(), 0u);
+  const auto missing = command(dir.path(), {"logs", id, "nosuchstep"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_TRUE(contains(missing.err, "no step 'nosuchstep'")) << missing.err;
+}
+
+TEST(workspace_commands, lineage_follows_a_value_across_runs) {
+  scratch_directory dir;
+  const auto a = train(dir.path(), "0.1");
+  const auto b = train(dir.path(), "0.5");  // data is a hit: the same value, read by b's fit
+  const auto j = json_of(dir.path(), {"lineage", b, "data", "--json"});
+  ASSERT_FALSE(j["digest"].is_null());
+  ASSERT_EQ(j["produced_by"].size(), 2u);
+  EXPECT_EQ(j["produced_by"][0]["run"], a);
+  EXPECT_EQ(j["produced_by"][0]["status"], "ran");
+  EXPECT_EQ(j["produced_by"][1]["run"], b);
+  EXPECT_EQ(j["produced_by"][1]["status"], "cached");
+  ASSERT_EQ(j["consumed_by"].size(), 2u);
+  EXPECT_EQ(j["consumed_by"][0]["step"], "fit");
+  // By digest prefix, from the other run.
+  const std::string digest = j["digest"];
+  const auto by_digest = json_of(dir.path(), {"lineage", a, digest.substr(0, 10), "--json"});
+  EXPECT_EQ(by_digest["digest"], digest);
+  EXPECT_EQ(by_digest["consumed_by"].size(), 2u);
+  const auto text = command(dir.path(), {"lineage", b, "fit"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(contains(text.out, "reads")) << text.out;
+  EXPECT_TRUE(contains(text.out, "data")) << text.out;
+  EXPECT_EQ(command(dir.path(), {"lineage", b, "nosuchstep"}).code, 1);
+}
+
+TEST(workspace_commands, a_missing_workspace_or_run_is_an_error_naming_it) {
+  scratch_directory dir;
+  const auto none = command(dir.path(), {"runs"});
+  EXPECT_EQ(none.code, 1);
+  EXPECT_TRUE(contains(none.err, (dir.path() / "runs.db").string())) << none.err;
+  (void)train(dir.path(), "0.1");
+  const auto missing = command(dir.path(), {"show", "nosuchrun"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_TRUE(contains(missing.err, "no run 'nosuchrun'")) << missing.err;
+  (void)train(dir.path(), "0.2");
+  const auto ambiguous = command(dir.path(), {"show", "2"});
+  EXPECT_EQ(ambiguous.code, 2);
+  EXPECT_TRUE(contains(ambiguous.err, "ambiguous")) << ambiguous.err;
+}
