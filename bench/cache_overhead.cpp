@@ -30,8 +30,10 @@ const penstock_bench::chains_graph& chain() {
 }
 
 void cache_off(benchmark::State& state) {
-  const ps::run_options options{
-      .threads = penstock_bench::threads, .progress = ps::progress_mode::none, .params = {{"head", "1"}}};
+  const ps::run_options options{.threads = penstock_bench::threads,
+                                .progress = ps::progress_mode::none,
+                                .params = {{"head", "1"}},
+                                .tracking = {.enabled = false}};
   for (auto _ : state) {
     const auto outcome = r1::execute(chain().description(), options);
     if (!outcome.report.ok()) {
@@ -48,7 +50,8 @@ void cache_on(benchmark::State& state, const std::filesystem::path& parent) {
                           .progress = ps::progress_mode::none,
                           .params = {{"head", "0"}},
                           .stop = nullptr,
-                          .cache = {.enabled = true, .directory = directory.path().string(), .rerun = {}}};
+                          .cache = {.enabled = true, .directory = directory.path().string(), .rerun = {}},
+                          .tracking = {.enabled = false}};
   int head = 0;
   for (auto _ : state) {
     head += 2'000;

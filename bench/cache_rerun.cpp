@@ -35,7 +35,8 @@ ps::run_options cached_run(const std::filesystem::path& directory, int head) {
           .progress = ps::progress_mode::none,
           .params = {{"head", std::to_string(head)}},
           .stop = nullptr,
-          .cache = {.enabled = true, .directory = directory.string(), .rerun = {}}};
+          .cache = {.enabled = true, .directory = directory.string(), .rerun = {}},
+          .tracking = {.enabled = false}};
 }
 
 std::size_t computed(const ps::run_report& report) {

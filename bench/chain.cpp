@@ -41,7 +41,8 @@ struct pass {
   int operator()(int x) const noexcept { return x; }
 };
 
-const ps::run_options options{.threads = penstock_bench::threads, .progress = ps::progress_mode::none};
+const ps::run_options options{
+    .threads = penstock_bench::threads, .progress = ps::progress_mode::none, .tracking = {.enabled = false}};
 
 // --- penstock, lowered by hand ---------------------------------------------
 

@@ -66,6 +66,7 @@ void rerun_with_input(benchmark::State& state, std::uint64_t bytes) {
   options.cache.enabled = true;
   options.cache.directory = cache.path().string();
   options.params = {{"data", data.string()}};
+  options.tracking.enabled = false;
   if (!p.run(options).ok()) state.SkipWithError("the first run failed");
   for (auto _ : state) {
     const auto result = p.run(options);

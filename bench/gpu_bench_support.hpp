@@ -68,6 +68,7 @@ inline penstock::run_options run_options() {
   options.threads = static_cast<std::size_t>(threads);
   options.progress = penstock::progress_mode::none;
   options.cache.enabled = false;
+  options.tracking.enabled = false;
   options.gpu = penstock::gpu_backend::cuda;
   return options;
 }

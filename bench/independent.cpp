@@ -32,7 +32,8 @@ void penstock_independent(benchmark::State& state) {
   auto input = ps::step<"input">([] { return std::vector<int>(steps, 1); })();
   auto elements = ps::map<"independent">(pass{})(input);
   const auto pipeline = ps::pipeline<"independent">(elements);
-  const ps::run_options options{.threads = penstock_bench::threads, .progress = ps::progress_mode::none};
+  const ps::run_options options{
+      .threads = penstock_bench::threads, .progress = ps::progress_mode::none, .tracking = {.enabled = false}};
 
   {
     const auto check = pipeline.run(options);

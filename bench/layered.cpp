@@ -46,7 +46,8 @@ struct join {
   int operator()(int a, int b) const noexcept { return a + b - 1; }  // stays 1
 };
 
-const ps::run_options options{.threads = penstock_bench::threads, .progress = ps::progress_mode::none};
+const ps::run_options options{
+    .threads = penstock_bench::threads, .progress = ps::progress_mode::none, .tracking = {.enabled = false}};
 
 // --- penstock, lowered by hand ---------------------------------------------
 

@@ -15,6 +15,7 @@
 #   bench/run.sh --benchmark_filter=BM_chain/   # extra arguments go to the binary
 #   bench/run.sh --cache [--single-process] [...]   # the step-cache benchmarks
 #                                     # (penstock_cache_bench) instead; see RESULTS.md
+#   bench/run.sh --tracking [...]    # run tracking's cost (penstock_tracking_bench, issue 12)
 #   bench/run.sh --gpu [--single-process] [...]     # the GPU benchmarks
 #                                     # (penstock_gpu_bench, issue 4) instead. Skipped,
 #                                     # exit status 0, when the build has no CUDA
@@ -29,6 +30,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --single-process) single=1 ;;
     --cache) target=penstock_cache_bench ;;
+    --tracking) target=penstock_tracking_bench ;;
     --gpu) target=penstock_gpu_bench ;;
     *) break ;;
   esac

@@ -137,16 +137,19 @@ model train(ps::context& ctx, const table& t, float learning_rate, int epochs) {
     const float n = static_cast<float>(t.rows());
     for (std::size_t j = 0; j < t.cols(); ++j) m.weights[j] -= learning_rate * grad[j] / n;
     m.bias -= learning_rate * grad_bias / n;
+    ctx.log_metric("loss", loss / n, epoch);
     if (epoch % std::max(1, epochs / 10) == 0 || epoch == epochs)
       ctx.log("epoch " + std::to_string(epoch) + " loss " + std::to_string(loss / n));
   }
   return m;
 }
 
-double accuracy(const model& m, const table& t) {
+double accuracy(ps::context& ctx, const model& m, const table& t) {
   std::size_t right = 0;
   for (std::size_t r = 0; r < t.rows(); ++r) right += (predict(m, &t.x[r * t.cols()]) >= 0.5f) == (t.y[r] >= 0.5f);
-  return static_cast<double>(right) / static_cast<double>(t.rows());
+  const double a = static_cast<double>(right) / static_cast<double>(t.rows());
+  ctx.log_metric("accuracy", a);
+  return a;
 }
 
 int main(int argc, char** argv) {
