@@ -270,48 +270,66 @@ TEST(tracking, a_workspace_of_a_newer_schema_is_refused_naming_both_versions) {
   }
 }
 
-TEST(tracking, a_workspace_of_schema_1_is_migrated_and_keeps_its_runs) {
+TEST(tracking, a_workspace_of_schema_1_is_migrated_and_keeps_its_runs_and_their_lineage) {
   scratch_directory dir;
-  // Version 1 as it was: no lineage tables. One run in it.
-  exec_sql(dir.path() / "runs.db", R"sql(
-CREATE TABLE experiments(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
-CREATE TABLE runs(
-  id TEXT PRIMARY KEY, experiment INTEGER NOT NULL REFERENCES experiments(id),
-  pipeline TEXT NOT NULL, structure TEXT NOT NULL, status TEXT NOT NULL,
-  started INTEGER NOT NULL, ended INTEGER, heartbeat INTEGER NOT NULL, heartbeat_interval INTEGER NOT NULL,
-  host TEXT NOT NULL, user TEXT NOT NULL, pid INTEGER NOT NULL, pid_started INTEGER,
-  directory TEXT NOT NULL, git_commit TEXT NOT NULL, git_dirty INTEGER, version TEXT NOT NULL, exit_code INTEGER,
-  steps INTEGER NOT NULL DEFAULT 0, computed INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0,
-  failed INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX runs_by_start ON runs(started DESC);
-CREATE TABLE params(run TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(run, name)) WITHOUT ROWID;
-CREATE TABLE step_runs(
-  run TEXT NOT NULL, node INTEGER NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
-  started INTEGER NOT NULL, duration INTEGER NOT NULL, worker INTEGER NOT NULL, cache_key BLOB, output BLOB,
-  error TEXT NOT NULL, elements INTEGER NOT NULL, elements_cached INTEGER NOT NULL,
-  PRIMARY KEY(run, node)) WITHOUT ROWID;
-CREATE TABLE metrics(run TEXT NOT NULL, step TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
-  step_number INTEGER NOT NULL, time INTEGER NOT NULL);
-CREATE INDEX metrics_by_run ON metrics(run, name, step_number);
-CREATE TABLE logs(run TEXT NOT NULL, step TEXT NOT NULL, element INTEGER, time INTEGER NOT NULL, line TEXT NOT NULL);
-CREATE INDEX logs_by_run ON logs(run, step);
-INSERT INTO experiments VALUES(1, 'Default', 0);
-INSERT INTO runs VALUES('20200101T000000Z-1-0001', 1, 'old', 'abc', 'succeeded', 1000, 2000, 2000, 5000, 'h', 'u', 1,
-  NULL, '/', '', NULL, '0.1.0', 0, 1, 1, 0, 0);
-INSERT INTO params VALUES('20200101T000000Z-1-0001', 'n', '7');
-PRAGMA user_version=1;
-)sql");
   const auto [p, out] = make_training();
-  const auto result = p.run(recorded_in(dir.path(), true));
-  ASSERT_TRUE(result.ok());
-  EXPECT_TRUE(result.report().warnings.empty()) << result.report().warnings.front();
+  const auto first = p.run(recorded_in(dir.path(), true));
+  ASSERT_TRUE(first.ok());
+  const penstock::digest trained = *first.report().find("train")->output;
+  // Back to version 1 as it was: no lineage index.
+  exec_sql(dir.path() / "runs.db", "DROP TABLE outcome_values; PRAGMA user_version=1;");
+  // The next run migrates it: its index is filled from the runs already there.
+  const auto second = p.run(recorded_in(dir.path(), true));
+  ASSERT_TRUE(second.ok());
+  EXPECT_TRUE(second.report().warnings.empty()) << second.report().warnings.front();
   const auto store = open(dir.path());
   const auto runs = store->runs({});
   ASSERT_EQ(runs.size(), 2u);
-  EXPECT_EQ(runs[1].id, "20200101T000000Z-1-0001");
-  EXPECT_EQ(runs[1].pipeline, "old");
-  EXPECT_EQ(store->params(runs[1].id), (std::vector<std::pair<std::string, std::string>>{{"n", "7"}}));
-  EXPECT_EQ(store->step_inputs(result.report().run_id).size(), 2u);  // lineage, new in version 2
+  EXPECT_EQ(runs[1].id, first.report().run_id);
+  EXPECT_EQ(store->params(runs[1].id), (std::vector<std::pair<std::string, std::string>>{{"epochs", "3"}}));
+  const auto producers = store->producers(trained);
+  ASSERT_EQ(producers.size(), 2u);
+  EXPECT_EQ(producers[0].run, first.report().run_id);
+  EXPECT_EQ(producers[0].status, "ran");
+  EXPECT_EQ(producers[1].run, second.report().run_id);
+  EXPECT_EQ(producers[1].status, "cached");
+}
+
+TEST(tracking, a_damaged_step_table_is_an_error_naming_the_run_not_a_crash) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  const auto run = p.run(recorded_in(dir.path()));
+  ASSERT_TRUE(run.ok());
+  exec_sql(dir.path() / "runs.db", "UPDATE runs SET timings = x'01ff' WHERE id = '" + run.report().run_id + "'");
+  const auto store = open(dir.path());
+  try {
+    (void)store->step_runs(run.report().run_id);
+    ADD_FAILURE() << "a damaged table was read";
+  } catch (const cache_error& e) {
+    EXPECT_NE(std::string(e.what()).find("damaged"), std::string::npos) << e.what();
+  }
+  // The other queries still answer.
+  EXPECT_EQ(store->find_run("latest")->id, run.report().run_id);
+}
+
+TEST(tracking, a_rerun_that_hits_every_step_shares_the_last_runs_outcomes) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.run(recorded_in(dir.path(), true)).ok());
+  // First run: its own outcomes (all ran); the two reruns: one table between them.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path() / "runs.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*), (SELECT count(DISTINCT outcomes_id) FROM runs), "
+                                   "(SELECT count(*) FROM structures) FROM outcome_tables",
+                               -1, &q, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(q, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(q, 1), 2);
+  EXPECT_EQ(sqlite3_column_int(q, 2), 1);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
 }
 
 TEST(tracking, a_run_left_running_by_a_dead_process_or_a_stale_heartbeat_shows_as_crashed) {

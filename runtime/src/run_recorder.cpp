@@ -80,17 +80,17 @@ digest structure_digest(const graph_description& graph) {
   return h.finish();
 }
 
-const char* recorded_status(const step_report& step) noexcept {
-  if (step.cache_hit) return "cached";
+recorded recorded_status(const step_report& step) noexcept {
+  if (step.cache_hit) return recorded::cached;
   switch (step.status) {
-    case step_status::succeeded: return "ran";
+    case step_status::succeeded: return recorded::ran;
     case step_status::failed:
-    case step_status::timed_out: return "failed";
-    case step_status::skipped: return "skipped";
+    case step_status::timed_out: return recorded::failed;
+    case step_status::skipped: return recorded::skipped;
     case step_status::cancelled:
-    case step_status::not_run: return "cancelled";
+    case step_status::not_run: return recorded::cancelled;
   }
-  return "failed";
+  return recorded::failed;
 }
 
 run_recorder::run_recorder(std::filesystem::path file, const tracking_options& options, run_observers& told)
@@ -115,32 +115,17 @@ void run_recorder::run_started(const run_start& run) {
   row_.id = run_id_;
   row_.experiment = printable(run.experiment);
   row_.pipeline = printable(run.graph.name);
-  row_.structure = structure_digest(run.graph).hex();
+  structure_ = structure_digest(run.graph);
+  row_.structure = structure_.hex();
   row_.status = "running";
   row_.started = run.started;
   row_.heartbeat = run.started;
   row_.heartbeat_interval = options_.heartbeat;
-  const auto me = process_identity::current();
-  row_.host = printable(me.host);
-  row_.pid = me.pid;
-  row_.pid_started = me.started;
   std::error_code ec;
   row_.directory = printable(std::filesystem::current_path(ec).string());
   row_.version = PENSTOCK_VERSION_STRING;
   row_.steps = run.graph.nodes.size();
   thread_ = std::thread([this] { work(); });
-}
-
-void run_recorder::step_finished(std::uint32_t node, const step_report& report, std::chrono::nanoseconds took) {
-  step_run_row row;
-  row.node = node;
-  row.status = recorded_status(report);
-  row.attempts = report.attempts;
-  row.duration = took;
-  row.key = report.key;
-  if (!report.error.empty()) row.error = printable(report.error);
-  const std::scoped_lock lock(mutex_);
-  steps_.push_back(std::move(row));
 }
 
 void run_recorder::log(std::string_view step, std::size_t element, std::string_view line) {
@@ -178,9 +163,15 @@ void run_recorder::work() {
   lock.unlock();
   // Off the run's threads: git, the workspace's opening, its first row.
   git_state(row_.directory, row_);
-  row_.user = printable(user_name());
+  // Who this process is: the same for every run it makes.
+  static const process_identity me = process_identity::current();
+  static const std::string user = printable(user_name());
+  row_.host = printable(me.host);
+  row_.pid = me.pid;
+  row_.pid_started = me.started;
+  row_.user = user;
   try {
-    store_ = workspace_store::open_for_writing(file_);
+    store_ = workspace_store::shared_for_writing(file_);
     store_->write({.run = run_id_, .begin = &row_, .params = params_});
   } catch (const std::exception& e) {
     told_.warning(fmt::format("run {} is not recorded: {}", run_id_, e.what()));
@@ -197,44 +188,28 @@ void run_recorder::work() {
 }
 
 bool run_recorder::flush(std::unique_lock<std::mutex>& lock, const run_report* end) {
-  std::vector<step_run_row> steps;
   std::vector<metric_row> metrics;
   std::vector<log_row> logs;
-  steps.swap(steps_);
   metrics.swap(metrics_);
   logs.swap(logs_);
   lock.unlock();
-  std::vector<step_input_row> inputs;
+  run_steps steps;
   run_row last;
   if (end != nullptr) {
-    // The report has every step, timed at the run's tick rate: its rows
-    // replace those written while the run went on.
-    steps.clear();
-    steps.reserve(end->steps.size());
+    steps.graph = graph_;
+    steps.structure = structure_;
+    steps.outcomes.resize(end->steps.size());
+    steps.timings.resize(end->steps.size());
     for (std::uint32_t i = 0; i < end->steps.size(); ++i) {
       const step_report& s = end->steps[i];
-      steps.push_back({.node = i,
-                       .name = {},
-                       .status = recorded_status(s),
-                       .attempts = s.attempts,
-                       .started = s.started,
-                       .duration = s.duration,
-                       .worker = s.worker,
-                       .key = s.key,
-                       .output = s.output,
-                       .error = printable(s.error),
-                       .elements = s.elements,
-                       .elements_cached = s.elements_cached});
-      for (std::uint32_t j = 0; j < graph_->nodes[i].inputs.size(); ++j) {
-        const auto& in = graph_->nodes[i].inputs[j];
-        if (in.kind != input_kind::node || in.index >= end->steps.size()) continue;
-        inputs.push_back({.node = i, .position = j, .producer = in.index, .content = end->steps[in.index].output});
-      }
-    }
-    last.status = end->interrupted ? "interrupted" : end->ok() ? "succeeded" : "failed";
-    last.ended = end->started + std::chrono::duration_cast<std::chrono::system_clock::duration>(end->wall);
-    last.steps = end->steps.size();
-    for (const auto& s : end->steps) {
+      steps.outcomes[i] = {.status = recorded_status(s),
+                           .attempts = s.attempts,
+                           .key = s.key,
+                           .output = s.output,
+                           .elements = s.elements,
+                           .elements_cached = s.elements_cached};
+      if (s.worker >= 0) steps.timings[i] = {.worker = s.worker, .started = s.started, .duration = s.duration};
+      if (!s.error.empty()) steps.errors.emplace_back(i, printable(s.error));
       if (s.cache_hit) {
         ++last.cached;
       } else if (s.status == step_status::succeeded) {
@@ -243,14 +218,15 @@ bool run_recorder::flush(std::unique_lock<std::mutex>& lock, const run_report* e
         ++last.failed;
       }
     }
+    last.status = end->interrupted ? "interrupted" : end->ok() ? "succeeded" : "failed";
+    last.ended = end->started + std::chrono::duration_cast<std::chrono::system_clock::duration>(end->wall);
+    last.steps = end->steps.size();
   }
-  for (auto& s : steps) s.name = printable(graph_->nodes[s.node].name);
   bool ok = true;
   try {
     store_->write({.run = run_id_,
                    .heartbeat = std::chrono::system_clock::now(),
-                   .steps = steps,
-                   .inputs = inputs,
+                   .steps = end != nullptr ? &steps : nullptr,
                    .metrics = metrics,
                    .logs = logs,
                    .end = end != nullptr ? &last : nullptr});

@@ -2,7 +2,7 @@
 // (workspace_store). Opening the workspace, asking git for the revision and
 // every write happen on the recorder's own thread, which refreshes the run's
 // heartbeat and writes what the steps logged once per interval; the run's
-// end writes its steps, lineage and status. Any failure is one warning, and
+// end writes its steps (three byte strings, step_tables.hpp) and status. Any failure is one warning, and
 // the run goes on unrecorded.
 #pragma once
 
@@ -30,7 +30,7 @@ namespace penstock::detail::r1 {
 [[nodiscard]] digest structure_digest(const graph_description& graph);
 
 // The status a step run is recorded with: ran, cached, failed, skipped, cancelled.
-[[nodiscard]] const char* recorded_status(const step_report& step) noexcept;
+[[nodiscard]] recorded recorded_status(const step_report& step) noexcept;
 
 class run_recorder final : public observer {
  public:
@@ -41,7 +41,6 @@ class run_recorder final : public observer {
   ~run_recorder();
 
   void run_started(const run_start& run) override;
-  void step_finished(std::uint32_t node, const step_report& report, std::chrono::nanoseconds took) override;
   void log(std::string_view step, std::size_t element, std::string_view line) override;
   void metric(std::string_view step, std::string_view name, double value, std::int64_t step_number) override;
   // The run's last write (its steps, lineage and status); waits for the
@@ -50,7 +49,7 @@ class run_recorder final : public observer {
 
  private:
   void work();
-  // Writes what is pending (and `end`'s final rows); false once a write failed.
+  // Writes what is pending (and `end`'s steps and status); false once a write failed.
   bool flush(std::unique_lock<std::mutex>& lock, const run_report* end);
 
   std::filesystem::path file_;
@@ -58,6 +57,7 @@ class run_recorder final : public observer {
   run_observers& told_;
   const graph_description* graph_ = nullptr;
   std::string run_id_;
+  digest structure_{};
   run_row row_;
   std::vector<std::pair<std::string, std::string>> params_;
 
@@ -66,10 +66,9 @@ class run_recorder final : public observer {
   bool ending_ = false;
   const run_report* report_ = nullptr;  // set by finish()
   bool failed_ = false;                 // a write failed: nothing more is tried
-  std::vector<step_run_row> steps_;     // finished since the last write
   std::vector<metric_row> metrics_;
   std::vector<log_row> logs_;
-  std::unique_ptr<workspace_store> store_;
+  std::shared_ptr<workspace_store> store_;
   std::thread thread_;
 };
 

@@ -214,6 +214,10 @@ int database::try_exec(const char* sql) noexcept { return sqlite3_exec(db_, sql,
 
 std::int64_t database::changes() const noexcept { return sqlite3_changes(db_); }
 
+bool database::opened_here() const noexcept { return db_ != nullptr && ::getpid() == opened_by_; }
+
+std::int64_t database::last_insert_rowid() const noexcept { return sqlite3_last_insert_rowid(db_); }
+
 std::int64_t database::user_version() {
   auto q = prepare("PRAGMA user_version");
   return q.step() ? q.integer(0) : 0;

@@ -94,6 +94,8 @@ class database {
   // Finalizes the statements and closes the connection; nothing if not open.
   void close() noexcept;
   [[nodiscard]] bool is_open() const noexcept { return db_ != nullptr; }
+  // Opened by this process (not inherited across fork()).
+  [[nodiscard]] bool opened_here() const noexcept;
 
   // WAL journal (retrying while another connection switches it), synchronous
   // NORMAL, SQLite's automatic checkpoint, and no checkpoint on close unless
@@ -106,6 +108,8 @@ class database {
   [[nodiscard]] int try_exec(const char* sql) noexcept;
   // Rows changed by the last statement.
   [[nodiscard]] std::int64_t changes() const noexcept;
+  // The rowid of the last row this connection inserted.
+  [[nodiscard]] std::int64_t last_insert_rowid() const noexcept;
   [[nodiscard]] std::int64_t user_version();
   [[nodiscard]] bool has_column(std::string_view table, std::string_view column);
   // Whether the connection cannot write the main database (sqlite3_db_readonly).

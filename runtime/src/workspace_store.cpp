@@ -4,8 +4,11 @@
 #include "workspace_store.hpp"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 #include <stdexcept>
 #include <system_error>
 
@@ -21,9 +24,14 @@ namespace fs = std::filesystem;
 
 constexpr std::chrono::milliseconds busy_timeout{std::chrono::seconds{30}};
 
-// Version 1: experiments, runs and what each step did.
+// Version 1: experiments, runs and what each step did. A run's steps are
+// three byte strings (step_tables.hpp): its pipeline's structure, shared by
+// every run of that structure; its outcomes, shared by every run with the
+// same ones (each rerun that hits every step); its timings, its own.
 constexpr const char* schema_v1 = R"sql(
 CREATE TABLE experiments(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
+CREATE TABLE structures(id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, data BLOB NOT NULL);
+CREATE TABLE outcome_tables(id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, data BLOB NOT NULL);
 CREATE TABLE runs(
   id TEXT PRIMARY KEY, experiment INTEGER NOT NULL REFERENCES experiments(id),
   pipeline TEXT NOT NULL, structure TEXT NOT NULL, status TEXT NOT NULL,
@@ -31,14 +39,13 @@ CREATE TABLE runs(
   host TEXT NOT NULL, user TEXT NOT NULL, pid INTEGER NOT NULL, pid_started INTEGER,
   directory TEXT NOT NULL, git_commit TEXT NOT NULL, git_dirty INTEGER, version TEXT NOT NULL, exit_code INTEGER,
   steps INTEGER NOT NULL DEFAULT 0, computed INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0,
-  failed INTEGER NOT NULL DEFAULT 0);
+  failed INTEGER NOT NULL DEFAULT 0,
+  structure_id INTEGER REFERENCES structures(id), outcomes_id INTEGER REFERENCES outcome_tables(id), timings BLOB);
 CREATE INDEX runs_by_start ON runs(started DESC);
+CREATE INDEX runs_by_outcomes ON runs(outcomes_id);
 CREATE TABLE params(run TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(run, name)) WITHOUT ROWID;
-CREATE TABLE step_runs(
-  run TEXT NOT NULL, node INTEGER NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
-  started INTEGER NOT NULL, duration INTEGER NOT NULL, worker INTEGER NOT NULL, cache_key BLOB, output BLOB,
-  error TEXT NOT NULL, elements INTEGER NOT NULL, elements_cached INTEGER NOT NULL,
-  PRIMARY KEY(run, node)) WITHOUT ROWID;
+CREATE TABLE step_errors(run TEXT NOT NULL, node INTEGER NOT NULL, error TEXT NOT NULL, PRIMARY KEY(run, node))
+  WITHOUT ROWID;
 CREATE TABLE metrics(run TEXT NOT NULL, step TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
   step_number INTEGER NOT NULL, time INTEGER NOT NULL);
 CREATE INDEX metrics_by_run ON metrics(run, name, step_number);
@@ -46,16 +53,41 @@ CREATE TABLE logs(run TEXT NOT NULL, step TEXT NOT NULL, element INTEGER, time I
 CREATE INDEX logs_by_run ON logs(run, step);
 )sql";
 
-// Version 2: lineage (which step runs read which values), and step runs
-// found by the digest of what they produced.
+// Version 2: lineage. Which outcomes tables hold a value digest as which
+// node's output, so that `lineage` finds a value's runs without reading
+// every table; filled for the tables version 1 left (index_outcomes).
 constexpr const char* schema_v2 = R"sql(
-CREATE TABLE step_inputs(run TEXT NOT NULL, node INTEGER NOT NULL, position INTEGER NOT NULL,
-  producer INTEGER NOT NULL, content BLOB, PRIMARY KEY(run, node, position)) WITHOUT ROWID;
-CREATE INDEX step_inputs_by_content ON step_inputs(content) WHERE content IS NOT NULL;
-CREATE INDEX step_runs_by_output ON step_runs(output) WHERE output IS NOT NULL;
+CREATE TABLE outcome_values(digest BLOB NOT NULL, outcomes_id INTEGER NOT NULL, node INTEGER NOT NULL,
+  PRIMARY KEY(digest, outcomes_id, node)) WITHOUT ROWID;
 )sql";
 
-constexpr sqlite::migration migrations[] = {{1, schema_v1}, {2, schema_v2}};
+void index_outcomes(sqlite::database& db, std::int64_t id, const std::vector<step_outcome>& outcomes) {
+  for (std::uint32_t node = 0; node < outcomes.size(); ++node) {
+    if (!outcomes[node].output) continue;
+    db.prepare("INSERT OR IGNORE INTO outcome_values(digest, outcomes_id, node) VALUES(?1, ?2, ?3)")
+        .bind(1, *outcomes[node].output)
+        .bind(2, id)
+        .bind(3, static_cast<std::int64_t>(node))
+        .run();
+  }
+}
+
+void index_existing_outcomes(sqlite::database& db) {
+  std::vector<std::pair<std::int64_t, std::string>> tables;
+  {
+    auto q = db.prepare("SELECT id, data FROM outcome_tables");
+    while (q.step()) tables.emplace_back(q.integer(0), std::string(q.text_view(1)));
+  }
+  for (const auto& [id, data] : tables) {
+    try {
+      index_outcomes(db, id, decode_outcomes(data));
+    } catch (const cache_error&) {
+      // A damaged table stays unindexed: its runs show no lineage, the rest do.
+    }
+  }
+}
+
+constexpr sqlite::migration migrations[] = {{1, schema_v1, nullptr}, {2, schema_v2, index_existing_outcomes}};
 static_assert(migrations[std::size(migrations) - 1].version == workspace_store::schema_version);
 
 std::int64_t ns(sys_time t) noexcept {
@@ -94,6 +126,36 @@ void workspace_store::open_writable() {
   if (db_.read_only()) throw cache_error(fmt::format("workspace {} opens read-only", file().string()));
   db_.use_wal();
   sqlite::migrate(db_, migrations);
+  struct stat st {};
+  if (::stat(file().c_str(), &st) == 0) {
+    device_ = static_cast<std::uint64_t>(st.st_dev);
+    inode_ = static_cast<std::uint64_t>(st.st_ino);
+  }
+}
+
+std::shared_ptr<workspace_store> workspace_store::shared_for_writing(const fs::path& file) {
+  static std::mutex mutex;
+  static auto* stores = new std::map<std::string, std::shared_ptr<workspace_store>>;
+  const std::string key = fs::absolute(file).lexically_normal().string();
+  const std::scoped_lock lock(mutex);
+  auto& store = (*stores)[key];
+  if (store != nullptr) {
+    struct stat st {};
+    const bool same = ::stat(file.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_dev) == store->device_ &&
+                      static_cast<std::uint64_t>(st.st_ino) == store->inode_;
+    // Another process may have migrated it (or a newer penstock may have):
+    // a connection is kept only while the schema is the one it opened.
+    bool current = false;
+    if (same && store->db_.opened_here()) {
+      try {
+        current = store->db_.user_version() == schema_version;
+      } catch (const cache_error&) {
+      }
+    }
+    if (!current) store.reset();
+  }
+  if (store == nullptr) store = open_for_writing(file);
+  return store;
 }
 
 std::unique_ptr<workspace_store> workspace_store::open_for_writing(const fs::path& file) {
@@ -128,17 +190,74 @@ std::unique_ptr<workspace_store> workspace_store::open_for_reading(const fs::pat
 
 namespace {
 
-void bind_digest(sqlite::query& q, int index, const std::optional<digest>& d) {
-  if (d) {
-    q.bind(index, *d);
-  } else {
-    q.bind_null(index);
+std::span<const std::byte> bytes_of(std::string_view text) noexcept {
+  return {reinterpret_cast<const std::byte*>(text.data()), text.size()};
+}
+
+std::string_view blob_at(const sqlite::query& q, int column) {
+  const auto bytes = q.bytes_at(column);
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+// The id of the row of `table` (structures or outcome_tables) holding
+// `data`, found by its digest, or inserted; `inserted` says which.
+std::int64_t stored(sqlite::database& db, const char* select_sql, const char* insert_sql, std::string_view data,
+                    bool& inserted) {
+  const digest d = hasher().update(data.data(), data.size()).finish();
+  {
+    auto q = db.prepare(select_sql);
+    q.bind(1, d);
+    if (q.step()) {
+      inserted = false;
+      return q.integer(0);
+    }
   }
+  auto q = db.prepare(insert_sql);
+  q.bind(1, d).bind(2, bytes_of(data));
+  q.run();
+  inserted = true;
+  return db.last_insert_rowid();
 }
 
 }  // namespace
 
+void workspace_store::write_steps(std::string_view run, const run_steps& steps) {
+  bool inserted = false;
+  std::int64_t structure = 0;
+  {
+    // Known structures are found by digest without encoding them again.
+    auto q = db_.prepare("SELECT id FROM structures WHERE digest = ?1");
+    q.bind(1, steps.structure);
+    if (q.step()) structure = q.integer(0);
+  }
+  if (structure == 0) {
+    const std::string data = encode_structure(*steps.graph);
+    db_.prepare("INSERT INTO structures(digest, data) VALUES(?1, ?2)").bind(1, steps.structure).bind(2, bytes_of(data)).run();
+    structure = db_.last_insert_rowid();
+  }
+  const std::string outcomes = encode_outcomes(steps.outcomes);
+  const std::int64_t outcomes_id =
+      stored(db_, "SELECT id FROM outcome_tables WHERE digest = ?1",
+             "INSERT INTO outcome_tables(digest, data) VALUES(?1, ?2)", outcomes, inserted);
+  if (inserted) index_outcomes(db_, outcomes_id, steps.outcomes);
+  const std::string timings = encode_timings(steps.timings);
+  db_.prepare("UPDATE runs SET structure_id = ?2, outcomes_id = ?3, timings = ?4 WHERE id = ?1")
+      .bind(1, run)
+      .bind(2, structure)
+      .bind(3, outcomes_id)
+      .bind(4, bytes_of(timings))
+      .run();
+  for (const auto& [node, error] : steps.errors) {
+    db_.prepare("INSERT OR REPLACE INTO step_errors(run, node, error) VALUES(?1, ?2, ?3)")
+        .bind(1, run)
+        .bind(2, static_cast<std::int64_t>(node))
+        .bind(3, std::string_view(error))
+        .run();
+  }
+}
+
 void workspace_store::write(const run_write& w) {
+  const std::scoped_lock lock(write_mutex_);
   const std::string_view run = w.run;
   sqlite::transaction tx(db_, sqlite::transaction_kind::write);
   if (w.begin != nullptr) {
@@ -177,35 +296,7 @@ void workspace_store::write(const run_write& w) {
           .run();
     }
   }
-  for (const auto& s : w.steps) {
-    auto q = db_.prepare(
-        "INSERT OR REPLACE INTO step_runs(run, node, name, status, attempts, started, duration, worker, cache_key, "
-        "output, error, elements, elements_cached) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
-    q.bind(1, run)
-        .bind(2, static_cast<std::int64_t>(s.node))
-        .bind(3, std::string_view(s.name))
-        .bind(4, std::string_view(s.status))
-        .bind(5, static_cast<std::int64_t>(s.attempts))
-        .bind(6, static_cast<std::int64_t>(s.started.count()))
-        .bind(7, static_cast<std::int64_t>(s.duration.count()))
-        .bind(8, static_cast<std::int64_t>(s.worker))
-        .bind(11, std::string_view(s.error))
-        .bind(12, static_cast<std::int64_t>(s.elements))
-        .bind(13, static_cast<std::int64_t>(s.elements_cached));
-    bind_digest(q, 9, s.key);
-    bind_digest(q, 10, s.output);
-    q.run();
-  }
-  for (const auto& in : w.inputs) {
-    auto q = db_.prepare(
-        "INSERT OR REPLACE INTO step_inputs(run, node, position, producer, content) VALUES(?1, ?2, ?3, ?4, ?5)");
-    q.bind(1, run)
-        .bind(2, static_cast<std::int64_t>(in.node))
-        .bind(3, static_cast<std::int64_t>(in.position))
-        .bind(4, static_cast<std::int64_t>(in.producer));
-    bind_digest(q, 5, in.content);
-    q.run();
-  }
+  if (w.steps != nullptr) write_steps(run, *w.steps);
   for (const auto& m : w.metrics) {
     db_.prepare("INSERT INTO metrics(run, step, name, value, step_number, time) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
         .bind(1, run)
@@ -351,41 +442,61 @@ std::vector<std::pair<std::string, std::string>> workspace_store::params(std::st
   return out;
 }
 
+std::optional<workspace_store::stored_steps> workspace_store::steps_of(std::string_view run) {
+  auto q = db_.prepare(
+      "SELECT s.data, o.data, r.timings FROM runs r JOIN structures s ON s.id = r.structure_id "
+      "JOIN outcome_tables o ON o.id = r.outcomes_id WHERE r.id = ?1");
+  q.bind(1, run);
+  if (!q.step()) return std::nullopt;
+  stored_steps out{.structure = decode_structure(blob_at(q, 0)),
+                   .outcomes = decode_outcomes(blob_at(q, 1)),
+                   .timings = decode_timings(blob_at(q, 2))};
+  const std::size_t n = out.structure.names.size();
+  if (out.outcomes.size() != n || out.timings.size() != n) {
+    throw cache_error(fmt::format("workspace {}: run {} has {} steps, {} outcomes and {} timings: its record is damaged",
+                                  file().string(), run, n, out.outcomes.size(), out.timings.size()));
+  }
+  return out;
+}
+
 std::vector<step_run_row> workspace_store::step_runs(std::string_view run) {
   std::vector<step_run_row> out;
-  auto q = db_.prepare(
-      "SELECT node, name, status, attempts, started, duration, worker, cache_key, output, error, elements, "
-      "elements_cached FROM step_runs WHERE run = ?1 ORDER BY node");
+  const auto steps = steps_of(run);
+  if (!steps) return out;
+  out.reserve(steps->structure.names.size());
+  for (std::uint32_t i = 0; i < steps->structure.names.size(); ++i) {
+    const auto& o = steps->outcomes[i];
+    const auto& t = steps->timings[i];
+    out.push_back({.node = i,
+                   .name = steps->structure.names[i],
+                   .status = to_string(o.status),
+                   .attempts = o.attempts,
+                   .started = t.started,
+                   .duration = t.duration,
+                   .worker = t.worker,
+                   .key = o.key,
+                   .output = o.output,
+                   .error = {},
+                   .elements = o.elements,
+                   .elements_cached = o.elements_cached});
+  }
+  auto q = db_.prepare("SELECT node, error FROM step_errors WHERE run = ?1");
   q.bind(1, run);
   while (q.step()) {
-    step_run_row s;
-    s.node = static_cast<std::uint32_t>(q.integer(0));
-    s.name = q.text(1);
-    s.status = q.text(2);
-    s.attempts = static_cast<std::uint32_t>(q.integer(3));
-    s.started = std::chrono::nanoseconds(q.integer(4));
-    s.duration = std::chrono::nanoseconds(q.integer(5));
-    s.worker = static_cast<int>(q.integer(6));
-    s.key = q.digest_at(7);
-    s.output = q.digest_at(8);
-    s.error = q.text(9);
-    s.elements = static_cast<std::uint64_t>(q.integer(10));
-    s.elements_cached = static_cast<std::uint64_t>(q.integer(11));
-    out.push_back(std::move(s));
+    const auto node = static_cast<std::uint64_t>(q.integer(0));
+    if (node < out.size()) out[node].error = q.text(1);
   }
   return out;
 }
 
 std::vector<step_input_row> workspace_store::step_inputs(std::string_view run) {
   std::vector<step_input_row> out;
-  auto q =
-      db_.prepare("SELECT node, position, producer, content FROM step_inputs WHERE run = ?1 ORDER BY node, position");
-  q.bind(1, run);
-  while (q.step()) {
-    out.push_back({.node = static_cast<std::uint32_t>(q.integer(0)),
-                   .position = static_cast<std::uint32_t>(q.integer(1)),
-                   .producer = static_cast<std::uint32_t>(q.integer(2)),
-                   .content = q.digest_at(3)});
+  const auto steps = steps_of(run);
+  if (!steps) return out;
+  for (std::uint32_t i = 0; i < steps->structure.inputs.size(); ++i) {
+    const auto& inputs = steps->structure.inputs[i];
+    for (std::uint32_t j = 0; j < inputs.size(); ++j)
+      out.push_back({.node = i, .position = j, .producer = inputs[j], .content = steps->outcomes[inputs[j]].output});
   }
   return out;
 }
@@ -418,33 +529,73 @@ std::vector<log_row> workspace_store::logs(std::string_view run, std::string_vie
   return out;
 }
 
+void workspace_store::lineage_of(const digest& content, bool consumers, std::vector<lineage_row>& out) {
+  // The outcomes tables holding the value, then the runs that use each.
+  std::vector<std::pair<std::int64_t, std::uint32_t>> places;  // outcomes table, node
+  {
+    auto q = db_.prepare("SELECT outcomes_id, node FROM outcome_values WHERE digest = ?1");
+    q.bind(1, content);
+    while (q.step()) places.emplace_back(q.integer(0), static_cast<std::uint32_t>(q.integer(1)));
+  }
+  struct place_run {
+    std::string run;
+    sys_time started;
+    std::int64_t structure;
+  };
+  std::map<std::int64_t, structure_table> structures;
+  for (const auto& [table, node] : places) {
+    std::vector<step_outcome> outcomes;
+    {
+      auto q = db_.prepare("SELECT data FROM outcome_tables WHERE id = ?1");
+      q.bind(1, table);
+      if (!q.step()) continue;
+      outcomes = decode_outcomes(blob_at(q, 0));
+    }
+    std::vector<place_run> runs;
+    {
+      auto q = db_.prepare("SELECT id, started, structure_id FROM runs WHERE outcomes_id = ?1");
+      q.bind(1, table);
+      while (q.step()) runs.push_back({q.text(0), from(q.integer(1)), q.integer(2)});
+    }
+    for (const auto& r : runs) {
+      auto it = structures.find(r.structure);
+      if (it == structures.end()) {
+        auto q = db_.prepare("SELECT data FROM structures WHERE id = ?1");
+        q.bind(1, r.structure);
+        if (!q.step()) continue;
+        it = structures.emplace(r.structure, decode_structure(blob_at(q, 0))).first;
+      }
+      const structure_table& st = it->second;
+      if (node >= st.names.size() || st.names.size() != outcomes.size()) continue;
+      if (!consumers) {
+        out.push_back({.run = r.run, .step = st.names[node], .status = to_string(outcomes[node].status),
+                       .started = r.started, .content = content});
+        continue;
+      }
+      for (std::uint32_t c = 0; c < st.inputs.size(); ++c) {
+        if (std::find(st.inputs[c].begin(), st.inputs[c].end(), node) == st.inputs[c].end()) continue;
+        out.push_back({.run = r.run, .step = st.names[c], .status = to_string(outcomes[c].status),
+                       .started = r.started, .content = std::nullopt});
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const lineage_row& a, const lineage_row& b) {
+    return std::tie(a.started, a.run, a.step) < std::tie(b.started, b.run, b.step);
+  });
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const lineage_row& a, const lineage_row& b) { return a.run == b.run && a.step == b.step; }),
+            out.end());
+}
+
 std::vector<lineage_row> workspace_store::producers(const digest& content) {
   std::vector<lineage_row> out;
-  auto q = db_.prepare(
-      "SELECT s.run, s.name, s.status, r.started FROM step_runs s JOIN runs r ON r.id = s.run "
-      "WHERE s.output = ?1 ORDER BY r.started, s.run");
-  q.bind(1, content);
-  while (q.step()) {
-    out.push_back(
-        {.run = q.text(0), .step = q.text(1), .status = q.text(2), .started = from(q.integer(3)), .content = content});
-  }
+  lineage_of(content, false, out);
   return out;
 }
 
 std::vector<lineage_row> workspace_store::consumers(const digest& content) {
   std::vector<lineage_row> out;
-  auto q = db_.prepare(
-      "SELECT DISTINCT i.run, s.name, s.status, r.started FROM step_inputs i "
-      "JOIN step_runs s ON s.run = i.run AND s.node = i.node JOIN runs r ON r.id = i.run "
-      "WHERE i.content = ?1 ORDER BY r.started, i.run, s.node");
-  q.bind(1, content);
-  while (q.step()) {
-    out.push_back({.run = q.text(0),
-                   .step = q.text(1),
-                   .status = q.text(2),
-                   .started = from(q.integer(3)),
-                   .content = std::nullopt});
-  }
+  lineage_of(content, true, out);
   return out;
 }
 
@@ -452,9 +603,7 @@ std::vector<digest> workspace_store::digests_with_prefix(std::string_view prefix
   // Digests are stored as bytes, high word first: their hex sorts alike.
   std::vector<digest> out;
   auto q = db_.prepare(
-      "SELECT DISTINCT output FROM step_runs WHERE output IS NOT NULL AND substr(lower(hex(output)), 1, length(?1)) = "
-      "?1 "
-      "LIMIT 6");
+      "SELECT DISTINCT digest FROM outcome_values WHERE substr(lower(hex(digest)), 1, length(?1)) = ?1 LIMIT 6");
   q.bind(1, prefix);
   while (q.step()) {
     if (auto d = q.digest_at(0)) out.push_back(*d);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "process_identity.hpp"
 #include "sqlite_db.hpp"
+#include "step_tables.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -81,6 +83,15 @@ struct step_input_row {
   std::optional<digest> content;
 };
 
+// A finished run's steps, as the workspace stores them (step_tables.hpp).
+struct run_steps {
+  const graph_description* graph = nullptr;
+  digest structure{};  // structure_digest(*graph)
+  std::vector<step_outcome> outcomes;
+  std::vector<step_timing> timings;
+  std::vector<std::pair<std::uint32_t, std::string>> errors;  // node, its error text
+};
+
 struct metric_row {
   std::string step;
   std::string name;
@@ -103,8 +114,7 @@ struct run_write {
   const run_row* begin = nullptr;  // the run's first row (with `params`)
   std::span<const std::pair<std::string, std::string>> params{};
   std::optional<sys_time> heartbeat{};
-  std::span<const step_run_row> steps{};
-  std::span<const step_input_row> inputs{};
+  const run_steps* steps = nullptr;  // at the end: every step's outcome and timing
   std::span<const metric_row> metrics{};
   std::span<const log_row> logs{};
   const run_row* end = nullptr;  // its final status, end time and counts
@@ -135,6 +145,12 @@ class workspace_store {
   // Throws cache_error naming the file when it cannot be opened for writing,
   // or its schema is newer than this penstock's.
   static std::unique_ptr<workspace_store> open_for_writing(const std::filesystem::path& file);
+  // The same, but one connection per file and process, kept open between
+  // runs (a connection's opening, statements and closing checkpoint are
+  // most of a short run's recording); opened again when the file at that
+  // path is no longer the one it opened (deleted, replaced) or after fork().
+  // Its writes are serialized.
+  static std::shared_ptr<workspace_store> shared_for_writing(const std::filesystem::path& file);
   // Opens an existing workspace for queries (migrating an older schema when
   // it can be written). Throws cache_error when there is none at `file`, or
   // it cannot be read.
@@ -153,7 +169,9 @@ class workspace_store {
   // matches; throws std::invalid_argument when a prefix names several.
   [[nodiscard]] std::optional<run_row> find_run(std::string_view id);
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> params(std::string_view run);
+  // A run's steps, in pipeline order (none for a run that did not finish).
   [[nodiscard]] std::vector<step_run_row> step_runs(std::string_view run);
+  // Each step's inputs from other steps, with the digests the run knew.
   [[nodiscard]] std::vector<step_input_row> step_inputs(std::string_view run);
   [[nodiscard]] std::vector<metric_row> metrics(std::string_view run);
   // All of a run's lines, or one step's, in the order they were logged.
@@ -170,9 +188,22 @@ class workspace_store {
  private:
   [[nodiscard]] run_row read_run(const sqlite::query& q) const;
   void open_writable();
+  void write_steps(std::string_view run, const run_steps& steps);
+  // A run's tables (empty optional: not recorded), decoded; throws cache_error if damaged.
+  struct stored_steps {
+    structure_table structure;
+    std::vector<step_outcome> outcomes;
+    std::vector<step_timing> timings;
+  };
+  [[nodiscard]] std::optional<stored_steps> steps_of(std::string_view run);
+  // The step runs whose outcomes table `outcomes` has `content` as node `node`'s output (producers)
+  // or as an input of a node (consumers).
+  void lineage_of(const digest& content, bool consumers, std::vector<lineage_row>& out);
 
   sqlite::database db_;
   process_identity me_;
+  std::mutex write_mutex_;            // writes through a shared store
+  std::uint64_t device_ = 0, inode_ = 0;  // of the file when opened
 };
 
 }  // namespace penstock::detail::r1
