@@ -320,8 +320,9 @@ TEST(tracking, a_rerun_that_hits_every_step_shares_the_last_runs_outcomes) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir.path() / "runs.db").c_str(), &db), SQLITE_OK);
   sqlite3_stmt* q = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*), (SELECT count(DISTINCT outcomes_id) FROM runs), "
-                                   "(SELECT count(*) FROM structures) FROM outcome_tables",
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT count(*), (SELECT count(DISTINCT outcomes_id) FROM runs), "
+                               "(SELECT count(*) FROM structures) FROM outcome_tables",
                                -1, &q, nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);

@@ -1,10 +1,13 @@
 // The workspace commands (runtime/src/workspace_commands.hpp) on runs
 // recorded by real pipelines: what `runs`, `show`, `compare`, `logs` and
 // `lineage` print, their --json, filters, run ids by prefix and `latest`,
-// and exit codes for what is not there.
+// and exit codes for what is not there; and `run --trace`'s Chrome trace.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -12,6 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <penstock/main.hpp>
 #include <penstock/penstock.hpp>
 
 #include "scratch_directory.hpp"
@@ -230,4 +234,71 @@ TEST(workspace_commands, a_missing_workspace_or_run_is_an_error_naming_it) {
   const auto ambiguous = command(dir.path(), {"show", "2"});
   EXPECT_EQ(ambiguous.code, 2);
   EXPECT_TRUE(contains(ambiguous.err, "ambiguous")) << ambiguous.err;
+}
+
+namespace {
+
+// Runs `args` through ps::main on the trainer pipeline, with PENSTOCK_HOME at `dir`.
+int main_in(const fs::path& dir, std::vector<std::string> args) {
+  auto lr = ps::param<double>("rate", 0.1);
+  auto data = ps::step<"data">([] { return std::vector<double>{1.0, 2.0}; })();
+  auto fit = ps::step<"fit">([](const std::vector<double>& d, double r) { return d.size() * r; })(data, lr);
+  ::setenv("PENSTOCK_HOME", dir.c_str(), 1);
+  std::vector<const char*> argv{"trainer"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  testing::internal::CaptureStdout();
+  testing::internal::CaptureStderr();
+  const int code = ps::main(ps::pipeline<"trainer">(fit), static_cast<int>(argv.size()), argv.data());
+  (void)testing::internal::GetCapturedStdout();
+  const std::string err = testing::internal::GetCapturedStderr();
+  ::unsetenv("PENSTOCK_HOME");
+  EXPECT_EQ(code, 0) << err;
+  return code;
+}
+
+json read_json(const fs::path& file) {
+  std::ifstream in(file);
+  return json::parse(in);
+}
+
+}  // namespace
+
+TEST(workspace_commands, run_trace_writes_a_chrome_trace_with_a_track_per_worker_and_hits_marked) {
+  scratch_directory dir;
+  const fs::path first = dir.path() / "first.json";
+  const fs::path second = dir.path() / "second.json";
+  main_in(dir.path(), {"run", "--quiet", "--trace", first.string()});
+  main_in(dir.path(), {"run", "--quiet", "--trace", second.string()});
+  const json a = read_json(first);
+  std::set<std::string> slices;
+  std::set<int> tracks;
+  std::set<int> named;
+  for (const auto& e : a["traceEvents"]) {
+    if (e["ph"] == "X") {
+      slices.insert(e["name"]);
+      tracks.insert(e["tid"].get<int>());
+      EXPECT_GE(e["ts"].get<double>(), 0.0);
+      EXPECT_GE(e["dur"].get<double>(), 0.0);
+      EXPECT_EQ(e["args"]["status"], "succeeded");
+    }
+    if (e["ph"] == "M" && e["name"] == "thread_name") named.insert(e["tid"].get<int>());
+  }
+  EXPECT_EQ(slices, (std::set<std::string>{"data", "fit"}));
+  EXPECT_EQ(named, tracks) << "every worker's track is named";
+  // The rerun's steps are hits: instants marked cached, no slices.
+  std::set<std::string> hits;
+  const json b = read_json(second);
+  for (const auto& e : b["traceEvents"]) {
+    EXPECT_NE(e["ph"], "X") << e.dump();
+    if (e["ph"] == "i") {
+      EXPECT_EQ(e["cat"], "cached");
+      hits.insert(e["name"]);
+    }
+  }
+  EXPECT_EQ(hits, (std::set<std::string>{"data", "fit"}));
+  // Both runs are recorded, with their exit codes.
+  const auto runs = json_of(dir.path(), {"runs", "--json"});
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0]["exit_code"], 0);
+  EXPECT_EQ(runs[0]["cached"], 2);
 }

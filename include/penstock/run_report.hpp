@@ -56,8 +56,9 @@ struct step_report {
   // A ps::map that ran: its elements, and how many came from the cache.
   std::size_t elements = 0;
   std::size_t elements_cached = 0;
-  // When it started computing, from the run's start, and on which oneTBB
-  // worker (its thread index in the run's arena; -1 when it did not compute).
+  // When it started computing (or, for a cache hit, was found), from the
+  // run's start, and on which oneTBB worker (its thread index in the run's
+  // arena; -1 for a step that neither computed nor was found: skipped, not run).
   std::chrono::nanoseconds started{0};
   int worker = -1;
   // With the cache: the content digest of its output (computed or cached).

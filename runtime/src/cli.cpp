@@ -1,6 +1,6 @@
 // The command line shared by every pipeline binary (CLI11):
 //   run [--param name=value]... [--threads N] [--quiet] [--no-cache] [--rerun STEP]... [--gpu auto|cuda|host]
-//       [--experiment NAME] [--no-record]
+//       [--experiment NAME] [--no-record] [--trace FILE.json]
 //   runs | show | compare | logs | lineage    the recorded runs (workspace_commands.hpp)
 //   explain [--param name=value]... [--rerun STEP]...
 //   graph [--format dot|mermaid]
@@ -33,6 +33,7 @@
 #include "cache_commands.hpp"
 #include "cache_session.hpp"
 #include "cache_store.hpp"
+#include "chrome_trace.hpp"
 #include "explain.hpp"
 #include "graph_format.hpp"
 #include "run_state.hpp"
@@ -143,6 +144,7 @@ struct run_arguments {
   std::string gpu = "auto";
   std::string experiment = "Default";
   bool no_record = false;
+  std::string trace;  // --trace FILE
 };
 
 // With --quiet, no progress display is attached: the run's warnings still
@@ -212,6 +214,13 @@ int run_command(const graph_description& graph, const run_arguments& args) {
   const run_report& report = outcome.report;
   const int code = report.interrupted ? 130 : report.ok() ? 0 : 1;
   record_exit_code(options, report.run_id, code);
+  if (!args.trace.empty()) {
+    try {
+      write_chrome_trace(graph, report, args.trace);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "penstock: {}\n", e.what());  // the run's result stands
+    }
+  }
   // Reported cache misses (a corrupt or missing blob that was recomputed).
   for (const auto& step : report.steps)
     if (!step.cache_note.empty()) fmt::print(stderr, "warning: step '{}': {}\n", step.name, step.cache_note);
@@ -271,6 +280,8 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
       ->type_name("NAME")
       ->capture_default_str();
   run->add_flag("--no-record", args.no_record, "do not record the run in the workspace");
+  run->add_option("--trace", args.trace, "write the run as a Chrome trace (Perfetto, chrome://tracing)")
+      ->type_name("FILE.json");
 
   auto* explain_cmd =
       app.add_subcommand("explain", "say which steps a run would take from the cache, and why the others miss");

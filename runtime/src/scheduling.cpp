@@ -144,7 +144,7 @@ void executor::run(std::size_t threads) {
   clock_.stop();
   for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
     reports_[i].duration = clock_.duration(nodes_[i].took);
-    if (nodes_[i].worker < 0) continue;  // did not compute
+    if (nodes_[i].worker < 0) continue;  // neither computed nor found in the cache
     reports_[i].worker = nodes_[i].worker;
     reports_[i].started = nodes_[i].started > run_started_ ? clock_.duration(nodes_[i].started - run_started_)
                                                            : std::chrono::nanoseconds{0};
@@ -202,8 +202,11 @@ executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now
   }
   if (cache_ != nullptr) {
     if (cache_->lookup(i, report) || cache_->begin_miss(i, report)) {
-      finish_uncomputed(i, report);
+      // Found: when and where, for the record and the trace (it took no time).
       now = step_clock::now();
+      nodes_[i].started = now;
+      nodes_[i].worker = tbb::this_task_arena::current_thread_index();
+      finish_uncomputed(i, report);
       return {.ok = report.status == step_status::succeeded};
     }
     // Inputs that were cache hits are read from the store now.

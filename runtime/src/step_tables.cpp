@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "cache_store.hpp"
 #include "cache_session.hpp"
+#include "cache_store.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -187,7 +187,8 @@ std::vector<step_outcome> decode_outcomes(std::string_view bytes) {
   std::vector<step_outcome> steps(r.count(2));
   for (auto& s : steps) {
     const std::uint8_t flags = r.byte();
-    if ((flags & 7) > static_cast<std::uint8_t>(recorded::cancelled) || (flags & ~63) != 0) r.bad("has an unknown status");
+    if ((flags & 7) > static_cast<std::uint8_t>(recorded::cancelled) || (flags & ~63) != 0)
+      r.bad("has an unknown status");
     s.status = static_cast<recorded>(flags & 7);
     s.attempts = static_cast<std::uint32_t>(r.varint());
     if ((flags & 8) != 0) s.key = r.hash();

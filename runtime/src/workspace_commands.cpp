@@ -33,9 +33,11 @@ std::string local_time(sys_time t) {
   return fmt::format("{:%Y-%m-%d %H:%M:%S}", tm);
 }
 
+// ISO 8601 in UTC, to the millisecond: 2026-12-02T06:29:23.461Z.
 std::string utc_time(sys_time t) {
-  const auto ms = std::chrono::floor<std::chrono::milliseconds>(t);
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", ms);
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(t);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - seconds).count();
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", seconds, static_cast<int>(ms));
 }
 
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
@@ -240,9 +242,9 @@ void show_command(workspace_store& store, const workspace_arguments& a, std::ost
   std::vector<std::vector<std::string>> rows{{"STEP", "STATUS", "ATTEMPTS", "STARTED", "DURATION", "WORKER"}};
   if (errors) rows[0].push_back("ERROR");
   for (const auto& s : steps) {
-    const bool computed = s.worker >= 0;
-    rows.push_back({s.name, s.status, std::to_string(s.attempts), computed ? duration_text(s.started) : "-",
-                    computed ? duration_text(s.duration) : "-", computed ? std::to_string(s.worker) : "-"});
+    const bool timed = s.worker >= 0;  // computed, or found in the cache
+    rows.push_back({s.name, s.status, std::to_string(s.attempts), timed ? duration_text(s.started) : "-",
+                    timed ? duration_text(s.duration) : "-", timed ? std::to_string(s.worker) : "-"});
     if (errors) rows.back().push_back(s.error.substr(0, s.error.find('\n')));
   }
   print_table(out, rows, "  ");

@@ -8,9 +8,9 @@
 
 #include <algorithm>
 #include <map>
-#include <tuple>
 #include <stdexcept>
 #include <system_error>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -232,7 +232,10 @@ void workspace_store::write_steps(std::string_view run, const run_steps& steps) 
   }
   if (structure == 0) {
     const std::string data = encode_structure(*steps.graph);
-    db_.prepare("INSERT INTO structures(digest, data) VALUES(?1, ?2)").bind(1, steps.structure).bind(2, bytes_of(data)).run();
+    db_.prepare("INSERT INTO structures(digest, data) VALUES(?1, ?2)")
+        .bind(1, steps.structure)
+        .bind(2, bytes_of(data))
+        .run();
     structure = db_.last_insert_rowid();
   }
   const std::string outcomes = encode_outcomes(steps.outcomes);
@@ -453,8 +456,9 @@ std::optional<workspace_store::stored_steps> workspace_store::steps_of(std::stri
                    .timings = decode_timings(blob_at(q, 2))};
   const std::size_t n = out.structure.names.size();
   if (out.outcomes.size() != n || out.timings.size() != n) {
-    throw cache_error(fmt::format("workspace {}: run {} has {} steps, {} outcomes and {} timings: its record is damaged",
-                                  file().string(), run, n, out.outcomes.size(), out.timings.size()));
+    throw cache_error(
+        fmt::format("workspace {}: run {} has {} steps, {} outcomes and {} timings: its record is damaged",
+                    file().string(), run, n, out.outcomes.size(), out.timings.size()));
   }
   return out;
 }
@@ -568,14 +572,20 @@ void workspace_store::lineage_of(const digest& content, bool consumers, std::vec
       const structure_table& st = it->second;
       if (node >= st.names.size() || st.names.size() != outcomes.size()) continue;
       if (!consumers) {
-        out.push_back({.run = r.run, .step = st.names[node], .status = to_string(outcomes[node].status),
-                       .started = r.started, .content = content});
+        out.push_back({.run = r.run,
+                       .step = st.names[node],
+                       .status = to_string(outcomes[node].status),
+                       .started = r.started,
+                       .content = content});
         continue;
       }
       for (std::uint32_t c = 0; c < st.inputs.size(); ++c) {
         if (std::find(st.inputs[c].begin(), st.inputs[c].end(), node) == st.inputs[c].end()) continue;
-        out.push_back({.run = r.run, .step = st.names[c], .status = to_string(outcomes[c].status),
-                       .started = r.started, .content = std::nullopt});
+        out.push_back({.run = r.run,
+                       .step = st.names[c],
+                       .status = to_string(outcomes[c].status),
+                       .started = r.started,
+                       .content = std::nullopt});
       }
     }
   }

@@ -202,7 +202,7 @@ class workspace_store {
 
   sqlite::database db_;
   process_identity me_;
-  std::mutex write_mutex_;            // writes through a shared store
+  std::mutex write_mutex_;                // writes through a shared store
   std::uint64_t device_ = 0, inode_ = 0;  // of the file when opened
 };
 
