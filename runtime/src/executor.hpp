@@ -128,8 +128,9 @@ class executor {
   // failed unless `ok`); spawns those it made ready but one, which it returns
   // for the calling task to run (or `none`).
   std::uint32_t count_down(std::uint32_t i, bool ok, consumers which);
-  // `now`: when the node starts; set to when it ended.
-  node_result run_node(std::uint32_t i, step_clock::ticks& now);
+  // `now`: when the node starts; set to when it ended. `worker`: this
+  // thread's index in the arena.
+  node_result run_node(std::uint32_t i, step_clock::ticks& now, int worker);
   // The end of step i's run (on the host, or on the device once its work is
   // done): its time, its cache entry (stored, with `completed`'s values
   // copied as completed, or abandoned), the observers' step_finished, its inputs' release.
@@ -138,8 +139,8 @@ class executor {
   // A step that did not compute (cached, skipped, not run): its observers
   // told, its inputs released.
   void finish_uncomputed(std::uint32_t i, const step_report& report);
-  // Step i starts computing at `start` on this thread.
-  void begin_step(std::uint32_t i, step_clock::ticks start);
+  // Step i starts computing at `start` on this thread (`worker`).
+  void begin_step(std::uint32_t i, step_clock::ticks start, int worker);
   void fill_inputs(const node_description& node, input_list& inputs) const;
   // Drops each input's value once its last consumer is done with it.
   void release_inputs(const node_description& node);

@@ -208,7 +208,10 @@ bool run_recorder::flush(std::unique_lock<std::mutex>& lock, const run_report* e
                            .output = s.output,
                            .elements = s.elements,
                            .elements_cached = s.elements_cached};
-      if (s.worker >= 0) steps.timings[i] = {.worker = s.worker, .started = s.started, .duration = s.duration};
+      // A hit's time and place are in the report (and the trace), not in the
+      // record: a rerun whose steps all hit writes one byte per step.
+      if (s.worker >= 0 && !s.cache_hit)
+        steps.timings[i] = {.worker = s.worker, .started = s.started, .duration = s.duration};
       if (!s.error.empty()) steps.errors.emplace_back(i, printable(s.error));
       if (s.cache_hit) {
         ++last.cached;

@@ -155,8 +155,10 @@ void executor::run_from(std::uint32_t i) {
   // One tick reading per step: the time a step ends is the time the next
   // one in this loop starts (the countdown between them takes nanoseconds).
   step_clock::ticks now = step_clock::now();
+  // And one look-up of this thread's index: every step of the loop runs here.
+  const int worker = tbb::this_task_arena::current_thread_index();
   for (;;) {
-    const node_result result = run_node(i, now);
+    const node_result result = run_node(i, now, worker);
     // Still running on the device: only GPU consumers start now.
     const std::uint32_t next = count_down(i, result.ok, result.async ? consumers::gpu : consumers::all);
     if (next == none) break;
@@ -181,7 +183,7 @@ std::uint32_t executor::count_down(std::uint32_t i, bool ok, consumers which) {
   return next;
 }
 
-executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now) {
+executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now, int worker) {
   // Acquire what every producer released when it counted this node down.
   // The thread that reached zero may have handed the node to this one
   // through oneTBB's queues; this load makes the edge explicit (and visible
@@ -205,7 +207,7 @@ executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now
       // Found: when and where, for the record and the trace (it took no time).
       now = step_clock::now();
       nodes_[i].started = now;
-      nodes_[i].worker = tbb::this_task_arena::current_thread_index();
+      nodes_[i].worker = worker;
       finish_uncomputed(i, report);
       return {.ok = report.status == step_status::succeeded};
     }
@@ -216,7 +218,7 @@ executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now
         report.error = fmt::format("its input from step '{}' could not be read from the cache nor recomputed",
                                    graph_.nodes[in.index].name);
         cache_->abandon(i);
-        begin_step(i, step_clock::now());
+        begin_step(i, step_clock::now(), worker);
         finish_uncomputed(i, report);
         return {};
       }
@@ -245,7 +247,7 @@ executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now
   const bool per_element = elements != nullptr;
   if (cache_ != nullptr) now = step_clock::now();  // not counting the cache lookup and the inputs' loading
   const auto start = now;
-  begin_step(i, start);
+  begin_step(i, start, worker);
   CUstream_st* stream = nullptr;  // stays null on the host backend
   if (gpu_async_ && on_gpu(i) && !begin_gpu_step(i, stream, report, &inputs)) {
     if (cache_ != nullptr) cache_->abandon(i);
@@ -293,9 +295,9 @@ void executor::finish_uncomputed(std::uint32_t i, const step_report& report) {
   release_inputs(graph_.nodes[i]);
 }
 
-void executor::begin_step(std::uint32_t i, step_clock::ticks start) {
+void executor::begin_step(std::uint32_t i, step_clock::ticks start, int worker) {
   nodes_[i].started = start;
-  nodes_[i].worker = tbb::this_task_arena::current_thread_index();
+  nodes_[i].worker = worker;
   if (told_.any()) told_.step_started(i, nodes_[i].worker);
 }
 

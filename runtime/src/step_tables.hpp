@@ -7,8 +7,7 @@
 //              element counts, stored once per distinct content (a rerun in
 //              which every step hits has the same outcomes as the last one:
 //              it stores nothing new);
-//   timings    each step's start, duration and worker (computed, or found
-//              in the cache), per run.
+//   timings    each computed step's start, duration and worker, per run.
 // Integers are LEB128 varints. Decoding checks every length and throws
 // cache_error for bytes that are not a table. Private to the runtime.
 #pragma once
@@ -45,7 +44,7 @@ struct step_outcome {
 };
 
 struct step_timing {
-  int worker = -1;  // -1: neither computed nor found in the cache (nothing else recorded)
+  int worker = -1;  // -1: did not compute (nothing else recorded)
   std::chrono::nanoseconds started{0};
   std::chrono::nanoseconds duration{0};
 };

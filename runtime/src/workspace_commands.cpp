@@ -242,7 +242,7 @@ void show_command(workspace_store& store, const workspace_arguments& a, std::ost
   std::vector<std::vector<std::string>> rows{{"STEP", "STATUS", "ATTEMPTS", "STARTED", "DURATION", "WORKER"}};
   if (errors) rows[0].push_back("ERROR");
   for (const auto& s : steps) {
-    const bool timed = s.worker >= 0;  // computed, or found in the cache
+    const bool timed = s.worker >= 0;  // it computed
     rows.push_back({s.name, s.status, std::to_string(s.attempts), timed ? duration_text(s.started) : "-",
                     timed ? duration_text(s.duration) : "-", timed ? std::to_string(s.worker) : "-"});
     if (errors) rows.back().push_back(s.error.substr(0, s.error.find('\n')));
