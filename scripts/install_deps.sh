@@ -13,6 +13,7 @@ packages=(
   graphviz clang-format
   xxhash
   python3-venv python3-pip
+  chromium fonts-dejavu-core
 )
 
 missing=()

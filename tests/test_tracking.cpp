@@ -9,12 +9,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sqlite3.h>
@@ -226,6 +229,26 @@ TEST(tracking, bytes_that_are_not_utf8_are_kept_as_escapes) {
   EXPECT_EQ(metrics[0].name, "m\\xc3");
 }
 
+TEST(tracking, metrics_that_are_not_finite_are_recorded_as_they_are) {
+  scratch_directory dir;
+  auto s = ps::step<"diverges">([](ps::context& ctx) {
+    ctx.log_metric("loss", 1.0, 1);
+    ctx.log_metric("loss", std::numeric_limits<double>::infinity(), 2);
+    ctx.log_metric("loss", std::numeric_limits<double>::quiet_NaN(), 3);
+    ctx.log_metric("loss", -std::numeric_limits<double>::infinity(), 4);
+    return 1;
+  })();
+  const auto result = ps::pipeline<"nan">(s).run(recorded_in(dir.path()));
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result.report().warnings.empty()) << result.report().warnings.front();
+  const auto metrics = open(dir.path())->metrics(result.report().run_id);
+  ASSERT_EQ(metrics.size(), 4u);
+  EXPECT_EQ(metrics[0].value, 1.0);
+  EXPECT_EQ(metrics[1].value, std::numeric_limits<double>::infinity());
+  EXPECT_TRUE(std::isnan(metrics[2].value));
+  EXPECT_EQ(metrics[3].value, -std::numeric_limits<double>::infinity());
+}
+
 TEST(tracking, turned_off_it_writes_nothing) {
   scratch_directory dir;
   const auto [p, out] = make_training();
@@ -358,6 +381,34 @@ TEST(tracking, a_run_left_running_by_a_dead_process_or_a_stale_heartbeat_shows_a
   EXPECT_EQ(store->find_run("stale-elsewhere")->status, "crashed");
   EXPECT_EQ(store->find_run("alive-elsewhere")->status, "running");
   EXPECT_EQ(store->runs({.experiment = {}, .status = "crashed", .pipeline = {}, .params = {}, .limit = 0}).size(), 2u);
+}
+
+TEST(tracking, four_runs_at_once_in_one_process_are_all_recorded) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  std::vector<std::string> ids(4);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      auto options = recorded_in(dir.path(), k % 2 == 0);  // two with the cache, two without
+      options.params = {{"epochs", std::to_string(k + 1)}};
+      const auto result = p.run(options);
+      EXPECT_TRUE(result.ok()) << result.report().summary();
+      EXPECT_TRUE(result.report().warnings.empty()) << result.report().warnings.front();
+      ids[static_cast<std::size_t>(k)] = result.report().run_id;
+    });
+  }
+  for (auto& t : threads) t.join();
+  const auto store = open(dir.path());
+  for (int k = 0; k < 4; ++k) {
+    const auto& id = ids[static_cast<std::size_t>(k)];
+    const auto run = store->find_run(id);
+    ASSERT_TRUE(run) << id;
+    EXPECT_EQ(run->status, "succeeded");
+    EXPECT_EQ(store->params(id), (std::vector<std::pair<std::string, std::string>>{{"epochs", std::to_string(k + 1)}}));
+    EXPECT_EQ(store->step_runs(id).size(), 3u);
+    EXPECT_EQ(store->logs(id, "train").size(), static_cast<std::size_t>(k + 1));
+  }
 }
 
 TEST(tracking, run_ids_resolve_by_prefix_and_latest_and_an_ambiguous_prefix_is_refused) {

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <string>
@@ -301,4 +303,42 @@ TEST(workspace_commands, run_trace_writes_a_chrome_trace_with_a_track_per_worker
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[0]["exit_code"], 0);
   EXPECT_EQ(runs[0]["cached"], 2);
+}
+
+TEST(workspace_commands, plots_need_an_output_and_leave_out_values_that_are_not_finite) {
+  scratch_directory dir;
+  const auto id = train(dir.path(), "0.5");
+  EXPECT_EQ(command(dir.path(), {"show", id, "--plot", "loss"}).code, 2) << "--plot without --out";
+  EXPECT_EQ(command(dir.path(), {"show", id, "--out", "x.svg"}).code, 2) << "--out without --plot";
+  const fs::path svg = dir.path() / "loss.svg";
+  const auto drawn = command(dir.path(), {"show", id, "--plot", "loss", "--out", svg.string()});
+  ASSERT_EQ(drawn.code, 0) << drawn.err;
+  EXPECT_TRUE(contains(drawn.out, "3 points of 'loss' in 1 run")) << drawn.out;
+  std::ifstream in(svg);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.rfind("<svg ", 0), 0u) << text.substr(0, 80);
+  EXPECT_TRUE(contains(text, "data-label=\"" + id + "\"")) << text;
+
+  // A metric with a NaN: drawn without it, and the legend says so.
+  auto s = ps::step<"nan">([](ps::context& ctx) {
+    ctx.log_metric("m", 1.0, 1);
+    ctx.log_metric("m", std::numeric_limits<double>::quiet_NaN(), 2);
+    ctx.log_metric("m", 3.0, 3);
+    return 1;
+  })();
+  ps::run_options options;
+  options.cache.directory = dir.path().string();
+  const auto run = ps::pipeline<"nan">(s).run(options);
+  ASSERT_TRUE(run.ok());
+  const fs::path nan_svg = dir.path() / "m.svg";
+  ASSERT_EQ(command(dir.path(), {"show", run.report().run_id, "--plot", "m", "--out", nan_svg.string()}).code, 0);
+  std::ifstream nan_in(nan_svg);
+  const std::string nan_text((std::istreambuf_iterator<char>(nan_in)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(contains(nan_text, "(1 not finite, not drawn)")) << nan_text;
+  EXPECT_FALSE(contains(nan_text, "nan,")) << "a NaN in the line's points";
+  // In JSON a NaN is null (JSON has no NaN).
+  const auto j = json_of(dir.path(), {"show", run.report().run_id, "--json"});
+  ASSERT_EQ(j["metrics"].size(), 3u);
+  EXPECT_TRUE(j["metrics"][1]["value"].is_null()) << j["metrics"].dump();
+  EXPECT_EQ(j["metrics"][2]["value"], 3.0);
 }

@@ -114,7 +114,7 @@ struct tracking_options {
 
 struct run_options {
   // 0: one per core. More than oneTBB allows (the cores, or a
-  // tbb::global_control limit): that many, said once on stderr.
+  // tbb::global_control limit): that many, said in the run's warnings.
   std::size_t threads = 0;
   progress_mode progress = progress_mode::none;
   // name=value pairs, parsed by each parameter's type. The `{}` keeps g++'s

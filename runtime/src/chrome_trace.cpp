@@ -2,19 +2,13 @@
 // start (the format's unit), with the nanoseconds kept as fractions.
 #include "chrome_trace.hpp"
 
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <set>
-#include <stdexcept>
-#include <system_error>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cache_session.hpp"
+#include "text_file.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -79,25 +73,7 @@ std::string chrome_trace(const graph_description& graph, const run_report& repor
 }
 
 void write_chrome_trace(const graph_description& graph, const run_report& report, const std::filesystem::path& file) {
-  const std::string text = chrome_trace(graph, report);
-  const std::filesystem::path temporary = file.string() + fmt::format(".tmp-{}", ::getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) {
-      const int error = errno;
-      std::error_code ec;
-      std::filesystem::remove(temporary, ec);
-      throw std::runtime_error(fmt::format("cannot write the trace {}: {}", file.string(), std::strerror(error)));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(temporary, file, ec);
-  if (ec) {
-    std::filesystem::remove(temporary, ec);
-    throw std::runtime_error(fmt::format("cannot write the trace {}: {}", file.string(), ec.message()));
-  }
+  write_text_file(file, chrome_trace(graph, report), "trace");
 }
 
 }  // namespace penstock::detail::r1

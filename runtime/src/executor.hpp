@@ -50,8 +50,8 @@ struct schedule {
 
 // The arena every run with `threads` threads runs in (0: one per core),
 // made on first use and kept; a request above what oneTBB allows gets the
-// allowed number, said once (scheduling.cpp).
-tbb::task_arena& arena_for(std::size_t threads);
+// allowed number, and `clamped` (if not null) a sentence saying so (scheduling.cpp).
+tbb::task_arena& arena_for(std::size_t threads, std::string* clamped = nullptr);
 
 // gpu_runtime::copy_completed_values for a scope; nothing for null.
 class completed_copies {

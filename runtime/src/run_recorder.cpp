@@ -69,6 +69,25 @@ void git_state(const std::string& directory, run_row& row) {
   (*answers)[directory] = std::move(a);
 }
 
+// Who this process is, looked up once per process (again in a child after fork()).
+struct process_facts {
+  pid_t pid = 0;
+  std::optional<std::int64_t> started;
+  std::string host;
+  std::string user;
+};
+
+process_facts this_process() {
+  static std::mutex mutex;
+  static process_facts facts;
+  const std::scoped_lock lock(mutex);
+  if (facts.pid != ::getpid()) {
+    const auto me = process_identity::current();
+    facts = {.pid = me.pid, .started = me.started, .host = printable(me.host), .user = printable(user_name())};
+  }
+  return facts;
+}
+
 }  // namespace
 
 digest structure_digest(const graph_description& graph) {
@@ -163,13 +182,11 @@ void run_recorder::work() {
   lock.unlock();
   // Off the run's threads: git, the workspace's opening, its first row.
   git_state(row_.directory, row_);
-  // Who this process is: the same for every run it makes.
-  static const process_identity me = process_identity::current();
-  static const std::string user = printable(user_name());
-  row_.host = printable(me.host);
+  const process_facts me = this_process();
+  row_.host = me.host;
   row_.pid = me.pid;
   row_.pid_started = me.started;
-  row_.user = user;
+  row_.user = me.user;
   try {
     store_ = workspace_store::shared_for_writing(file_);
     store_->write({.run = run_id_, .begin = &row_, .params = params_});

@@ -6,12 +6,11 @@
 // finished in gpu_completion.cpp; each attempt of a step runs in attempts.cpp.
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
+#include <string>
 #include <vector>
 
 #include <fmt/format.h>
@@ -40,19 +39,18 @@ const std::atomic<bool> never_stop{false};
 // an arena during static destruction.
 //
 // A request above what oneTBB allows (max_allowed_parallelism: the cores,
-// or a tbb::global_control limit) gets the allowed number, said once per
-// request in penstock's words instead of oneTBB's "TBB Warning".
-tbb::task_arena& arena_for(std::size_t threads) {
+// or a tbb::global_control limit) gets the allowed number, and `clamped`
+// says so in penstock's words (the run's warning), instead of oneTBB's
+// "TBB Warning".
+tbb::task_arena& arena_for(std::size_t threads, std::string* clamped) {
   static std::mutex mutex;
   static auto* arenas = new std::map<std::size_t, std::unique_ptr<tbb::task_arena>>;
-  static auto* told = new std::set<std::size_t>;
   const std::scoped_lock lock(mutex);
   const std::size_t allowed = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
   if (threads > allowed) {
-    if (told->insert(threads).second) {
-      fmt::print(stderr,
-                 "penstock: run_options::threads = {} is more than the {} threads oneTBB allows here; using {}\n",
-                 threads, allowed, allowed);
+    if (clamped != nullptr) {
+      *clamped = fmt::format("run_options::threads = {} is more than the {} threads oneTBB allows here; using {}",
+                             threads, allowed, allowed);
     }
     threads = allowed;
   }
@@ -128,7 +126,9 @@ executor::executor(const graph_description& graph, const schedule& plan, run_sta
 }
 
 void executor::run(std::size_t threads) {
-  tbb::task_arena& arena = arena_for(threads);
+  std::string clamped;
+  tbb::task_arena& arena = arena_for(threads, &clamped);
+  if (!clamped.empty()) told_.warning(std::move(clamped));
   arena_ = &arena;
   // The sources start the run: once one runs, it counts its consumers down
   // to zero and starts them itself.

@@ -3,7 +3,9 @@
 #include "workspace_commands.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <ostream>
 #include <set>
@@ -16,6 +18,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cache_store.hpp"
+#include "metric_plot.hpp"
+#include "run_page.hpp"
+#include "text_file.hpp"
 #include "workspace_store.hpp"
 
 namespace penstock::detail::r1 {
@@ -126,11 +131,11 @@ std::map<std::string, metric_summary> summarize(const std::vector<metric_row>& m
   for (const auto& m : metrics) {  // ordered by name, step number, then as logged
     auto [it, fresh] = out.try_emplace(m.name);
     auto& s = it->second;
-    if (fresh) {
-      s.min = s.max = m.value;
-    } else {
-      s.min = std::min(s.min, m.value);
-      s.max = std::max(s.max, m.value);
+    // min and max of the values that are numbers (a diverged loss logs NaN).
+    if (fresh) s.min = s.max = std::numeric_limits<double>::quiet_NaN();
+    if (!std::isnan(m.value)) {
+      s.min = std::isnan(s.min) ? m.value : std::min(s.min, m.value);
+      s.max = std::isnan(s.max) ? m.value : std::max(s.max, m.value);
     }
     s.step = m.step;
     s.last = m.value;
@@ -193,8 +198,46 @@ void runs_command(workspace_store& store, const workspace_arguments& a, std::ost
   print_table(out, rows);
 }
 
+// Draws metric a.plot of `runs` into a.out: one line per run.
+void plot_command(workspace_store& store, const std::vector<run_row>& runs, const workspace_arguments& a,
+                  std::ostream& out) {
+  std::vector<plot_series> series;
+  std::set<std::string> names;
+  std::size_t points = 0;
+  for (const auto& run : runs) {
+    plot_series s{.label = run.id, .points = {}};
+    for (const auto& m : store.metrics(run.id)) {
+      names.insert(m.name);
+      if (m.name == a.plot) s.points.emplace_back(static_cast<double>(m.step_number), m.value);
+    }
+    points += s.points.size();
+    series.push_back(std::move(s));
+  }
+  if (points == 0) {
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+    throw std::runtime_error(fmt::format("no metric '{}' in {}; {}", a.plot,
+                                         runs.size() == 1 ? "run " + runs.front().id : "these runs",
+                                         known.empty() ? "no metrics were logged" : "the metrics are " + known));
+  }
+  write_text_file(a.out, metric_svg(a.plot, series), "plot");
+  out << fmt::format("wrote {} ({} points of '{}' in {} run{})\n", a.out, points, a.plot, runs.size(),
+                     runs.size() == 1 ? "" : "s");
+}
+
 void show_command(workspace_store& store, const workspace_arguments& a, std::ostream& out) {
   const run_row run = find(store, a.run);
+  if (!a.plot.empty()) return plot_command(store, {run}, a, out);
+  if (!a.html.empty()) {
+    const run_page_data page{.run = run,
+                             .params = store.params(run.id),
+                             .steps = store.step_runs(run.id),
+                             .inputs = store.step_inputs(run.id),
+                             .metrics = store.metrics(run.id)};
+    write_text_file(a.html, run_page(page), "page");
+    out << fmt::format("wrote {} (run {}, {} steps)\n", a.html, run.id, page.steps.size());
+    return;
+  }
   const auto params = store.params(run.id);
   const auto steps = store.step_runs(run.id);
   const auto metrics = store.metrics(run.id);
@@ -268,6 +311,7 @@ void compare_command(workspace_store& store, const workspace_arguments& a, std::
     if (!seen.insert(runs.back().id).second)
       throw bad_argument(fmt::format("compare: run {} is given twice", runs.back().id));
   }
+  if (!a.plot.empty()) return plot_command(store, runs, a, out);
   // name -> value per run (nullopt where the run has none).
   std::map<std::string, std::vector<std::optional<std::string>>> params;
   std::map<std::string, std::vector<std::optional<double>>> metrics;
@@ -478,11 +522,19 @@ workspace_commands add_workspace_commands(CLI::App& app) {
 
   c.show = app.add_subcommand("show", "one run: its parameters, steps and metrics");
   c.show->add_option("run", a.run, "a run id, a unique prefix of one, or latest")->required();
+  const auto plot_options = [&a](CLI::App* sub, const char* what) {
+    auto* out = sub->add_option("-o,--out", a.out, "where --plot writes its SVG")->type_name("FILE.svg");
+    sub->add_option("--plot", a.plot, what)->type_name("METRIC")->needs(out);
+    out->needs(sub->get_option("--plot"));
+  };
+  plot_options(c.show, "draw this metric against its step number (SVG, with --out)");
+  c.show->add_option("--html", a.html, "write the run as one self-contained HTML page")->type_name("FILE.html");
   common(c.show);
 
   c.compare = app.add_subcommand("compare", "runs side by side: the parameters and final metrics that differ");
   c.compare->add_option("runs", a.runs, "two or more runs (ids, prefixes, latest)")->required()->expected(2, -1);
   c.compare->add_flag("-a,--all", a.all, "also what is equal in every run");
+  plot_options(c.compare, "draw this metric of each run, one line per run (SVG, with --out)");
   common(c.compare);
 
   c.logs = app.add_subcommand("logs", "the lines a run's steps logged");

@@ -1,8 +1,12 @@
 // The workspace commands of the shared command line and of the standalone
 // `penstock` tool: questions about the recorded runs.
 //   runs [--experiment NAME] [--status STATUS] [--pipeline NAME] [--param NAME=VALUE]... [--limit N]
-//   show RUN                      the run, its parameters, steps and metric summary
-//   compare RUN RUN... [--all]    parameters and final metrics side by side (only those that differ)
+//   show RUN [--plot METRIC --out FILE.svg] [--html FILE.html]
+//                                 the run, its parameters, steps and metric summary; or a plot of one
+//                                 metric; or the run as one self-contained HTML page
+//   compare RUN RUN... [--all] [--plot METRIC --out FILE.svg]
+//                                 parameters and final metrics side by side (only those that differ);
+//                                 or one metric of each run in one plot
 //   logs RUN [STEP]               the lines its steps logged
 //   lineage RUN STEP|DIGEST       who produced a value and who read it, across runs
 // Each takes --json and --workspace FILE; RUN is an id, a unique prefix of
@@ -34,6 +38,9 @@ struct workspace_arguments {
   std::vector<std::string> runs;  // compare
   std::string target;             // logs: a step; lineage: a step or a digest prefix
   bool all = false;
+  std::string plot;  // show, compare: the metric to draw
+  std::string out;   // where the plot goes
+  std::string html;  // show: where the page goes
 };
 
 struct workspace_commands {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <system_error>
@@ -46,7 +47,7 @@ CREATE INDEX runs_by_outcomes ON runs(outcomes_id);
 CREATE TABLE params(run TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(run, name)) WITHOUT ROWID;
 CREATE TABLE step_errors(run TEXT NOT NULL, node INTEGER NOT NULL, error TEXT NOT NULL, PRIMARY KEY(run, node))
   WITHOUT ROWID;
-CREATE TABLE metrics(run TEXT NOT NULL, step TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+CREATE TABLE metrics(run TEXT NOT NULL, step TEXT NOT NULL, name TEXT NOT NULL, value REAL,
   step_number INTEGER NOT NULL, time INTEGER NOT NULL);
 CREATE INDEX metrics_by_run ON metrics(run, name, step_number);
 CREATE TABLE logs(run TEXT NOT NULL, step TEXT NOT NULL, element INTEGER, time INTEGER NOT NULL, line TEXT NOT NULL);
@@ -305,7 +306,7 @@ void workspace_store::write(const run_write& w) {
         .bind(1, run)
         .bind(2, std::string_view(m.step))
         .bind(3, std::string_view(m.name))
-        .bind(4, m.value)
+        .bind(4, m.value)  // NaN is stored as NULL (SQLite has no NaN); infinities as they are
         .bind(5, m.step_number)
         .bind(6, ns(m.time))
         .run();
@@ -513,7 +514,7 @@ std::vector<metric_row> workspace_store::metrics(std::string_view run) {
   while (q.step()) {
     out.push_back({.step = q.text(0),
                    .name = q.text(1),
-                   .value = q.real(2),
+                   .value = q.type(2) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN() : q.real(2),
                    .step_number = q.integer(3),
                    .time = from(q.integer(4))});
   }
