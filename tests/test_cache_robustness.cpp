@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <numeric>
 #include <stdexcept>
-#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -163,7 +162,9 @@ TEST(cache_robustness, damaged_map_elements_are_reported_with_their_index) {
   EXPECT_EQ(again.value(squares), expected);
   const std::string& note = again.report().find("square")->cache_note;
   // The first five notes are quoted in the order the elements (in parallel) found them.
-  EXPECT_TRUE(std::regex_search(note, std::regex("^element [0-8] of 9: cache entry"))) << note;
+  // (std::regex here trips g++ 12's -Wmaybe-uninitialized at -O2.)
+  EXPECT_TRUE(note.rfind("element ", 0) == 0 && note.find(" of 9: cache entry") == std::string("element 0").size())
+      << note;
   EXPECT_NE(note.find("recomputed"), std::string::npos) << note;
   EXPECT_NE(note.find("more element"), std::string::npos) << "8 damaged, 5 quoted: " << note;
   EXPECT_EQ(calls, 8 + 9);

@@ -342,3 +342,23 @@ TEST(workspace_commands, plots_need_an_output_and_leave_out_values_that_are_not_
   EXPECT_TRUE(j["metrics"][1]["value"].is_null()) << j["metrics"].dump();
   EXPECT_EQ(j["metrics"][2]["value"], 3.0);
 }
+
+TEST(workspace_commands, a_step_name_that_is_not_utf8_is_answered_escaped_in_json_and_found_by_logs) {
+  scratch_directory dir;
+  auto s = ps::step<"caf\xe9">([](ps::context& ctx) {
+    ctx.log("served");
+    ctx.log_metric("cups", 2.0);
+    return 1;
+  })();
+  ps::run_options options;
+  options.cache.directory = dir.path().string();
+  const auto run = ps::pipeline<"bytes\xff">(s).run(options);
+  ASSERT_TRUE(run.ok());
+  const auto shown = json_of(dir.path(), {"show", "latest", "--json"});
+  EXPECT_EQ(shown["pipeline"], "bytes\\xff");
+  EXPECT_EQ(shown["step_runs"][0]["step"], "caf\\xe9");
+  EXPECT_EQ(shown["metrics"][0]["step"], "caf\\xe9");
+  const auto lines = json_of(dir.path(), {"logs", "latest", "caf\\xe9", "--json"});
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0]["line"], "served");
+}

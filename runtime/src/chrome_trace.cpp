@@ -69,7 +69,7 @@ std::string chrome_trace(const graph_description& graph, const run_report& repor
               {{"pipeline", printable(report.pipeline)},
                {"run", report.run_id},
                {"wall_ms", static_cast<double>(report.wall.count()) / 1e6}}}};
-  return trace.dump();
+  return trace.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void write_chrome_trace(const graph_description& graph, const run_report& report, const std::filesystem::path& file) {

@@ -24,12 +24,15 @@ struct range {
   }
   // Never empty: a single value gets room around it.
   void widen() {
-    if (!std::isfinite(low)) low = 0, high = 1;
+    if (!std::isfinite(low) || !std::isfinite(high)) low = 0, high = 1;
     if (high - low <= 0) {
-      const double pad = std::abs(low) > 0 ? std::abs(low) * 0.05 : 0.5;
+      const double pad = std::abs(low) > 1e-300 ? std::abs(low) * 0.05 : 0.5;
       low -= pad;
       high += pad;
     }
+    // A range too wide for a double (-1e308 .. 1e308), or too narrow to
+    // divide by: the picture is drawn on a plain one instead of NaNs.
+    if (!std::isfinite(high - low) || !(high - low > 0)) low = 0, high = 1;
   }
 };
 
@@ -66,7 +69,13 @@ std::string xml_escape(std::string_view text) {
       case '>': out += "&gt;"; break;
       case '"': out += "&quot;"; break;
       case '\'': out += "&apos;"; break;
-      default: out += c;
+      default:
+        // XML 1.0 has no C0 controls but tab, newline and carriage return.
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+          out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+        } else {
+          out += c;
+        }
     }
   }
   return out;

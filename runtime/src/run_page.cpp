@@ -38,6 +38,16 @@ std::string local(sys_time t) {
   return fmt::format("{:%Y-%m-%d %H:%M:%S}", tm);
 }
 
+// `name` in at most `most` characters (UTF-8: never half of one), "…" ending a cut one.
+std::string shortened(const std::string& name, std::size_t most) {
+  std::size_t chars = 0;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    if ((static_cast<unsigned char>(name[i]) & 0xc0) == 0x80) continue;  // inside a character
+    if (++chars == most) return name.substr(0, i) + "…";
+  }
+  return name;
+}
+
 // Steps in columns by depth (the longest path from a step without inputs).
 std::string graph_svg(const run_page_data& d) {
   const std::size_t n = d.steps.size();
@@ -78,18 +88,25 @@ std::string graph_svg(const run_page_data& d) {
         "<rect x=\"{2:.1f}\" y=\"{3:.1f}\" width=\"{4}\" height=\"{5}\" rx=\"6\" fill=\"{6}\" stroke=\"#333\"/>"
         "<text x=\"{7:.1f}\" y=\"{8:.1f}\" text-anchor=\"middle\">{9}</text></g>\n",
         name, s.status, at[i].first, at[i].second, box_w, box_h, colour(s.status), at[i].first + box_w / 2,
-        at[i].second + box_h / 2 + 4, xml_escape(s.name.size() > 20 ? s.name.substr(0, 19) + "…" : s.name));
+        at[i].second + box_h / 2 + 4, xml_escape(shortened(s.name, 20)));
   }
   return svg + "</svg>\n";
 }
 
 // Each computed step as a bar on its worker's lane.
 std::string timeline_svg(const run_page_data& d) {
+  // Bars end at most at the latest end (saturated: a damaged record may
+  // hold any numbers), on at most 256 lanes.
+  constexpr int most_lanes = 256;
+  const auto ends = [](const step_run_row& s) {
+    const auto most = std::chrono::nanoseconds::max();
+    return s.duration > most - s.started ? most : s.started + s.duration;
+  };
   std::chrono::nanoseconds end{1};
   int workers = 0;
   for (const auto& s : d.steps) {
-    if (s.worker < 0) continue;
-    end = std::max(end, s.started + s.duration);
+    if (s.worker < 0 || s.worker >= most_lanes) continue;
+    end = std::max(end, ends(s));
     workers = std::max(workers, s.worker + 1);
   }
   if (workers == 0) return "<p>No step computed in this run (every step came from the cache or did not run).</p>\n";
@@ -105,12 +122,12 @@ std::string timeline_svg(const run_page_data& d) {
   for (int w = 0; w < workers; ++w)
     svg += fmt::format("<text x=\"4\" y=\"{:.1f}\">worker {}</text>\n", lane * w + 17, w);
   for (const auto& s : d.steps) {
-    if (s.worker < 0) continue;
+    if (s.worker < 0 || s.worker >= most_lanes) continue;
     svg += fmt::format(
         "<rect class=\"bar\" data-step=\"{0}\" x=\"{1:.2f}\" y=\"{2:.1f}\" width=\"{3:.2f}\" height=\"{4:.1f}\" "
         "fill=\"{5}\"><title>{0}: {6} from {7}</title></rect>\n",
-        xml_escape(s.name), x(s.started), lane * s.worker + 4, std::max(1.0, x(s.started + s.duration) - x(s.started)),
-        lane - 8, colour(s.status), seconds_text(s.duration), seconds_text(s.started));
+        xml_escape(s.name), x(s.started), lane * s.worker + 4, std::max(1.0, x(ends(s)) - x(s.started)), lane - 8,
+        colour(s.status), seconds_text(s.duration), seconds_text(s.started));
   }
   svg += fmt::format(
       "<text x=\"{:.0f}\" y=\"{:.0f}\">0 s</text><text x=\"{:.0f}\" y=\"{:.0f}\" text-anchor=\"end\">{}</text>\n", left,

@@ -130,7 +130,10 @@ void run_recorder::run_started(const run_start& run) {
   graph_ = &run.graph;
   run_id_ = std::string(run.run_id);
   params_.assign(run.params.begin(), run.params.end());
-  for (auto& [name, value] : params_) value = printable(value);
+  for (auto& [name, value] : params_) {
+    name = printable(name);
+    value = printable(value);
+  }
   row_.id = run_id_;
   row_.experiment = printable(run.experiment);
   row_.pipeline = printable(run.graph.name);
@@ -139,31 +142,34 @@ void run_recorder::run_started(const run_start& run) {
   row_.status = "running";
   row_.started = run.started;
   row_.heartbeat = run.started;
+  // A heartbeat of at least 100 ms: a zero or negative one would write in a loop.
+  options_.heartbeat = std::max(options_.heartbeat, std::chrono::milliseconds(100));
   row_.heartbeat_interval = options_.heartbeat;
   std::error_code ec;
-  row_.directory = printable(std::filesystem::current_path(ec).string());
+  directory_ = std::filesystem::current_path(ec).string();
+  row_.directory = printable(directory_);
   row_.version = PENSTOCK_VERSION_STRING;
   row_.steps = run.graph.nodes.size();
   thread_ = std::thread([this] { work(); });
 }
 
 void run_recorder::log(std::string_view step, std::size_t element, std::string_view line) {
-  log_row row{.step = std::string(step),
+  log_row row{.step = printable(step),
               .element = element == context::npos ? std::nullopt : std::optional<std::uint64_t>(element),
               .time = std::chrono::system_clock::now(),
               .line = printable(line)};
   const std::scoped_lock lock(mutex_);
-  logs_.push_back(std::move(row));
+  if (!failed_) logs_.push_back(std::move(row));  // after a failed write nothing drains them
 }
 
 void run_recorder::metric(std::string_view step, std::string_view name, double value, std::int64_t step_number) {
-  metric_row row{.step = std::string(step),
+  metric_row row{.step = printable(step),
                  .name = printable(name),
                  .value = value,
                  .step_number = step_number,
                  .time = std::chrono::system_clock::now()};
   const std::scoped_lock lock(mutex_);
-  metrics_.push_back(std::move(row));
+  if (!failed_) metrics_.push_back(std::move(row));
 }
 
 void run_recorder::finish(const run_report& report) {
@@ -181,7 +187,7 @@ void run_recorder::work() {
   std::unique_lock lock(mutex_);
   lock.unlock();
   // Off the run's threads: git, the workspace's opening, its first row.
-  git_state(row_.directory, row_);
+  git_state(directory_, row_);  // the directory as it is, not its printable form
   const process_facts me = this_process();
   row_.host = me.host;
   row_.pid = me.pid;
@@ -202,6 +208,22 @@ void run_recorder::work() {
     if (!failed_) (void)flush(lock, nullptr);
   }
   if (!failed_) (void)flush(lock, report_);
+  // Ended without finish(): the run threw past its steps. Failed, not running
+  // (it would show as crashed, then), with what it logged so far.
+  if (!failed_ && report_ == nullptr) {
+    run_row last;
+    last.status = "failed";
+    last.steps = row_.steps;
+    last.ended = std::chrono::system_clock::now();
+    lock.unlock();
+    try {
+      store_->write({.run = run_id_, .end = &last});
+    } catch (const std::exception&) {
+      // The run is going away with an exception of its own: this record's
+      // end is left to the heartbeat's staleness (crashed).
+    }
+    lock.lock();
+  }
 }
 
 bool run_recorder::flush(std::unique_lock<std::mutex>& lock, const run_report* end) {

@@ -57,6 +57,7 @@ class run_recorder final : public observer {
   run_observers& told_;
   const graph_description* graph_ = nullptr;
   std::string run_id_;
+  std::string directory_;  // the working directory, as the file system spells it
   digest structure_{};
   run_row row_;
   std::vector<std::pair<std::string, std::string>> params_;

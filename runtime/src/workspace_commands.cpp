@@ -29,6 +29,10 @@ namespace {
 
 using json = nlohmann::json;
 
+// What the workspace holds was made printable when it was written, but a
+// damaged or foreign file may hold any bytes: they become U+FFFD, never an exception.
+std::string dump(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace); }
+
 // ---- formatting ------------------------------------------------------------
 
 std::string local_time(sys_time t) {
@@ -179,7 +183,7 @@ void runs_command(workspace_store& store, const workspace_arguments& a, std::ost
   if (a.json) {
     json j = json::array();
     for (const auto& r : found) j.push_back(run_json(r));
-    out << j.dump(2) << '\n';
+    out << dump(j) << '\n';
     return;
   }
   if (found.empty()) {
@@ -255,7 +259,7 @@ void show_command(workspace_store& store, const workspace_arguments& a, std::ost
                               {"step_number", m.step_number},
                               {"time", utc_time(m.time)}});
     }
-    out << j.dump(2) << '\n';
+    out << dump(j) << '\n';
     return;
   }
   const auto d = run_duration(run);
@@ -347,7 +351,7 @@ void compare_command(workspace_store& store, const workspace_arguments& a, std::
       for (const auto& v : row) values.push_back(v ? json(*v) : json(nullptr));
       j["metrics"][name] = values;
     }
-    out << j.dump(2) << '\n';
+    out << dump(j) << '\n';
     return;
   }
   std::vector<std::vector<std::string>> rows;
@@ -398,7 +402,7 @@ void logs_command(workspace_store& store, const workspace_arguments& a, std::ost
                    {"time", utc_time(l.time)},
                    {"line", l.line}});
     }
-    out << j.dump(2) << '\n';
+    out << dump(j) << '\n';
     return;
   }
   for (const auto& l : lines) {
@@ -477,7 +481,7 @@ void lineage_command(workspace_store& store, const workspace_arguments& a, std::
            {"inputs", json::array()}};
     for (const auto& [from, d] : reads)
       j["inputs"].push_back({{"step", from}, {"digest", d ? json(d->hex()) : json(nullptr)}});
-    out << j.dump(2) << '\n';
+    out << dump(j) << '\n';
     return;
   }
   out << subject << (value ? ": value " + value->hex() : ": its value's digest is unknown (run without the cache)")

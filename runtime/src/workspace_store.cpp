@@ -148,6 +148,8 @@ std::shared_ptr<workspace_store> workspace_store::shared_for_writing(const fs::p
     // a connection is kept only while the schema is the one it opened.
     bool current = false;
     if (same && store->db_.opened_here()) {
+      // Under the store's own lock: a recorder of another run may be writing through it.
+      const std::scoped_lock writing(store->write_mutex_);
       try {
         current = store->db_.user_version() == schema_version;
       } catch (const cache_error&) {
@@ -178,7 +180,7 @@ std::unique_ptr<workspace_store> workspace_store::open_for_reading(const fs::pat
     if (std::string_view(e.what()).find("newer than") != std::string_view::npos) throw;
   }
   // Read-only: queries only, on a schema that needs no migration.
-  store->db_.open("file:" + file.string() + "?mode=ro", SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, busy_timeout);
+  store->db_.open(file.string(), SQLITE_OPEN_READONLY, busy_timeout);
   const std::int64_t version = store->db_.user_version();
   if (version != schema_version) {
     throw cache_error(
@@ -273,7 +275,7 @@ void workspace_store::write(const run_write& w) {
     db_.prepare(
            "INSERT INTO runs(id, experiment, pipeline, structure, status, started, heartbeat, heartbeat_interval, "
            "host, user, pid, pid_started, directory, git_commit, git_dirty, version, steps) "
-           "VALUES(?1, (SELECT id FROM experiments WHERE name = ?2), ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+           "VALUES(?1, (SELECT id FROM experiments WHERE name = ?2), ?3, ?4, ?5, ?6, ?17, ?7, ?8, ?9, ?10, ?11, ?12, "
            "?13, ?14, ?15, ?16)")
         .bind(1, run)
         .bind(2, std::string_view(r.experiment))
@@ -290,6 +292,7 @@ void workspace_store::write(const run_write& w) {
         .bind(13, std::string_view(r.git_commit))
         .bind(14, r.git_dirty ? std::optional<std::int64_t>(*r.git_dirty ? 1 : 0) : std::nullopt)
         .bind(15, std::string_view(r.version))
+        .bind(17, ns(std::chrono::system_clock::now()))  // its first heartbeat: now, not when it started
         .bind(16, static_cast<std::int64_t>(r.steps))
         .run();
     for (const auto& [name, value] : w.params) {
@@ -379,15 +382,18 @@ run_row workspace_store::read_run(const sqlite::query& q) const {
   return r;
 }
 
+// The columns read_run() reads, in its order: a run joined with its experiment.
+#define SELECT_RUNS                                                                                                 \
+  "SELECT r.id, e.name, r.pipeline, r.structure, r.status, r.started, r.ended, r.heartbeat, r.heartbeat_interval, " \
+  "r.host, r.user, r.pid, r.pid_started, r.directory, r.git_commit, r.git_dirty, r.version, r.exit_code, r.steps, " \
+  "r.computed, r.cached, r.failed FROM runs r JOIN experiments e ON e.id = r.experiment "
+
 std::vector<run_row> workspace_store::runs(const run_filter& filter) {
   // Newest first, read until `limit` runs pass the filters: the status one
   // applies to the status as shown (crashed is derived), the parameters'
   // per run; both after reading.
   static constexpr const char* sql =
-      "SELECT r.id, e.name, r.pipeline, r.structure, r.status, r.started, r.ended, r.heartbeat, r.heartbeat_interval, "
-      "r.host, r.user, r.pid, r.pid_started, r.directory, r.git_commit, r.git_dirty, r.version, r.exit_code, r.steps, "
-      "r.computed, r.cached, r.failed FROM runs r JOIN experiments e ON e.id = r.experiment "
-      "WHERE (?1 = '' OR e.name = ?1) AND (?2 = '' OR r.pipeline = ?2) ORDER BY r.started DESC, r.id DESC";
+      SELECT_RUNS "WHERE (?1 = '' OR e.name = ?1) AND (?2 = '' OR r.pipeline = ?2) ORDER BY r.started DESC, r.id DESC";
   std::vector<run_row> out;
   sqlite::transaction tx(db_, sqlite::transaction_kind::read);
   auto q = db_.prepare(sql);
@@ -409,17 +415,9 @@ std::vector<run_row> workspace_store::runs(const run_filter& filter) {
 }
 
 std::optional<run_row> workspace_store::find_run(std::string_view id) {
-  static constexpr const char* latest_sql =
-      "SELECT r.id, e.name, r.pipeline, r.structure, r.status, r.started, r.ended, r.heartbeat, r.heartbeat_interval, "
-      "r.host, r.user, r.pid, r.pid_started, r.directory, r.git_commit, r.git_dirty, r.version, r.exit_code, r.steps, "
-      "r.computed, r.cached, r.failed FROM runs r JOIN experiments e ON e.id = r.experiment "
-      "ORDER BY r.started DESC, r.id DESC LIMIT 1";
-  // A prefix: ids from it up to the next string that does not start with it.
-  static constexpr const char* prefix_sql =
-      "SELECT r.id, e.name, r.pipeline, r.structure, r.status, r.started, r.ended, r.heartbeat, r.heartbeat_interval, "
-      "r.host, r.user, r.pid, r.pid_started, r.directory, r.git_commit, r.git_dirty, r.version, r.exit_code, r.steps, "
-      "r.computed, r.cached, r.failed FROM runs r JOIN experiments e ON e.id = r.experiment "
-      "WHERE substr(r.id, 1, length(?1)) = ?1 ORDER BY r.id LIMIT 6";
+  static constexpr const char* latest_sql = SELECT_RUNS "ORDER BY r.started DESC, r.id DESC LIMIT 1";
+  // The ids that start with `id`: six at most, enough to say it is ambiguous.
+  static constexpr const char* prefix_sql = SELECT_RUNS "WHERE substr(r.id, 1, length(?1)) = ?1 ORDER BY r.id LIMIT 6";
   if (id.empty()) return std::nullopt;
   auto q = db_.prepare(id == "latest" ? latest_sql : prefix_sql);
   if (id != "latest") q.bind(1, id);
@@ -437,6 +435,8 @@ std::optional<run_row> workspace_store::find_run(std::string_view id) {
   if (found.empty()) return std::nullopt;
   return std::move(found.front());
 }
+
+#undef SELECT_RUNS
 
 std::vector<std::pair<std::string, std::string>> workspace_store::params(std::string_view run) {
   std::vector<std::pair<std::string, std::string>> out;
