@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs everything penstock needs to build, test and benchmark on Debian 12.
-# Idempotent: packages already present are skipped by apt-get. Run as root
-# (or with sudo available). Nothing is downloaded at build time.
+# Installs everything penstock needs to build, test and benchmark on Debian 12:
+# Debian's packages with apt-get (as root, or through sudo), and MLflow from
+# PyPI into a virtual environment under build/ (Debian's Python refuses
+# system-wide pip installs), for the test that sends runs to a real
+# `mlflow server`. Idempotent: what is present is skipped. Nothing is
+# downloaded at build time.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build pkg-config git
@@ -23,11 +27,22 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "install_deps: all ${#packages[@]} packages already installed"
-  exit 0
+else
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+  echo "install_deps: installing ${missing[*]}"
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
-echo "install_deps: installing ${missing[*]}"
-"${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+# MLflow, for tests/mlflow_roundtrip.sh (CMake's PENSTOCK_MLFLOW_VENV).
+mlflow_version=3.17.2
+venv=build/mlflow-venv
+if [[ -x $venv/bin/mlflow ]] && [[ $("$venv/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null) == "$mlflow_version" ]]; then
+  echo "install_deps: mlflow $mlflow_version already in $venv"
+else
+  echo "install_deps: installing mlflow $mlflow_version into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "mlflow==$mlflow_version"
+fi

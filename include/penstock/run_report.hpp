@@ -110,6 +110,11 @@ struct tracking_options {
   // A running run's record is refreshed this often; one not refreshed for
   // three times as long (its process was killed) shows as crashed.
   std::chrono::milliseconds heartbeat{std::chrono::seconds{5}};
+  // Also sent, once recorded, to the MLflow tracking server at this URI
+  // (http://HOST:PORT): the run, its parameters, metrics and tags, each
+  // step as a nested run. A server that cannot be reached or refuses it is
+  // a warning; `penstock export-mlflow RUN URI` sends it later.
+  std::string mlflow{};
 };
 
 struct run_options {
@@ -144,6 +149,7 @@ struct run_report {
   std::chrono::system_clock::time_point started{};
   // Every parameter's value as the run used it, formatted by its type.
   std::vector<std::pair<std::string, std::string>> params{};
+  std::string mlflow_url{};  // the run's page in MLflow, when tracking_options::mlflow sent it there
   std::string cache_note{};  // why the cache was not used, when it was asked for and could not be
   // What the run could not do but did without (observer::warning), in order.
   std::vector<std::string> warnings{};

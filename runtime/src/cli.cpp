@@ -1,6 +1,6 @@
 // The command line shared by every pipeline binary (CLI11):
 //   run [--param name=value]... [--threads N] [--quiet] [--no-cache] [--rerun STEP]... [--gpu auto|cuda|host]
-//       [--experiment NAME] [--no-record] [--trace FILE.json]
+//       [--experiment NAME] [--no-record] [--trace FILE.json] [--mlflow URI]
 //   runs | show | compare | logs | lineage    the recorded runs (workspace_commands.hpp)
 //   explain [--param name=value]... [--rerun STEP]...
 //   graph [--format dot|mermaid]
@@ -36,6 +36,7 @@
 #include "chrome_trace.hpp"
 #include "explain.hpp"
 #include "graph_format.hpp"
+#include "http_client.hpp"
 #include "run_state.hpp"
 #include "workspace_commands.hpp"
 #include "workspace_store.hpp"
@@ -144,7 +145,8 @@ struct run_arguments {
   std::string gpu = "auto";
   std::string experiment = "Default";
   bool no_record = false;
-  std::string trace;  // --trace FILE
+  std::string trace;   // --trace FILE
+  std::string mlflow;  // --mlflow URI
 };
 
 // With --quiet, no progress display is attached: the run's warnings still
@@ -174,6 +176,7 @@ run_options options_from(const graph_description& graph, const run_arguments& ar
   options.cache.rerun = args.rerun;
   options.tracking.enabled = !args.no_record;
   options.tracking.experiment = args.experiment;
+  options.tracking.mlflow = args.mlflow;
   if (args.gpu == "host") options.gpu = gpu_backend::host;
   if (args.gpu == "cuda") options.gpu = gpu_backend::cuda;
   return options;
@@ -197,6 +200,14 @@ int run_command(const graph_description& graph, const run_arguments& args) {
   const bool quiet = args.quiet;
   run_options options = options_from(graph, args);
   options.threads = allowed_threads(options.threads);
+  if (!args.mlflow.empty()) {
+    try {
+      (void)parse_http_uri(args.mlflow);
+    } catch (const std::invalid_argument& e) {
+      fmt::print(stderr, "error: --mlflow: MLflow tracking URI {}\n", e.what());
+      return 2;
+    }
+  }
   warning_printer warnings;
   if (quiet) options.observers.push_back(&warnings);
   run_outcome outcome;
@@ -240,6 +251,7 @@ int run_command(const graph_description& graph, const run_arguments& args) {
     return 1;
   }
   if (!quiet) fmt::print(stderr, "{}\n", report.summary());
+  if (!quiet && !report.mlflow_url.empty()) fmt::print(stderr, "in MLflow: {}\n", report.mlflow_url);
   return 0;
 }
 
@@ -279,7 +291,12 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
   run->add_option("-e,--experiment", args.experiment, "record the run in this experiment")
       ->type_name("NAME")
       ->capture_default_str();
-  run->add_flag("--no-record", args.no_record, "do not record the run in the workspace");
+  auto* no_record = run->add_flag("--no-record", args.no_record, "do not record the run in the workspace");
+  run->add_option("--mlflow", args.mlflow,
+                  "also send the recorded run to this MLflow tracking server (http://HOST:PORT); "
+                  "one that cannot be reached is a warning")
+      ->type_name("URI")
+      ->excludes(no_record);
   run->add_option("--trace", args.trace, "write the run as a Chrome trace (Perfetto, chrome://tracing)")
       ->type_name("FILE.json");
 

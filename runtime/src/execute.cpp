@@ -22,6 +22,7 @@
 #include "executor.hpp"
 #include "file_values.hpp"
 #include "gpu_runtime.hpp"
+#include "mlflow_export.hpp"
 #include "progress.hpp"
 #include "run_observers.hpp"
 #include "run_recorder.hpp"
@@ -63,6 +64,28 @@ std::vector<std::pair<std::string, std::string>> param_values(const graph_descri
     out.emplace_back(std::string(p.name), p.slot.format != nullptr ? p.slot.format(state.param_slots[i]) : "");
   }
   return out;
+}
+
+// tracking_options::mlflow: the recorded run, read back from its workspace, to MLflow.
+void send_to_mlflow(const run_options& options, run_report& report, const run_recorder* recorder, run_observers& told) {
+  const std::string& uri = options.tracking.mlflow;
+  if (recorder == nullptr || !recorder->recorded()) {
+    told.warning(fmt::format("run {} not sent to MLflow at {}: {}", report.run_id, uri,
+                             recorder == nullptr ? "tracking is off (MLflow is sent the recorded run)"
+                                                 : "it could not be recorded (see above)"));
+    return;
+  }
+  try {
+    const auto store = workspace_store::open_for_reading(workspace_of(options));
+    const auto run = store->find_run(report.run_id);
+    if (!run) throw mlflow_error("the run is not in its workspace");
+    const mlflow_sent sent = send_to_mlflow(*store, *run, uri);
+    report.mlflow_url = sent.url;
+    for (const auto& note : sent.notes) told.warning(fmt::format("MLflow: {}", note));
+  } catch (const std::exception& e) {
+    told.warning(fmt::format("run {} not sent to MLflow: {} (send it later: export-mlflow {} {})", report.run_id,
+                             e.what(), report.run_id, uri));
+  }
 }
 
 }  // namespace
@@ -186,6 +209,7 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
   // The record's last write, then everyone else's end of the run, with
   // every warning the run gave.
   if (recorder) recorder->finish(outcome.report);
+  if (!options.tracking.mlflow.empty()) send_to_mlflow(options, outcome.report, recorder ? &*recorder : nullptr, told);
   outcome.report.warnings = told.take_warnings();
   if (told.any()) told.run_finished(outcome.report);
   return outcome;

@@ -46,6 +46,8 @@ class run_recorder final : public observer {
   // The run's last write (its steps, lineage and status); waits for the
   // recorder's thread to end. Call once, before the report is handed on.
   void finish(const run_report& report);
+  // After finish(): whether every write went through (the run is in the workspace).
+  [[nodiscard]] bool recorded() const noexcept { return !failed_ && store_ != nullptr; }
 
  private:
   void work();

@@ -18,7 +18,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cache_store.hpp"
+#include "http_client.hpp"
 #include "metric_plot.hpp"
+#include "mlflow_export.hpp"
 #include "run_page.hpp"
 #include "text_file.hpp"
 #include "workspace_store.hpp"
@@ -384,6 +386,37 @@ void compare_command(workspace_store& store, const workspace_arguments& a, std::
   if (same != 0) out << "(" << same << " equal in every run not shown; --all shows them)\n";
 }
 
+void export_mlflow_command(workspace_store& store, const workspace_arguments& a, std::ostream& out) {
+  const run_row run = find(store, a.run);
+  try {
+    (void)parse_http_uri(a.target);
+  } catch (const std::invalid_argument& e) {
+    throw bad_argument(fmt::format("MLflow tracking URI {}", e.what()));
+  }
+  const mlflow_sent sent = send_to_mlflow(store, run, a.target, {.replace = a.all});
+  if (a.json) {
+    out << dump({{"run", run.id},
+                 {"mlflow_run", sent.run_id},
+                 {"experiment_id", sent.experiment_id},
+                 {"url", sent.url},
+                 {"already", sent.already},
+                 {"step_runs", sent.step_runs},
+                 {"metrics", sent.metrics},
+                 {"params", sent.params},
+                 {"requests", sent.requests},
+                 {"notes", sent.notes}})
+        << '\n';
+    return;
+  }
+  for (const auto& note : sent.notes) out << "note: " << note << '\n';
+  if (sent.already) {
+    out << fmt::format("run {} is already in MLflow as {} (--replace sends it again)\n", run.id, sent.url);
+  } else {
+    out << fmt::format("run {} sent to MLflow as {}: {} parameters, {} metric points, {} step runs ({} requests)\n",
+                       run.id, sent.url, sent.params, sent.metrics, sent.step_runs, sent.requests);
+  }
+}
+
 void logs_command(workspace_store& store, const workspace_arguments& a, std::ostream& out) {
   const run_row run = find(store, a.run);
   if (!a.target.empty()) {
@@ -551,17 +584,22 @@ workspace_commands add_workspace_commands(CLI::App& app) {
   c.lineage->add_option("target", a.target, "a step of the run, or a value's digest (a prefix of 6 or more hex digits)")
       ->required();
   common(c.lineage);
+
+  c.export_mlflow = app.add_subcommand(
+      "export-mlflow", "send a run to an MLflow tracking server: parameters, metrics, tags, step runs nested");
+  c.export_mlflow->add_option("run", a.run, "a run id, a unique prefix of one, or latest")->required();
+  c.export_mlflow->add_option("uri", a.target, "the tracking server, http://HOST:PORT")->required();
+  c.export_mlflow->add_flag("--replace", a.all, "send it again when it is there (the old one is deleted there)");
+  common(c.export_mlflow);
   return c;
 }
 
 std::optional<int> run_workspace_command(const workspace_commands& c, const std::filesystem::path& default_workspace,
                                          std::ostream& out, std::ostream& err) {
   using command = void (*)(workspace_store&, const workspace_arguments&, std::ostream&);
-  const std::pair<CLI::App*, command> commands[] = {{c.runs, runs_command},
-                                                    {c.show, show_command},
-                                                    {c.compare, compare_command},
-                                                    {c.logs, logs_command},
-                                                    {c.lineage, lineage_command}};
+  const std::pair<CLI::App*, command> commands[] = {
+      {c.runs, runs_command}, {c.show, show_command},       {c.compare, compare_command},
+      {c.logs, logs_command}, {c.lineage, lineage_command}, {c.export_mlflow, export_mlflow_command}};
   for (const auto& [app, run] : commands) {
     if (app == nullptr || !app->parsed()) continue;
     const std::filesystem::path file =

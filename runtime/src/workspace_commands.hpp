@@ -9,6 +9,8 @@
 //                                 or one metric of each run in one plot
 //   logs RUN [STEP]               the lines its steps logged
 //   lineage RUN STEP|DIGEST       who produced a value and who read it, across runs
+//   export-mlflow RUN URI [--replace]
+//                                 send the run to an MLflow tracking server (mlflow_export.hpp)
 // Each takes --json and --workspace FILE; RUN is an id, a unique prefix of
 // one, or `latest`. Private to the runtime.
 #pragma once
@@ -36,11 +38,11 @@ struct workspace_arguments {
   std::size_t limit = 20;
   std::string run;                // show, logs, lineage
   std::vector<std::string> runs;  // compare
-  std::string target;             // logs: a step; lineage: a step or a digest prefix
-  bool all = false;
-  std::string plot;  // show, compare: the metric to draw
-  std::string out;   // where the plot goes
-  std::string html;  // show: where the page goes
+  std::string target;             // logs: a step; lineage: a step or a digest prefix; export-mlflow: the URI
+  bool all = false;               // compare --all; export-mlflow --replace
+  std::string plot;               // show, compare: the metric to draw
+  std::string out;                // where the plot goes
+  std::string html;               // show: where the page goes
 };
 
 struct workspace_commands {
@@ -49,6 +51,7 @@ struct workspace_commands {
   CLI::App* compare = nullptr;
   CLI::App* logs = nullptr;
   CLI::App* lineage = nullptr;
+  CLI::App* export_mlflow = nullptr;
   // CLI11 keeps references to bound variables: they live here, shared.
   std::shared_ptr<workspace_arguments> args;
 };
@@ -57,7 +60,8 @@ struct workspace_commands {
 
 // Runs the parsed workspace command, if one was parsed, on its --workspace
 // or `default_workspace`. Exit codes: 0 answered; 1 no such run or step, or
-// the workspace cannot be read (a message on `err`); 2 a bad argument.
+// the workspace cannot be read, or MLflow did not take the run (a message
+// on `err`); 2 a bad argument.
 [[nodiscard]] std::optional<int> run_workspace_command(const workspace_commands& commands,
                                                        const std::filesystem::path& default_workspace,
                                                        std::ostream& out, std::ostream& err);
