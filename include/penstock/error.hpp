@@ -62,6 +62,20 @@ struct gpu_context_in_cpu_step;
 template <fixed_string Step, class Expected, class Fallback>
 struct gpu_fallback_signature_mismatch;
 
+// Argument `Position` (0-based) of command `Step` has type `Given`, which a
+// command line cannot carry. Fix: pass a literal (a string or a number), a
+// node or parameter of ps::file, ps::directory, std::string,
+// std::filesystem::path, bool or a number, ps::source, ps::output_file or
+// ps::output_dir; convert other values in a step first.
+template <fixed_string Step, std::size_t Position, class Given>
+struct command_argument_not_supported;
+
+// Command `Step` declares no output, so its node would have no value.
+// Fix: declare what it writes with ps::output_file("name") or
+// ps::output_dir("name") among its arguments.
+template <fixed_string Step>
+struct command_without_output;
+
 }  // namespace penstock::error
 
 namespace penstock::detail {

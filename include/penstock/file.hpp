@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -139,8 +140,19 @@ template <class T>
 inline constexpr bool is_path_value_v = std::is_base_of_v<detail::path_value, T>;
 
 namespace detail {
-// Standard containers of ps::file / ps::directory: their files are keyed by
-// content but not stored, so a step returning one is not cached.
+// A tuple or pair of ps::file / ps::directory values (a command's several
+// outputs): each is stored and restored like a whole ps::file result.
+template <class T>
+struct path_tuple : std::false_type {};
+template <class... T>
+struct path_tuple<std::tuple<T...>> : std::bool_constant<sizeof...(T) != 0 && (is_path_value_v<T> && ...)> {};
+template <class A, class B>
+struct path_tuple<std::pair<A, B>> : std::bool_constant<is_path_value_v<A> && is_path_value_v<B>> {};
+template <class T>
+inline constexpr bool path_tuple_v = path_tuple<T>::value;
+
+// Other standard containers of ps::file / ps::directory: their files are
+// keyed by content but not stored, so a step returning one is not cached.
 template <class T>
 struct holds_path_values : std::bool_constant<is_path_value_v<T>> {};
 template <class T, class A>
@@ -150,8 +162,10 @@ struct holds_path_values<std::optional<T>> : holds_path_values<T> {};
 template <class A, class B>
 struct holds_path_values<std::pair<A, B>>
     : std::bool_constant<holds_path_values<A>::value || holds_path_values<B>::value> {};
+template <class... T>
+struct holds_path_values<std::tuple<T...>> : std::bool_constant<(holds_path_values<T>::value || ...)> {};
 template <class T>
-inline constexpr bool nested_path_values_v = holds_path_values<T>::value && !is_path_value_v<T>;
+inline constexpr bool nested_path_values_v = holds_path_values<T>::value && !is_path_value_v<T> && !path_tuple_v<T>;
 }  // namespace detail
 
 namespace detail::r1 {

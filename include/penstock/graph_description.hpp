@@ -22,11 +22,13 @@ namespace penstock {
 class gpu_memory_resource;
 namespace detail {
 class path_value;
-}
+struct command_spec;
+}  // namespace detail
 
 enum class node_kind : std::uint8_t {
-  step,  // one task
-  map,   // one node, one task per element of its input vector
+  step,     // one task
+  map,      // one node, one task per element of its input vector
+  command,  // a program run as a process (ps::command): `command` describes it
 };
 
 enum class input_kind : std::uint8_t {
@@ -72,9 +74,12 @@ struct slot_functions {
   // enqueued on `stream`, and returns true; false, `to` left empty, for a
   // value already in device memory. Null for other types.
   bool (*upload)(const void* from, void* to, gpu_memory_resource& memory, CUstream_st* stream) = nullptr;
-  // For ps::file and ps::directory values: the value in the slot, which the
-  // runtime hashes, stores and restores. Null for other types.
-  detail::path_value* (*path_value)(void* slot) noexcept = nullptr;
+  // For ps::file and ps::directory values, and tuples and pairs of them: the
+  // path_value_count values in the slot (index `i`), which the runtime
+  // hashes, stores and restores; null when the slot is empty. Null for other
+  // types.
+  detail::path_value* (*path_value)(void* slot, std::size_t i) noexcept = nullptr;
+  std::size_t path_value_count = 0;
 };
 
 struct param_description {
@@ -106,8 +111,10 @@ struct node_description {
   // Runs the step once. inputs[j] is the slot of input j (null for
   // constants); may_move[j] says the value may be moved from (this is its
   // last consumer). Writes the result into `output`. Throws on failure.
+  // Null for a command, which the runtime runs itself from `command`.
   void (*run)(const void* step, void* const* inputs, const bool* may_move, void* output, context& ctx) = nullptr;
   slot_functions slot;
+  const detail::command_spec* command = nullptr;  // for node_kind::command
 };
 
 struct graph_description {

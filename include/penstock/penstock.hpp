@@ -3,6 +3,7 @@
 //   namespace ps = penstock;
 #pragma once
 
+#include <penstock/command.hpp>
 #include <penstock/context.hpp>
 #include <penstock/device_vector.hpp>
 #include <penstock/error.hpp>

@@ -121,6 +121,9 @@ struct run_options {
   // 0: one per core. More than oneTBB allows (the cores, or a
   // tbb::global_control limit): that many, said in the run's warnings.
   std::size_t threads = 0;
+  // How many command steps (ps::command) run at once; 0: one per core.
+  // Their processes do not hold a thread while they run.
+  std::size_t max_processes = 0;
   progress_mode progress = progress_mode::none;
   // name=value pairs, parsed by each parameter's type. The `{}` keeps g++'s
   // -Wmissing-field-initializers quiet for run({.threads = 2}).

@@ -28,6 +28,10 @@ std::string timeout_message(const node_description& node) {
 
 void executor::attempt(const node_description& node, input_list& inputs, void* output, step_report& report,
                        element_cache_hook* elements, CUstream_st* stream) {
+  if (node.kind == node_kind::command) {
+    attempt_command(node, inputs, output, report);
+    return;
+  }
   const std::uint32_t retries = node.kind == node_kind::map ? 0 : node.options.retries;
   for (;;) {
     ++report.attempts;
@@ -115,17 +119,19 @@ bool executor::recompute(std::uint32_t q) {
 
 void executor::check_files(const node_description& node, void* output) const {
   if (node.slot.path_value == nullptr) return;
-  path_value* value = node.slot.path_value(output);
-  if (value == nullptr) return;
-  try {
-    if (cache_ != nullptr) {
-      value->set_contents(hash_tree(value->kind(), value->path(), &cache_->store()));
-    } else {
-      check_readable(value->kind(), value->path());
+  for (std::size_t k = 0; k < node.slot.path_value_count; ++k) {
+    path_value* value = node.slot.path_value(output, k);
+    if (value == nullptr) return;
+    try {
+      if (cache_ != nullptr) {
+        value->set_contents(hash_tree(value->kind(), value->path(), &cache_->store()));
+      } else {
+        check_readable(value->kind(), value->path());
+      }
+    } catch (const file_error& e) {
+      throw file_error(fmt::format("it returned a {} that cannot be read: {}",
+                                   value->kind() == path_kind::file ? "ps::file" : "ps::directory", e.what()));
     }
-  } catch (const file_error& e) {
-    throw file_error(fmt::format("it returned a {} that cannot be read: {}",
-                                 value->kind() == path_kind::file ? "ps::file" : "ps::directory", e.what()));
   }
 }
 

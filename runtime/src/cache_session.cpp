@@ -1,5 +1,6 @@
 #include "cache_session.hpp"
 
+#include "command_keys.hpp"
 #include "file_values.hpp"
 
 #include <unistd.h>
@@ -39,8 +40,15 @@ std::optional<digest> code_fingerprint(const node_description& node) noexcept {
   return source_fingerprint_of(node.options.source_file);
 }
 
+node_code code_of(const node_description& node, cache_store* stats) {
+  if (node.kind != node_kind::command) return {.code = code_fingerprint(node)};
+  command_fingerprint f = fingerprint_command(*node.command, stats);
+  return {.code = f.digest_of_all, .command_parts = std::move(f.parts), .unkeyable = std::move(f.error)};
+}
+
 std::optional<digest> step_key(const node_description& node, std::span<const std::optional<digest>> inputs,
                                const std::optional<digest>& code) {
+  if (node.kind == node_kind::command && !code) return std::nullopt;  // its program or a source is unreadable
   hasher h;
   h.update(std::string_view("penstock step key v1")).update(node.identity);
   h.update_value(static_cast<std::uint8_t>(code.has_value()));
@@ -56,7 +64,7 @@ std::optional<digest> step_key(const node_description& node, std::span<const std
 
 std::string key_parts(const graph_description& graph, std::uint32_t i, const run_state& state,
                       std::span<const std::optional<digest>> inputs, const std::optional<digest>& code,
-                      const std::optional<digest>& output) {
+                      const std::optional<digest>& output, std::string_view command_parts) {
   const node_description& node = graph.nodes[i];
   const auto hex = [](const std::optional<digest>& d) {
     return d ? nlohmann::json(d->hex()) : nlohmann::json(nullptr);
@@ -67,6 +75,7 @@ std::string key_parts(const graph_description& graph, std::uint32_t i, const run
   parts["code"] = hex(code);
   parts["source"] = printable(node.options.source_file);
   parts["output"] = hex(output);
+  if (!command_parts.empty()) parts["command"] = nlohmann::json::parse(command_parts, nullptr, false);
   auto& list = parts["inputs"] = nlohmann::json::array();
   for (std::size_t j = 0; j < node.inputs.size(); ++j) {
     const auto& in = node.inputs[j];
@@ -248,7 +257,12 @@ cache_session::cache_session(const graph_description& graph, run_state& state, c
       nodes_(std::make_unique<node_state[]>(graph.nodes.size())),
       started_(std::chrono::system_clock::now()) {
   code_.reserve(graph.nodes.size());
-  for (const auto& node : graph.nodes) code_.push_back(code_fingerprint(node));
+  command_parts_.resize(graph.nodes.size());
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    node_code c = code_of(graph.nodes[i], store_.get());
+    code_.push_back(c.code);
+    command_parts_[i] = std::move(c.command_parts);
+  }
   plan();
 }
 
@@ -371,8 +385,8 @@ bool cache_session::materialize(std::uint32_t p, const std::function<bool(std::u
                                       ? load_contiguous(*store_, node.slot, *me.key, slot, node.output_type)
                                       : store_->load(*me.key, [&](std::istream& in) { node.slot.load(slot, in); });
       if (loaded.hit() && loaded.entry.content == *content_[p]) {
-        if (node.slot.path_value == nullptr) return true;
-        restore_files(*store_, *node.slot.path_value(slot));  // a cache_error: a reported miss, below
+        for (std::size_t k = 0; k < node.slot.path_value_count; ++k)
+          restore_files(*store_, *node.slot.path_value(slot, k));  // a cache_error: a reported miss, below
         return true;
       }
       if (!loaded.hit()) {
@@ -408,14 +422,15 @@ std::optional<digest> cache_session::put(std::uint32_t i) {
   keeper_.remove(&me.lease);
   // A file or directory: its bytes first, so that an entry never names
   // files the cache does not have.
-  path_value* files = node.slot.path_value != nullptr ? node.slot.path_value(state_.node_slots[i]) : nullptr;
-  if (files != nullptr) store_files(*store_, *files, run_id_);
+  for (std::size_t k = 0; k < node.slot.path_value_count; ++k)
+    store_files(*store_, *node.slot.path_value(state_.node_slots[i], k), run_id_);
   const put_result put = store_->put(
       *me.key, [&](std::ostream& out) { return node.slot.save(slot, out); },
       put_info{.type = type_fingerprint(node), .run_id = run_id_}, me.lease.held() ? &me.lease : nullptr);
   // Handed on as its read-only copy in the cache, as on a hit, so that the
   // run's output directory can go.
-  if (files != nullptr) restore_files(*store_, *files);
+  for (std::size_t k = 0; k < node.slot.path_value_count; ++k)
+    restore_files(*store_, *node.slot.path_value(state_.node_slots[i], k));
   return put.content;
 }
 
@@ -523,12 +538,13 @@ void cache_session::record(const run_report& report) {
     // `explain` compares with the last run that produced each step.
     if (step.status != step_status::succeeded) continue;
     const auto inputs = input_digests(node, content_, param_digests_);
-    records.push_back(step_record{.pipeline = std::string(graph_.name),
-                                  .step = std::string(node.name),
-                                  .key = *me.key,
-                                  .components = key_parts(graph_, i, state_, inputs, code_[i], content_[i]),
-                                  .run_id = run_id_,
-                                  .when = std::chrono::system_clock::now()});
+    records.push_back(
+        step_record{.pipeline = std::string(graph_.name),
+                    .step = std::string(node.name),
+                    .key = *me.key,
+                    .components = key_parts(graph_, i, state_, inputs, code_[i], content_[i], command_parts_[i]),
+                    .run_id = run_id_,
+                    .when = std::chrono::system_clock::now()});
   }
   run_record run{.run_id = run_id_,
                  .pipeline = std::string(graph_.name),

@@ -46,6 +46,18 @@ namespace penstock::detail::r1 {
 // A node's key: identity, code fingerprint and input digests. nullopt when
 // an input's digest is unknown (an output that cannot be hashed, or a
 // parameter that cannot be serialized).
+// What a node's key takes beyond its identity and inputs, found when a run
+// starts: a step's code fingerprint; a command's program, sources and
+// environment (command_keys.hpp), their parts as JSON for `explain`, or
+// why they could not be read (the command then runs uncached, and fails
+// saying so if it cannot start).
+struct node_code {
+  std::optional<digest> code;
+  std::string command_parts{};
+  std::string unkeyable{};
+};
+[[nodiscard]] node_code code_of(const node_description& node, cache_store* stats);
+
 [[nodiscard]] std::optional<digest> step_key(const node_description& node,
                                              std::span<const std::optional<digest>> inputs,
                                              const std::optional<digest>& code);
@@ -55,7 +67,7 @@ namespace penstock::detail::r1 {
 // input's kind, name, digest (and a parameter's value).
 [[nodiscard]] std::string key_parts(const graph_description& graph, std::uint32_t i, const run_state& state,
                                     std::span<const std::optional<digest>> inputs, const std::optional<digest>& code,
-                                    const std::optional<digest>& output);
+                                    const std::optional<digest>& output, std::string_view command_parts = {});
 
 // Each parameter's content digest (nullopt when its type cannot be hashed).
 [[nodiscard]] std::vector<std::optional<digest>> param_digests(const graph_description& graph, const run_state& state);
@@ -216,6 +228,7 @@ class cache_session {
   std::string run_id_;
   std::vector<std::optional<digest>> param_digests_;
   std::vector<std::optional<digest>> code_;
+  std::vector<std::string> command_parts_;  // per node; empty but for commands
   std::vector<bool> forced_;  // run_options::cache.rerun and their dependents
   // Each node's output content digest, for its dependents' keys: written by
   // the node's own task before it counts its consumers down.

@@ -1,5 +1,6 @@
 // The command line shared by every pipeline binary (CLI11):
-//   run [--param name=value]... [--threads N] [--quiet] [--no-cache] [--rerun STEP]... [--gpu auto|cuda|host]
+//   run [--param name=value]... [--threads N] [--max-processes N] [--quiet] [--no-cache] [--rerun STEP]... [--gpu
+//   auto|cuda|host]
 //       [--experiment NAME] [--no-record] [--trace FILE.json] [--mlflow URI]
 //   runs | show | compare | logs | lineage    the recorded runs (workspace_commands.hpp)
 //   explain [--param name=value]... [--rerun STEP]...
@@ -139,6 +140,7 @@ std::size_t allowed_threads(std::size_t requested) {
 struct run_arguments {
   std::vector<std::string> params;
   std::size_t threads = 0;
+  std::size_t max_processes = 0;
   bool quiet = false;
   bool no_cache = false;
   std::vector<std::string> rerun;
@@ -169,6 +171,7 @@ void record_exit_code(const run_options& options, const std::string& run_id, int
 run_options options_from(const graph_description& graph, const run_arguments& args) {
   run_options options;
   options.threads = args.threads;
+  options.max_processes = args.max_processes;
   options.progress = args.quiet ? progress_mode::none : progress_mode::automatic;
   options.params = split_params(args.params);
   check_step_names(graph, args.rerun);
@@ -280,6 +283,9 @@ int main(const graph_description& graph, int argc, const char* const* argv) {
       app.add_subcommand("run", "run the pipeline; steps whose inputs and code are unchanged come from the cache");
   run->add_option("-p,--param", args.params, "set a parameter, as name=value (repeatable)")->type_name("NAME=VALUE");
   run->add_option("-j,--threads", args.threads, "worker threads (default: one per core)")->check(CLI::Range(1, 4096));
+  run->add_option("--max-processes", args.max_processes,
+                  "command steps (ps::command) running at once (default: one per core)")
+      ->check(CLI::Range(1, 65536));
   run->add_flag("-q,--quiet", args.quiet, "no progress or summary; outputs and errors only");
   run->add_flag("--no-cache", args.no_cache, "run every step; read and write nothing in the cache");
   run->add_option("--gpu", args.gpu,

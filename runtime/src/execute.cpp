@@ -39,12 +39,13 @@ void remove_unless_referenced(const graph_description& graph, run_state& state, 
   const std::string prefix = base.string() + "/";
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
     const auto& slot = graph.nodes[i].slot;
-    if (slot.path_value == nullptr) continue;
-    const path_value* value = slot.path_value(state.node_slots[i]);
-    if (value == nullptr) continue;
-    std::error_code ec;
-    const std::string where = std::filesystem::absolute(value->raw_path(), ec).string();
-    if (where.compare(0, prefix.size(), prefix) == 0) return;
+    for (std::size_t k = 0; k < slot.path_value_count; ++k) {
+      const path_value* value = slot.path_value(state.node_slots[i], k);
+      if (value == nullptr) break;
+      std::error_code ec;
+      const std::string where = std::filesystem::absolute(value->raw_path(), ec).string();
+      if (where.compare(0, prefix.size(), prefix) == 0) return;
+    }
   }
   std::error_code ec;
   std::filesystem::remove_all(base, ec);

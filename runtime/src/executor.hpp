@@ -22,6 +22,7 @@
 #include <penstock/detail/runtime_api.hpp>
 
 #include "cache_session.hpp"
+#include "command_steps.hpp"
 #include "gpu_runtime.hpp"
 #include "run_observers.hpp"
 #include "run_state.hpp"
@@ -106,11 +107,12 @@ class executor {
     bool* may_move = inline_moves;
   };
 
-  enum class consumers : std::uint8_t { all, gpu, cpu };
+  enum class consumers : std::uint8_t { all, gpu, cpu, none };
 
   struct node_result {
     bool ok = false;     // succeeded (so far, for an asynchronous GPU step)
-    bool async = false;  // a GPU step still running on the device: finish_gpu() completes it
+    bool async = false;  // a GPU step still running on the device (finish_gpu() completes it), or a
+                         // command whose process runs (finish_command())
   };
 
   // What the host callback of an asynchronous GPU step is given.
@@ -183,6 +185,25 @@ class executor {
   // The part of an asynchronous GPU step that needs its work done.
   void finish_gpu(std::uint32_t i);
 
+  // --- command_steps.cpp ---
+  // Starts command step i's first attempt; the rest happens in
+  // finish_command. Returns a failed result at once when the command cannot
+  // be prepared (an input that cannot be named, its program not found).
+  node_result start_command(std::uint32_t i, step_clock::ticks start, const input_list& inputs, step_report& report);
+  // The part of a command step that needs its process done: its value, the
+  // check of its files, its cache entry, its consumers.
+  void finish_command(std::uint32_t i);
+  // A command run outside the schedule (recompute), waiting for it here.
+  void attempt_command(const node_description& node, const input_list& inputs, void* output, step_report& report);
+  // Fills `run` from the inputs; false, `run.error` saying why, if it cannot.
+  bool prepare_command(const node_description& node, const input_list& inputs, command_run& run) const;
+  // The next attempt's request, in a fresh directory (throws file_error).
+  process_request next_attempt(const node_description& node, command_run& run) const;
+  // Judges an ended attempt: true when the command is done (succeeded, or
+  // failed for good), false when it was submitted again.
+  bool judge_attempt(const node_description& node, command_run& run, const process_outcome& outcome,
+                     bool may_retry);
+
   const graph_description& graph_;
   run_state& state_;
   cache_session* cache_;  // null: caching off
@@ -219,6 +240,11 @@ class executor {
   std::vector<step_report> reports_;
   std::atomic<std::size_t> finished_{0};
   tbb::task_group tasks_;
+  // Command steps: their runs (one per node, made when it starts) and the
+  // run's process supervisor, last so that it is destroyed (its thread
+  // joined) first.
+  std::vector<std::unique_ptr<command_run>> command_runs_;
+  std::unique_ptr<process_supervisor> processes_;
 };
 
 }  // namespace penstock::detail::r1

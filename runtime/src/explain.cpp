@@ -12,6 +12,7 @@
 
 #include "cache_session.hpp"
 #include "cache_store.hpp"
+#include "command_keys.hpp"
 #include "file_values.hpp"
 #include "run_state.hpp"
 
@@ -24,6 +25,10 @@ namespace {
 std::string miss_reason(const nlohmann::json& now, const nlohmann::json* before) {
   if (before == nullptr) return "no earlier run of this step in this cache";
   const auto& was = *before;
+  if (now.contains("command")) {
+    std::string changed = command_change(was.value("command", nlohmann::json()), now["command"]);
+    if (!changed.empty()) return changed;
+  }
   if (was.value("version", 0u) != now.value("version", 0u))
     return fmt::format("version changed: {} -> {}", was.value("version", 0u), now.value("version", 0u));
   if (was["code"] != now["code"]) {
@@ -88,12 +93,15 @@ std::vector<step_explanation> explain(const graph_description& graph, const run_
                           ? std::string(graph.nodes[in.index].name)
                           : fmt::format("parameter '{}' (not serializable)", graph.params[in.index].name);
     }
-    const auto code = code_fingerprint(node);
+    const node_code found_code = code_of(node, &store);
+    const auto& code = found_code.code;
     const auto key = step_key(node, inputs, code);
     if (node.options.cache == cache_policy::never) {
       e.reason = "always runs (.cache(ps::never))";
     } else if (!node.cacheable) {
       e.reason = "always runs (a constant argument cannot be hashed)";
+    } else if (!found_code.unkeyable.empty()) {
+      e.reason = fmt::format("always runs: {}", found_code.unkeyable);
     } else if (forced[i]) {
       e.reason = "--rerun of this step or of a step it depends on";
     } else if (!key) {
@@ -111,7 +119,8 @@ std::vector<step_explanation> explain(const graph_description& graph, const run_
         e.hit = true;
         content[i] = found.entry.content;
       } else {
-        const auto now = nlohmann::json::parse(key_parts(graph, i, state, inputs, code, std::nullopt));
+        const auto now =
+            nlohmann::json::parse(key_parts(graph, i, state, inputs, code, std::nullopt, found_code.command_parts));
         const auto it = last.find(node.name);
         e.reason = miss_reason(now, it == last.end() ? nullptr : &it->second);
       }

@@ -260,7 +260,7 @@ void seal_file_params(const graph_description& graph, run_state& state, cache_st
   for (std::size_t i = 0; i < graph.params.size(); ++i) {
     const auto& p = graph.params[i];
     if (p.slot.path_value == nullptr) continue;
-    path_value* value = p.slot.path_value(state.param_slots[i]);
+    path_value* value = p.slot.path_value(state.param_slots[i], 0);
     if (value == nullptr) continue;
     try {
       if (stats != nullptr) {

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -123,6 +124,12 @@ executor::executor(const graph_description& graph, const schedule& plan, run_sta
     gpu_started_.resize(n);
     for (std::uint32_t i = 0; i < n; ++i) wakeups_[i] = {this, i};
   }
+  if (std::any_of(graph.nodes.begin(), graph.nodes.end(), [](const auto& d) { return d.kind == node_kind::command; })) {
+    command_runs_.resize(n);
+    const std::size_t most =
+        options.max_processes != 0 ? options.max_processes : std::max(1u, std::thread::hardware_concurrency());
+    processes_ = std::make_unique<process_supervisor>(most, stop_, &told_);
+  }
 }
 
 void executor::run(std::size_t threads) {
@@ -160,7 +167,11 @@ void executor::run_from(std::uint32_t i) {
   for (;;) {
     const node_result result = run_node(i, now, worker);
     // Still running on the device: only GPU consumers start now.
-    const std::uint32_t next = count_down(i, result.ok, result.async ? consumers::gpu : consumers::all);
+    // A command still running: none.
+    const std::uint32_t next = count_down(i, result.ok,
+                                          !result.async                                ? consumers::all
+                                          : graph_.nodes[i].kind == node_kind::command ? consumers::none
+                                                                                       : consumers::gpu);
     if (next == none) break;
     i = next;
   }
@@ -170,6 +181,7 @@ void executor::run_from(std::uint32_t i) {
 
 std::uint32_t executor::count_down(std::uint32_t i, bool ok, consumers which) {
   std::uint32_t next = none;
+  if (which == consumers::none) return next;
   const std::uint32_t end = plan_.consumer_begin[i + 1];
   for (std::uint32_t c = plan_.consumer_begin[i]; c < end; ++c) {
     const std::uint32_t s = plan_.consumers[c];
@@ -254,6 +266,7 @@ executor::node_result executor::run_node(std::uint32_t i, step_clock::ticks& now
     finish_uncomputed(i, report);
     return {};
   }
+  if (node.kind == node_kind::command) return start_command(i, start, inputs, report);
   {
     // A CPU step reads GPU values whose work is done: copied on their own stream.
     const completed_copies scope(gpu_async_ && !on_gpu(i) ? gpu_ : nullptr);

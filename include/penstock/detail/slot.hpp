@@ -4,6 +4,7 @@
 // null for types that cannot be serialized.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <istream>
@@ -13,6 +14,7 @@
 #include <ostream>
 #include <span>
 #include <string>
+#include <tuple>
 
 #include <penstock/detail/format_value.hpp>
 #include <penstock/detail/gpu_arguments.hpp>
@@ -46,10 +48,18 @@ slot_functions slot_functions_for() {
     };
   }
   if constexpr (is_path_value_v<T>) {
-    f.path_value = [](void* slot) noexcept -> path_value* {
+    f.path_value = [](void* slot, std::size_t) noexcept -> path_value* {
       auto& value = *static_cast<std::optional<T>*>(slot);
       return value ? &*value : nullptr;
     };
+    f.path_value_count = 1;
+  } else if constexpr (path_tuple_v<T>) {
+    f.path_value = [](void* slot, std::size_t i) noexcept -> path_value* {
+      auto& value = *static_cast<std::optional<T>*>(slot);
+      if (!value) return nullptr;
+      return std::apply([i](auto&... v) { return std::array<path_value*, std::tuple_size_v<T>>{&v...}[i]; }, *value);
+    };
+    f.path_value_count = std::tuple_size_v<T>;
   }
   if constexpr (value_traits<T>::cacheable) {
     f.hash = [](const void* slot) { return value_traits<T>::hash(**static_cast<const std::optional<T>*>(slot)); };

@@ -1,0 +1,98 @@
+// process_supervisor: runs a run's command steps as processes, off the
+// oneTBB workers. One thread per run spawns each (posix_spawn, no shell, its
+// own process group, stdin from /dev/null), reads its stdout and stderr
+// while it runs (poll on the pipes and a pidfd), forwards each line to the
+// step's log and each `penstock:metric` line to its metrics, and ends it on
+// a timeout or when the run is stopped: SIGTERM to the group, SIGKILL after
+// the grace period. When the leader exits, the rest of its group is killed,
+// so no child it left behind survives the step. At most `max_processes`
+// run at once; the others wait in order of submission. Private to the
+// runtime.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <penstock/context.hpp>
+
+namespace penstock::detail::r1 {
+
+struct process_request {
+  std::string step;  // the step's name, for its log lines and metrics
+  std::filesystem::path program;
+  std::vector<std::string> argv;         // argv[0] as written
+  std::vector<std::string> environment;  // NAME=value, all of it
+  std::filesystem::path directory;       // its working directory
+  std::chrono::nanoseconds timeout{0};   // from when it starts; 0: none
+  std::chrono::nanoseconds grace{std::chrono::seconds(5)};
+};
+
+struct process_outcome {
+  enum class ending : std::uint8_t { exited, signaled, timed_out, cancelled, not_started };
+  ending how = ending::not_started;
+  int code = 0;                            // exit status, when exited
+  int signal = 0;                          // the signal that ended it, when signaled
+  bool started = false;                    // it was spawned
+  bool killed = false;                     // it outlived SIGTERM and was sent SIGKILL
+  std::string error{};                     // why it did not start
+  std::vector<std::string> stderr_tail{};  // its last stderr lines (at most tail_lines)
+  std::uint64_t lines_not_logged = 0;      // over the log limit
+};
+
+class process_supervisor {
+ public:
+  static constexpr std::size_t tail_lines = 20;
+  // What one command forwards to the log, in bytes; past it, lines are
+  // counted (the stderr tail is still kept).
+  static constexpr std::size_t log_limit = std::size_t{4} << 20;
+
+  // `sink` gets the log lines and metrics (thread-safe); `stop` ends every
+  // command and refuses new ones.
+  process_supervisor(std::size_t max_processes, const std::atomic<bool>* stop, log_sink* sink);
+  ~process_supervisor();
+  process_supervisor(const process_supervisor&) = delete;
+  process_supervisor& operator=(const process_supervisor&) = delete;
+
+  // Starts the command when a slot is free; `done` is called once, on the
+  // supervisor's thread, when it has ended (or could not start). It must
+  // not block; it may submit again.
+  void submit(process_request request, std::function<void(process_outcome)> done);
+  // submit() and wait for it.
+  process_outcome run(process_request request);
+
+  [[nodiscard]] std::size_t max_processes() const noexcept { return max_; }
+
+ private:
+  struct job;
+  void loop();
+  void wake() const noexcept;
+  bool start(job& j);
+  void read_output(job& j, int which, bool until_eof);
+  void emit_line(job& j, int which, std::string_view line);
+  void finish(job& j);
+
+  const std::size_t max_;
+  const std::atomic<bool>* stop_;
+  log_sink* sink_;
+  int wake_fd_ = -1;
+  std::mutex mutex_;
+  std::deque<std::unique_ptr<job>> submitted_;
+  bool closing_ = false;
+  std::vector<std::unique_ptr<job>> waiting_;  // the thread's own, in order
+  std::vector<std::unique_ptr<job>> running_;
+  std::thread thread_;
+};
+
+}  // namespace penstock::detail::r1
