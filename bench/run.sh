@@ -16,6 +16,7 @@
 #   bench/run.sh --cache [--single-process] [...]   # the step-cache benchmarks
 #                                     # (penstock_cache_bench) instead; see RESULTS.md
 #   bench/run.sh --tracking [...]    # run tracking's cost (penstock_tracking_bench, issue 12)
+#   bench/run.sh --commands [...]    # command steps against posix_spawn and ninja (issue 13)
 #   bench/run.sh --gpu [--single-process] [...]     # the GPU benchmarks
 #                                     # (penstock_gpu_bench, issue 4) instead. Skipped,
 #                                     # exit status 0, when the build has no CUDA
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --single-process) single=1 ;;
     --cache) target=penstock_cache_bench ;;
     --tracking) target=penstock_tracking_bench ;;
+    --commands) target=penstock_command_bench ;;
     --gpu) target=penstock_gpu_bench ;;
     *) break ;;
   esac

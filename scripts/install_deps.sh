@@ -16,7 +16,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   graphviz clang-format
   xxhash
-  python3-venv python3-pip
+  python3 python3-venv python3-pip
   chromium fonts-dejavu-core
 )
 

@@ -40,10 +40,28 @@ std::optional<digest> code_fingerprint(const node_description& node) noexcept {
   return source_fingerprint_of(node.options.source_file);
 }
 
-node_code code_of(const node_description& node, cache_store* stats) {
-  if (node.kind != node_kind::command) return {.code = code_fingerprint(node)};
-  command_fingerprint f = fingerprint_command(*node.command, stats);
-  return {.code = f.digest_of_all, .command_parts = std::move(f.parts), .unkeyable = std::move(f.error)};
+std::vector<node_code> codes_of(const graph_description& graph, cache_store* stats) {
+  std::vector<node_code> out(graph.nodes.size());
+  std::vector<const command_spec*> specs;
+  std::vector<std::size_t> at;
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    const node_description& node = graph.nodes[i];
+    if (node.kind != node_kind::command) {
+      out[i].code = code_fingerprint(node);
+      continue;
+    }
+    specs.push_back(node.command);
+    at.push_back(i);
+  }
+  if (specs.empty()) return out;
+  std::vector<command_fingerprint> found = fingerprint_commands(specs, stats);
+  for (std::size_t k = 0; k < found.size(); ++k) {
+    node_code& c = out[at[k]];
+    c.code = found[k].digest_of_all;
+    c.unkeyable = found[k].error;
+    c.command = std::move(found[k]);
+  }
+  return out;
 }
 
 std::optional<digest> step_key(const node_description& node, std::span<const std::optional<digest>> inputs,
@@ -64,7 +82,7 @@ std::optional<digest> step_key(const node_description& node, std::span<const std
 
 std::string key_parts(const graph_description& graph, std::uint32_t i, const run_state& state,
                       std::span<const std::optional<digest>> inputs, const std::optional<digest>& code,
-                      const std::optional<digest>& output, std::string_view command_parts) {
+                      const std::optional<digest>& output, const command_fingerprint* command) {
   const node_description& node = graph.nodes[i];
   const auto hex = [](const std::optional<digest>& d) {
     return d ? nlohmann::json(d->hex()) : nlohmann::json(nullptr);
@@ -75,7 +93,8 @@ std::string key_parts(const graph_description& graph, std::uint32_t i, const run
   parts["code"] = hex(code);
   parts["source"] = printable(node.options.source_file);
   parts["output"] = hex(output);
-  if (!command_parts.empty()) parts["command"] = nlohmann::json::parse(command_parts, nullptr, false);
+  if (command != nullptr && node.command != nullptr)
+    parts["command"] = nlohmann::json::parse(command_parts(*node.command, *command), nullptr, false);
   auto& list = parts["inputs"] = nlohmann::json::array();
   for (std::size_t j = 0; j < node.inputs.size(); ++j) {
     const auto& in = node.inputs[j];
@@ -257,11 +276,11 @@ cache_session::cache_session(const graph_description& graph, run_state& state, c
       nodes_(std::make_unique<node_state[]>(graph.nodes.size())),
       started_(std::chrono::system_clock::now()) {
   code_.reserve(graph.nodes.size());
-  command_parts_.resize(graph.nodes.size());
+  commands_.resize(graph.nodes.size());
+  std::vector<node_code> codes = codes_of(graph, store_.get());
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
-    node_code c = code_of(graph.nodes[i], store_.get());
-    code_.push_back(c.code);
-    command_parts_[i] = std::move(c.command_parts);
+    code_.push_back(codes[i].code);
+    commands_[i] = std::move(codes[i].command);
   }
   plan();
 }
@@ -538,13 +557,13 @@ void cache_session::record(const run_report& report) {
     // `explain` compares with the last run that produced each step.
     if (step.status != step_status::succeeded) continue;
     const auto inputs = input_digests(node, content_, param_digests_);
-    records.push_back(
-        step_record{.pipeline = std::string(graph_.name),
-                    .step = std::string(node.name),
-                    .key = *me.key,
-                    .components = key_parts(graph_, i, state_, inputs, code_[i], content_[i], command_parts_[i]),
-                    .run_id = run_id_,
-                    .when = std::chrono::system_clock::now()});
+    records.push_back(step_record{.pipeline = std::string(graph_.name),
+                                  .step = std::string(node.name),
+                                  .key = *me.key,
+                                  .components = key_parts(graph_, i, state_, inputs, code_[i], content_[i],
+                                                          commands_[i] ? &*commands_[i] : nullptr),
+                                  .run_id = run_id_,
+                                  .when = std::chrono::system_clock::now()});
   }
   run_record run{.run_id = run_id_,
                  .pipeline = std::string(graph_.name),

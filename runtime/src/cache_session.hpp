@@ -34,6 +34,7 @@
 #include <penstock/run_report.hpp>
 
 #include "cache_store.hpp"
+#include "command_keys.hpp"
 #include "lease_keeper.hpp"
 #include "run_state.hpp"
 
@@ -53,10 +54,11 @@ namespace penstock::detail::r1 {
 // saying so if it cannot start).
 struct node_code {
   std::optional<digest> code;
-  std::string command_parts{};
+  std::optional<command_fingerprint> command{};
   std::string unkeyable{};
 };
-[[nodiscard]] node_code code_of(const node_description& node, cache_store* stats);
+// Every node's, at once (command_keys.hpp: one look at the stat cache).
+[[nodiscard]] std::vector<node_code> codes_of(const graph_description& graph, cache_store* stats);
 
 [[nodiscard]] std::optional<digest> step_key(const node_description& node,
                                              std::span<const std::optional<digest>> inputs,
@@ -67,7 +69,7 @@ struct node_code {
 // input's kind, name, digest (and a parameter's value).
 [[nodiscard]] std::string key_parts(const graph_description& graph, std::uint32_t i, const run_state& state,
                                     std::span<const std::optional<digest>> inputs, const std::optional<digest>& code,
-                                    const std::optional<digest>& output, std::string_view command_parts = {});
+                                    const std::optional<digest>& output, const command_fingerprint* command = nullptr);
 
 // Each parameter's content digest (nullopt when its type cannot be hashed).
 [[nodiscard]] std::vector<std::optional<digest>> param_digests(const graph_description& graph, const run_state& state);
@@ -228,8 +230,8 @@ class cache_session {
   std::string run_id_;
   std::vector<std::optional<digest>> param_digests_;
   std::vector<std::optional<digest>> code_;
-  std::vector<std::string> command_parts_;  // per node; empty but for commands
-  std::vector<bool> forced_;  // run_options::cache.rerun and their dependents
+  std::vector<std::optional<command_fingerprint>> commands_;  // per node; nullopt but for commands
+  std::vector<bool> forced_;                                  // run_options::cache.rerun and their dependents
   // Each node's output content digest, for its dependents' keys: written by
   // the node's own task before it counts its consumers down.
   std::vector<std::optional<digest>> content_;

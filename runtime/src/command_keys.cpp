@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <map>
 #include <system_error>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -24,28 +26,28 @@ bool executable_file(const fs::path& p) {
   return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
 }
 
-std::string search_path(const command_spec& spec) {
+const std::string& search_path(const command_spec& spec, std::string& caller) {
   for (const auto& e : spec.env)
     if (e.name == "PATH" && !e.inherit) return e.value;
-  const char* path = std::getenv("PATH");
-  return path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  if (caller.empty()) {
+    const char* path = std::getenv("PATH");
+    caller = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  }
+  return caller;
 }
 
-// A directory source's files whose relative paths match its glob.
-path_contents hash_matching(const command_source& source, cache_store* stats) {
-  path_contents all = hash_tree(path_kind::directory, source.path, stats);
-  if (source.glob.empty()) return all;
-  path_contents picked;
+// The files of a directory source whose relative paths match its glob.
+digest matching_digest(const command_source& source, const path_contents& all) {
+  if (source.glob.empty()) return all.content;
   hasher h;
   h.update(std::string_view("penstock command source v1")).update(source.glob);
-  for (auto& e : all.entries) {
+  std::uint64_t picked = 0;
+  for (const auto& e : all.entries) {
     if (::fnmatch(source.glob.c_str(), e.path.c_str(), 0) != 0) continue;
     h.update(e.path).update_value(static_cast<std::uint8_t>(e.executable)).update(e.content);
-    picked.entries.push_back(std::move(e));
+    ++picked;
   }
-  h.update_value(static_cast<std::uint64_t>(picked.entries.size()));
-  picked.content = h.finish();
-  return picked;
+  return h.update_value(picked).finish();
 }
 
 }  // namespace
@@ -61,7 +63,8 @@ fs::path resolve_program(const command_spec& spec, const std::string& first_argu
     if (!executable_file(p)) throw file_error(fmt::format("program '{}' is not an executable file", p.string()));
     return p;
   }
-  const std::string path = search_path(spec);
+  std::string caller;
+  const std::string path = search_path(spec, caller);
   std::size_t begin = 0;
   while (begin <= path.size()) {
     const std::size_t end = std::min(path.find(':', begin), path.size());
@@ -93,63 +96,112 @@ std::vector<std::pair<std::string, std::optional<std::string>>> declared_environ
   return out;
 }
 
-command_fingerprint fingerprint_command(const command_spec& spec, cache_store* stats) {
-  command_fingerprint out;
-  nlohmann::json parts;
-  hasher h;
-  h.update(std::string_view("penstock command v1"));
-  try {
-    auto& argv = parts["argv"] = nlohmann::json::array();
-    for (const auto& part : spec.argv) {
-      switch (part.kind) {
-        case command_part_kind::literal: argv.push_back(printable(part.text)); break;
-        case command_part_kind::input: argv.push_back(fmt::format("<input {}>", part.index)); break;
-        case command_part_kind::output:
-          argv.push_back("<output " + printable(spec.outputs[part.index].name) + ">");
-          break;
-        case command_part_kind::source:
-          argv.push_back("<source " + printable(spec.sources[part.index].path.string()) + ">");
-          break;
+std::vector<command_fingerprint> fingerprint_commands(std::span<const command_spec* const> specs, cache_store* stats) {
+  std::vector<command_fingerprint> out(specs.size());
+  // Programs resolved once per name and search path; files hashed once.
+  std::map<std::pair<std::string, std::string>, std::pair<std::string, std::string>> programs;  // -> path, error
+  std::string caller_path;
+  std::vector<tree_request> requests;
+  std::unordered_map<std::string, std::size_t> requested;  // path -> request
+  const auto request = [&](path_kind kind, const fs::path& path, bool either) {
+    const auto [it, added] = requested.emplace(path.native(), requests.size());
+    if (added) requests.push_back({.kind = kind, .path = path, .either = either});
+    return it->second;
+  };
+  struct wanted {
+    std::size_t program = static_cast<std::size_t>(-1);
+    std::vector<std::size_t> sources;
+  };
+  std::vector<wanted> wants(specs.size());
+  for (std::size_t c = 0; c < specs.size(); ++c) {
+    const command_spec& spec = *specs[c];
+    command_fingerprint& f = out[c];
+    if (!spec.argv.empty() && spec.argv.front().kind == command_part_kind::literal) {
+      auto [it, added] = programs.try_emplace({spec.argv.front().text, search_path(spec, caller_path)});
+      if (added) {
+        try {
+          const fs::path found = resolve_program(spec, {});
+          std::error_code ec;
+          const fs::path real = fs::canonical(found, ec);
+          it->second.first = (ec ? found : real).string();
+        } catch (const std::exception& e) {
+          it->second.second = e.what();
+        }
       }
-    }
-    if (spec.argv.front().kind == command_part_kind::literal) {
-      const fs::path program = resolve_program(spec, {});
-      std::error_code ec;
-      const fs::path real = fs::canonical(program, ec);
-      const path_contents c = hash_tree(path_kind::file, ec ? program : real, stats);
-      h.update(std::string_view(real.native())).update(c.content);
-      parts["program"] = {{"path", printable((ec ? program : real).string())}, {"digest", c.content.hex()}};
-    }
-    auto& sources = parts["sources"] = nlohmann::json::array();
-    for (const auto& source : spec.sources) {
-      std::error_code ec;
-      const bool dir = fs::is_directory(source.path, ec);
-      path_contents c;
-      try {
-        c = dir ? hash_matching(source, stats) : hash_tree(path_kind::file, source.path, stats);
-      } catch (const file_error& e) {
-        throw file_error(
-            fmt::format("declared source '{}' cannot be read: {}", printable(source.path.string()), e.what()));
+      if (!it->second.second.empty()) {
+        f.error = it->second.second;
+        continue;
       }
-      h.update(std::string_view(source.path.native())).update(source.glob).update(c.content);
-      nlohmann::json item{{"path", printable(source.path.string())}, {"digest", c.content.hex()}};
-      if (!source.glob.empty()) item["glob"] = printable(source.glob);
-      sources.push_back(std::move(item));
+      f.program = it->second.first;
+      wants[c].program = request(path_kind::file, f.program, false);
     }
-    auto& env = parts["env"] = nlohmann::json::array();
+    for (const auto& source : spec.sources) wants[c].sources.push_back(request(path_kind::file, source.path, true));
+  }
+  const std::vector<tree_result> hashed = hash_trees(requests, stats);
+
+  for (std::size_t c = 0; c < specs.size(); ++c) {
+    const command_spec& spec = *specs[c];
+    command_fingerprint& f = out[c];
+    if (!f.error.empty()) continue;
+    hasher h;
+    h.update(std::string_view("penstock command v1"));
+    if (wants[c].program != static_cast<std::size_t>(-1)) {
+      const tree_result& p = hashed[wants[c].program];
+      if (!p.error.empty()) {
+        f.error = fmt::format("its program {} cannot be read: {}", printable(f.program), p.error);
+        continue;
+      }
+      f.program_content = p.contents.content;
+      h.update(f.program).update(f.program_content);
+    }
+    for (std::size_t k = 0; k < spec.sources.size() && f.error.empty(); ++k) {
+      const command_source& source = spec.sources[k];
+      const tree_result& r = hashed[wants[c].sources[k]];
+      if (!r.error.empty()) {
+        f.error = fmt::format("its declared source '{}' cannot be read: {}", printable(source.path.string()), r.error);
+        break;
+      }
+      const digest content = r.kind == path_kind::file ? r.contents.content : matching_digest(source, r.contents);
+      h.update(std::string_view(source.path.native())).update(source.glob).update(content);
+      f.sources.push_back({.path = source.path.string(), .glob = source.glob, .content = content});
+    }
+    if (!f.error.empty()) continue;
     for (const auto& [name, value] : declared_environment(spec)) {
       h.update(name).update_value(static_cast<std::uint8_t>(value.has_value()));
       if (value) h.update(*value);
-      // The value's digest, not the value: a variable may hold a secret.
-      env.push_back({{"name", printable(name)},
-                     {"digest", value ? hasher().update(*value).finish().hex() : std::string("unset")}});
+      f.env.emplace_back(name, value ? std::optional(hasher().update(*value).finish()) : std::nullopt);
     }
-    out.digest_of_all = h.finish();
-  } catch (const std::exception& e) {
-    out.error = e.what();
+    f.digest_of_all = h.finish();
   }
-  out.parts = parts.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return out;
+}
+
+std::string command_parts(const command_spec& spec, const command_fingerprint& f) {
+  nlohmann::json parts;
+  auto& argv = parts["argv"] = nlohmann::json::array();
+  for (const auto& part : spec.argv) {
+    switch (part.kind) {
+      case command_part_kind::literal: argv.push_back(printable(part.text)); break;
+      case command_part_kind::input: argv.push_back(fmt::format("<input {}>", part.index)); break;
+      case command_part_kind::output:
+        argv.push_back("<output " + printable(spec.outputs[part.index].name) + ">");
+        break;
+      case command_part_kind::source:
+        argv.push_back("<source " + printable(spec.sources[part.index].path.string()) + ">");
+        break;
+    }
+  }
+  if (!f.program.empty()) parts["program"] = {{"path", printable(f.program)}, {"digest", f.program_content.hex()}};
+  auto& sources = parts["sources"] = nlohmann::json::array();
+  for (const auto& s : f.sources) {
+    nlohmann::json item{{"path", printable(s.path)}, {"digest", s.content.hex()}};
+    if (!s.glob.empty()) item["glob"] = printable(s.glob);
+    sources.push_back(std::move(item));
+  }
+  auto& env = parts["env"] = nlohmann::json::array();
+  for (const auto& [name, value] : f.env)
+    env.push_back({{"name", printable(name)}, {"digest", value ? value->hex() : std::string("unset")}});
+  return parts.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string command_change(const nlohmann::json& before, const nlohmann::json& now) {

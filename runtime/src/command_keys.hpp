@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,15 +33,31 @@ class cache_store;
 [[nodiscard]] std::vector<std::pair<std::string, std::optional<std::string>>> declared_environment(
     const command_spec& spec);
 
+// What a command's key takes from outside when a run starts.
 struct command_fingerprint {
   std::optional<digest> digest_of_all;  // nullopt: something could not be read (`error` says what)
-  std::string parts;                    // JSON: program, sources, env, argv (for `explain`)
-  std::string error;
+  std::string error{};
+  std::string program{};  // its resolved path, when argv[0] is a literal
+  digest program_content{};
+  struct source_content {
+    std::string path;
+    std::string glob;
+    digest content;
+  };
+  std::vector<source_content> sources{};
+  std::vector<std::pair<std::string, std::optional<digest>>> env{};  // each value's digest (nullopt: unset)
 };
 
-// Hashes the program (when argv[0] is a literal), the sources and the
-// declared environment, with the store's stat cache when there is one.
-[[nodiscard]] command_fingerprint fingerprint_command(const command_spec& spec, cache_store* stats);
+// Fingerprints every command at once: each program is resolved once and
+// each file hashed once, with one question to the store's stat cache for
+// all of them (a 1,000-command rerun would otherwise ask 2,000 times).
+[[nodiscard]] std::vector<command_fingerprint> fingerprint_commands(std::span<const command_spec* const> specs,
+                                                                    cache_store* stats);
+
+// The fingerprint's parts as JSON (for the step's record and `explain`):
+// program, sources, env (values as digests: a variable may hold a secret)
+// and the command line as written.
+[[nodiscard]] std::string command_parts(const command_spec& spec, const command_fingerprint& f);
 
 // Why a command's key differs from its last run's, from the `parts` of
 // both (as key_parts records them); empty when these parts are equal.

@@ -201,8 +201,7 @@ class executor {
   process_request next_attempt(const node_description& node, command_run& run) const;
   // Judges an ended attempt: true when the command is done (succeeded, or
   // failed for good), false when it was submitted again.
-  bool judge_attempt(const node_description& node, command_run& run, const process_outcome& outcome,
-                     bool may_retry);
+  bool judge_attempt(const node_description& node, command_run& run, const process_outcome& outcome, bool may_retry);
 
   const graph_description& graph_;
   run_state& state_;

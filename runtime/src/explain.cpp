@@ -79,6 +79,7 @@ std::vector<step_explanation> explain(const graph_description& graph, const run_
   const auto forced = forced_steps(graph, options.cache.rerun);
   std::vector<std::optional<digest>> content(graph.nodes.size());
 
+  const std::vector<node_code> codes = codes_of(graph, &store);
   std::vector<step_explanation> out;
   for (std::uint32_t i = 0; i < graph.nodes.size(); ++i) {
     const node_description& node = graph.nodes[i];
@@ -93,7 +94,7 @@ std::vector<step_explanation> explain(const graph_description& graph, const run_
                           ? std::string(graph.nodes[in.index].name)
                           : fmt::format("parameter '{}' (not serializable)", graph.params[in.index].name);
     }
-    const node_code found_code = code_of(node, &store);
+    const node_code& found_code = codes[i];
     const auto& code = found_code.code;
     const auto key = step_key(node, inputs, code);
     if (node.options.cache == cache_policy::never) {
@@ -119,8 +120,8 @@ std::vector<step_explanation> explain(const graph_description& graph, const run_
         e.hit = true;
         content[i] = found.entry.content;
       } else {
-        const auto now =
-            nlohmann::json::parse(key_parts(graph, i, state, inputs, code, std::nullopt, found_code.command_parts));
+        const auto now = nlohmann::json::parse(key_parts(graph, i, state, inputs, code, std::nullopt,
+                                                         found_code.command ? &*found_code.command : nullptr));
         const auto it = last.find(node.name);
         e.reason = miss_reason(now, it == last.end() ? nullptr : &it->second);
       }

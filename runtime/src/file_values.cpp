@@ -184,17 +184,32 @@ void check_readable(path_kind kind, const fs::path& path) {
   }
 }
 
-path_contents hash_tree(path_kind kind, const fs::path& path, cache_store* stats) {
-  check_readable(kind, path);
+namespace {
+
+// The files of one tree, stat'ed; `light`: a file is only stat'ed (not
+// opened) before the stat cache is asked.
+// With `either`, `kind` becomes what the path is.
+std::vector<found_file> list_tree(path_kind& kind, const fs::path& path, fs::path& root, bool light,
+                                  bool either = false) {
   std::error_code ec;
-  const fs::path root = fs::absolute(path, ec).lexically_normal();
+  root = path.is_absolute() ? path.lexically_normal() : fs::absolute(path, ec).lexically_normal();
   if (ec) throw file_error(fmt::format("cannot resolve '{}': {}", path.string(), ec.message()));
+  struct stat st {};
+  bool stated = false;
+  if (either) {
+    if (::stat(root.c_str(), &st) != 0)
+      throw file_error(fmt::format("cannot read '{}': {}", root.string(), why(errno)));
+    stated = true;
+    kind = S_ISDIR(st.st_mode) ? path_kind::directory : path_kind::file;
+  }
+  if (!light || kind == path_kind::directory) check_readable(kind, path);
 
   std::vector<found_file> files;
   if (kind == path_kind::file) {
-    struct stat st {};
-    if (::stat(root.c_str(), &st) != 0)
+    if (!stated && ::stat(root.c_str(), &st) != 0)
       throw file_error(fmt::format("cannot read '{}': {}", root.string(), why(errno)));
+    if (S_ISDIR(st.st_mode)) throw file_error(fmt::format("'{}' is a directory, not a file", root.string()));
+    if (!S_ISREG(st.st_mode)) throw file_error(fmt::format("'{}' is not a regular file", root.string()));
     found_file f;
     f.entry.executable = (st.st_mode & S_IXUSR) != 0;
     f.entry.size = static_cast<std::uint64_t>(st.st_size);
@@ -211,46 +226,96 @@ path_contents hash_tree(path_kind kind, const fs::path& path, cache_store* stats
     if (ec) throw file_error(fmt::format("cannot list the directory '{}': {}", root.string(), ec.message()));
     std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.entry.path < b.entry.path; });
   }
+  return files;
+}
 
-  // What the stat cache (or this process) already knows.
-  std::vector<file_stat_row> rows;
-  rows.reserve(files.size());
-  for (const auto& f : files) rows.push_back(f.row);
+// What the stat cache (or this process) already knows of `files`.
+void look_up_known(std::vector<found_file*>& files, cache_store* stats) {
+  if (files.empty()) return;
   if (stats != nullptr) {
+    std::vector<file_stat_row> rows;
+    rows.reserve(files.size());
+    for (const auto* f : files) rows.push_back(f->row);
     try {
       const auto known = stats->known_files(rows);
-      for (std::size_t k = 0; k < files.size(); ++k) files[k].known = known[k];
+      for (std::size_t k = 0; k < files.size(); ++k) files[k]->known = known[k];
     } catch (const std::exception&) {
       // An unreadable stat cache only costs a rehash.
     }
   } else {
     const std::scoped_lock lock(memo_mutex);
-    for (auto& f : files) {
-      const auto it = memo().find(f.row.path);
-      if (it != memo().end() && same_stat(it->second.row, f.row)) f.known = it->second.known;
+    for (auto* f : files) {
+      const auto it = memo().find(f->row.path);
+      if (it != memo().end() && same_stat(it->second.row, f->row)) f->known = it->second.known;
     }
   }
+}
 
-  std::vector<std::pair<file_stat_row, known_file_digest>> learned;
-  for (auto& f : files) hash_one(f, kind == path_kind::file ? root : root / f.entry.path, learned);
-  if (!learned.empty()) {
-    if (stats != nullptr) {
-      try {
-        stats->remember_files(learned);
-      } catch (const std::exception&) {
-        // Not remembered: hashed again next time.
-      }
-    } else {
-      const std::scoped_lock lock(memo_mutex);
-      for (auto& [row, known] : learned) memo()[row.path] = memo_row{row, known};
+void remember(const std::vector<std::pair<file_stat_row, known_file_digest>>& learned, cache_store* stats) {
+  if (learned.empty()) return;
+  if (stats != nullptr) {
+    try {
+      stats->remember_files(learned);
+    } catch (const std::exception&) {
+      // Not remembered: hashed again next time.
     }
+  } else {
+    const std::scoped_lock lock(memo_mutex);
+    for (const auto& [row, known] : learned) memo()[row.path] = memo_row{row, known};
   }
+}
 
+path_contents contents_of(path_kind kind, std::vector<found_file>& files) {
   path_contents out;
   out.entries.reserve(files.size());
   for (auto& f : files) out.entries.push_back(std::move(f.entry));
   // A file's digest is the XXH3-128 of its bytes (what xxh128sum prints).
   out.content = kind == path_kind::file ? out.entries.front().content : tree_digest(out.entries);
+  return out;
+}
+
+}  // namespace
+
+path_contents hash_tree(path_kind kind, const fs::path& path, cache_store* stats) {
+  fs::path root;
+  std::vector<found_file> files = list_tree(kind, path, root, false);  // `kind` stays as it is
+  std::vector<found_file*> all;
+  all.reserve(files.size());
+  for (auto& f : files) all.push_back(&f);
+  look_up_known(all, stats);
+  std::vector<std::pair<file_stat_row, known_file_digest>> learned;
+  for (auto& f : files) hash_one(f, kind == path_kind::file ? root : root / f.entry.path, learned);
+  remember(learned, stats);
+  return contents_of(kind, files);
+}
+
+std::vector<tree_result> hash_trees(std::span<const tree_request> requests, cache_store* stats) {
+  std::vector<tree_result> out(requests.size());
+  std::vector<std::vector<found_file>> files(requests.size());
+  std::vector<fs::path> roots(requests.size());
+  std::vector<found_file*> all;
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    out[r].kind = requests[r].kind;
+    try {
+      files[r] = list_tree(out[r].kind, requests[r].path, roots[r], true, requests[r].either);
+      for (auto& f : files[r]) all.push_back(&f);
+    } catch (const std::exception& e) {
+      out[r].error = e.what();
+    }
+  }
+  look_up_known(all, stats);  // one transaction for all of them
+  std::vector<std::pair<file_stat_row, known_file_digest>> learned;
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    if (!out[r].error.empty()) continue;
+    try {
+      for (auto& f : files[r])
+        hash_one(f, out[r].kind == path_kind::file ? roots[r] : roots[r] / f.entry.path, learned);
+      out[r].contents = contents_of(out[r].kind, files[r]);
+    } catch (const std::exception& e) {
+      out[r].error = e.what();
+    }
+  }
+  remember(learned, stats);
   return out;
 }
 

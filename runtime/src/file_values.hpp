@@ -9,8 +9,10 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <penstock/context.hpp>
 #include <penstock/file.hpp>
@@ -27,6 +29,22 @@ namespace penstock::detail::r1 {
 // (git's "racy" rule: a write in the same timestamp tick could go unseen);
 // what is hashed is recorded. Throws file_error naming the path.
 [[nodiscard]] path_contents hash_tree(path_kind kind, const std::filesystem::path& path, cache_store* stats);
+
+// hash_tree for many files and directories at once: the stat cache is asked
+// once for all of them and told once what was hashed. A file is stat'ed,
+// not opened, unless its digest is unknown. Each result holds its contents
+// or why it could not be hashed.
+struct tree_request {
+  path_kind kind = path_kind::file;
+  std::filesystem::path path;
+  bool either = false;  // a file or a directory, whichever it is (then `kind` is ignored)
+};
+struct tree_result {
+  path_kind kind = path_kind::file;  // what it was hashed as
+  path_contents contents;
+  std::string error{};
+};
+[[nodiscard]] std::vector<tree_result> hash_trees(std::span<const tree_request> requests, cache_store* stats);
 
 // Hashes every ps::file / ps::directory parameter into its slot (with the
 // store's stat cache when there is one). Throws param_error naming the

@@ -12,6 +12,16 @@ namespace penstock::detail::r1 {
 
 namespace {
 
+// What `graph` and `describe` put before a node's name.
+const char* kind_label(node_kind kind) {
+  switch (kind) {
+    case node_kind::map: return "map ";
+    case node_kind::command: return "command ";
+    case node_kind::step: return "";
+  }
+  return "";
+}
+
 std::string dot_escape(std::string_view text) {
   std::string out;
   for (char c : text) {
@@ -53,9 +63,8 @@ std::string to_dot(const graph_description& graph) {
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
     const auto& n = graph.nodes[i];
     // GPU steps are drawn with a double border.
-    out +=
-        fmt::format("  n{} [label=\"{}{}\\n{}\"{}];\n", i, n.kind == node_kind::map ? "map " : "", dot_escape(n.name),
-                    dot_escape(n.output_type), n.options.where == placement::gpu ? ", peripheries=2" : "");
+    out += fmt::format("  n{} [label=\"{}{}\\n{}\"{}];\n", i, kind_label(n.kind), dot_escape(n.name),
+                       dot_escape(n.output_type), n.options.where == placement::gpu ? ", peripheries=2" : "");
   }
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
     for (const auto& in : graph.nodes[i].inputs) {
@@ -80,7 +89,7 @@ std::string to_mermaid(const graph_description& graph) {
   }
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
     const auto& n = graph.nodes[i];
-    out += fmt::format("  n{}[\"{}{}<br/>{}\"]\n", i, n.kind == node_kind::map ? "map " : "", mermaid_escape(n.name),
+    out += fmt::format("  n{}[\"{}{}<br/>{}\"]\n", i, kind_label(n.kind), mermaid_escape(n.name),
                        mermaid_escape(n.output_type));
   }
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
@@ -125,8 +134,8 @@ std::string describe(const graph_description& graph) {
     if (n.options.retries != 0) opts += fmt::format(" retries={}", n.options.retries);
     if (n.options.timeout.count() != 0)
       opts += fmt::format(" timeout={:.3f}s", std::chrono::duration<double>(n.options.timeout).count());
-    out += fmt::format("  {}{}({}) -> {}{}  [id {}{}]\n", n.kind == node_kind::map ? "map " : "", n.name, inputs,
-                       n.output_type, opts, n.identity.hex().substr(0, 12), n.cacheable ? "" : ", not cacheable");
+    out += fmt::format("  {}{}({}) -> {}{}  [id {}{}]\n", kind_label(n.kind), n.name, inputs, n.output_type, opts,
+                       n.identity.hex().substr(0, 12), n.cacheable ? "" : ", not cacheable");
   }
   return out;
 }
