@@ -232,20 +232,7 @@ void executor::finish_command(std::uint32_t i) {
   command_run& run = *command_runs_[i];
   (void)run.ended.load(std::memory_order_acquire);
   step_report& report = reports_[i];
-  report.attempts = run.attempts;
-  report.status = run.status;
-  report.error = run.error;
-  void* slot = state_.node_slots[i];
-  if (run.status == step_status::succeeded) {
-    try {
-      node.command->set_output(slot, run.outputs);
-      check_files(node, slot);
-    } catch (const std::exception& e) {
-      node.slot.clear(slot);
-      report.status = step_status::failed;
-      report.error = e.what();
-    }
-  }
+  conclude_command(node, run, state_.node_slots[i], report);
   finish_step(i, report, run.started, step_clock::now(), nullptr);
   const std::uint32_t next = count_down(i, report.status == step_status::succeeded, consumers::all);
   finished_.fetch_add(1, std::memory_order_release);
@@ -266,6 +253,11 @@ void executor::attempt_command(const node_description& node, const input_list& i
       done = true;
     }
   }
+  conclude_command(node, run, output, report);
+}
+
+void executor::conclude_command(const node_description& node, const command_run& run, void* output,
+                                step_report& report) const {
   report.attempts = std::max<std::uint32_t>(run.attempts, 1);
   report.status = run.status;
   report.error = run.error;
