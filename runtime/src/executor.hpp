@@ -197,8 +197,7 @@ class executor {
   void attempt_command(const node_description& node, const input_list& inputs, void* output, step_report& report);
   // The report of a command that ended (`run`), and on success its value
   // in `output`, its files checked (and hashed, with the cache).
-  void conclude_command(const node_description& node, const command_run& run, void* output,
-                        step_report& report) const;
+  void conclude_command(const node_description& node, const command_run& run, void* output, step_report& report) const;
   // Fills `run` from the inputs; false, `run.error` saying why, if it cannot.
   bool prepare_command(const node_description& node, const input_list& inputs, command_run& run) const;
   // The next attempt's request, in a fresh directory (throws file_error).
