@@ -2468,6 +2468,102 @@ TEST(cache_store_known_files, a_digest_is_known_while_every_stat_field_is_unchan
   EXPECT_THROW((void)store.known_file(stat_row("data/a.csv")), std::invalid_argument);
 }
 
+// known_files reads a batch in the index's order (database::seek_each):
+// wanted paths that are neighbours in the index, far apart, absent, asked
+// twice, prefixes of one another and not UTF-8 must come back as
+// known_file finds them one at a time, in the batch's order.
+TEST(cache_store_known_files, a_batch_agrees_with_one_at_a_time_lookups) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  std::vector<std::pair<file_stat_row, known_file_digest>> stored;
+  for (int i = 0; i < 300; ++i) {
+    const std::string path = "/data/f" + std::to_string(1000 + i).substr(1);
+    stored.push_back({stat_row(path, static_cast<std::uint64_t>(i)), {key_of(path), 1000 + i}});
+  }
+  for (const std::string& path : {std::string("/data/a"), std::string("/data/a/"), std::string("/data/ab"),
+                                  std::string("/data/\xff\xfe"), std::string("/data/\x7f")})
+    stored.push_back({stat_row(path, 7), {key_of(path), 5}});
+  store.remember_files(stored);
+  std::mt19937 random(13);
+  std::vector<std::vector<file_stat_row>> batches;
+  std::vector<file_stat_row> all, every_tenth, shuffled, mixed;
+  for (std::size_t i = 0; i < stored.size(); ++i) {
+    all.push_back(stored[i].first);
+    if (i % 10 == 3) every_tenth.push_back(stored[i].first);
+  }
+  shuffled = all;
+  std::shuffle(shuffled.begin(), shuffled.end(), random);
+  for (int i = 0; i < 200; ++i) {
+    const auto pick = random() % 4;
+    if (pick == 0)
+      mixed.push_back(
+          stat_row("/data/f" + std::to_string(1000 + random() % 300).substr(1) + "x"));  // absent, between rows
+    if (pick == 1) mixed.push_back(stored[random() % stored.size()].first);              // present (twice, some)
+    if (pick == 2) mixed.push_back(stat_row("/data/a", 8));                              // present, other stat
+    if (pick == 3) mixed.push_back(stat_row("/zzz/" + std::to_string(i)));               // beyond every row
+  }
+  mixed.push_back(stat_row("/"));  // before every row
+  batches = {all, every_tenth, shuffled, mixed, {stat_row("/data/a", 7)}, {}};
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    SCOPED_TRACE(b);
+    const auto batch = store.known_files(batches[b]);
+    ASSERT_EQ(batch.size(), batches[b].size());
+    std::size_t found = 0;
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      const auto one = store.known_file(batches[b][k]);
+      ASSERT_EQ(batch[k].has_value(), one.has_value()) << batches[b][k].path;
+      if (!one) continue;
+      ++found;
+      EXPECT_EQ(batch[k]->content, one->content) << batches[b][k].path;
+      EXPECT_EQ(batch[k]->hashed_at_ns, one->hashed_at_ns) << batches[b][k].path;
+    }
+    if (b == 0) {
+      EXPECT_EQ(found, stored.size());
+    } else if (b == 1) {
+      EXPECT_EQ(found, 31u);
+    }
+  }
+}
+
+// lookup of a batch reads it in the index's order too: the same answers as
+// one lookup per key, in the batch's order, whatever the order and density.
+TEST(cache_store_lookup, a_batch_agrees_with_one_at_a_time_lookups) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const std::vector<std::byte> value = inline_value_for(1);
+  std::vector<digest> present;
+  for (std::uint64_t i = 0; i < 200; ++i) {
+    present.push_back(key_of("present", i));
+    store.put(present.back(), value, {bytes_type, "r"});
+  }
+  std::mt19937 random(17);
+  std::vector<digest> all = present, every_ninth, mixed;
+  std::shuffle(all.begin(), all.end(), random);
+  for (std::size_t i = 0; i < present.size(); i += 9) every_ninth.push_back(present[i]);
+  for (std::uint64_t i = 0; i < 300; ++i)
+    mixed.push_back(random() % 2 == 0 ? present[random() % present.size()] : key_of("absent", i));
+  const std::vector<std::vector<digest>> batches = {all, every_ninth, mixed, {}};
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    SCOPED_TRACE(b);
+    const auto& batch = batches[b];
+    const auto found = store.lookup(batch);
+    ASSERT_EQ(found.size(), batch.size());
+    std::size_t hits = 0;
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      const auto one = store.lookup(batch[k]);
+      ASSERT_EQ(found[k].status, one.status) << batch[k].hex();
+      if (!one.hit()) continue;
+      ++hits;
+      EXPECT_EQ(found[k].entry.key, batch[k]);
+      EXPECT_EQ(found[k].entry.content, one.entry.content);
+      EXPECT_EQ(found[k].entry.size, one.entry.size);
+    }
+    if (b == 0) {
+      EXPECT_EQ(hits, present.size());
+    }
+  }
+}
+
 TEST(cache_store_known_files, gc_removes_only_the_rows_whose_file_is_gone) {
   scratch_directory dir;
   cache_store store(dir.path());

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <istream>
@@ -30,7 +31,7 @@ constexpr const char* select_entry_sql =
     "SELECT key, digest, size, type, run_id, created, last_used, typeof(inline_value) FROM entries WHERE key = ?1";
 // What a planner needs (lookup of a batch): no type, run id or creation time.
 constexpr const char* select_planned_entry_sql =
-    "SELECT digest, size, last_used, typeof(inline_value) FROM entries WHERE key = ?1";
+    "SELECT digest, size, last_used, typeof(inline_value), key FROM entries WHERE key >= ?1 ORDER BY key";
 constexpr const char* select_entry_value_sql =
     "SELECT key, digest, size, type, run_id, created, last_used, typeof(inline_value), inline_value FROM entries "
     "WHERE key = ?1";
@@ -218,11 +219,19 @@ std::vector<cache_result> cache_store::lookup(std::span<const digest> keys) {
     std::vector<cache_result> results(keys.size());
     std::vector<std::pair<std::size_t, std::string>> unreadable;
     {
-      sqlite::transaction tx(s.db, sqlite::transaction_kind::read);  // one snapshot
+      // The keys in the index's order, read in one pass (database::seek_each).
+      std::vector<sqlite::digest_bytes> bytes(keys.size());
+      std::vector<std::size_t> order(keys.size());
       for (std::size_t i = 0; i < keys.size(); ++i) {
-        auto q = s.db.prepare(select_planned_entry_sql);
-        q.bind(1, keys[i]);
-        if (!q.step()) continue;
+        bytes[i] = sqlite::to_bytes(keys[i]);
+        order[i] = i;
+      }
+      std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return bytes[a] < bytes[b]; });
+      std::vector<std::span<const std::byte>> sorted(keys.size());
+      for (std::size_t k = 0; k < keys.size(); ++k) sorted[k] = std::as_bytes(std::span(bytes[order[k]]));
+      sqlite::transaction tx(s.db, sqlite::transaction_kind::read);  // one snapshot
+      s.db.seek_each(select_planned_entry_sql, 4, sorted, [&](std::size_t k, const sqlite::query& q) {
+        const std::size_t i = order[k];
         std::string why;
         if (auto e = read_planned_entry(q, keys[i], why)) {
           results[i].status = cache_status::hit;
@@ -230,7 +239,7 @@ std::vector<cache_result> cache_store::lookup(std::span<const digest> keys) {
         } else {
           unreadable.emplace_back(i, std::move(why));
         }
-      }
+      });
       tx.commit();
     }
     for (const auto& [i, why] : unreadable) results[i] = s.unreadable_row(keys[i], why);

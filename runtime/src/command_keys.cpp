@@ -11,6 +11,8 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/parallel_for.h>
 
 #include "cache_session.hpp"
 #include "file_values.hpp"
@@ -96,23 +98,70 @@ std::vector<std::pair<std::string, std::optional<std::string>>> declared_environ
   return out;
 }
 
+namespace {
+
+// The files one command's fingerprint needs: indexes into the requests.
+struct wanted_files {
+  std::size_t program = static_cast<std::size_t>(-1);
+  std::vector<std::size_t> sources;
+};
+
+// A command's digest of all it runs with, from its hashed program and sources
+// (`hashed`, indexed by `want`); its error instead if one cannot be read.
+void digest_command(const command_spec& spec, const wanted_files& want, const std::vector<tree_result>& hashed,
+                    command_fingerprint& f) {
+  if (!f.error.empty()) return;
+  hasher h;
+  h.update(std::string_view("penstock command v1"));
+  if (want.program != static_cast<std::size_t>(-1)) {
+    const tree_result& p = hashed[want.program];
+    if (!p.error.empty()) {
+      f.error = fmt::format("its program {} cannot be read: {}", printable(f.program), p.error);
+      return;
+    }
+    f.program_content = p.contents.content;
+    h.update(f.program).update(f.program_content);
+  }
+  for (std::size_t k = 0; k < spec.sources.size() && f.error.empty(); ++k) {
+    const command_source& source = spec.sources[k];
+    const tree_result& r = hashed[want.sources[k]];
+    if (!r.error.empty()) {
+      f.error = fmt::format("its declared source '{}' cannot be read: {}", printable(source.path.string()), r.error);
+      break;
+    }
+    const digest content = r.kind == path_kind::file ? r.contents.content : matching_digest(source, r.contents);
+    h.update(std::string_view(source.path.native())).update(source.glob).update(content);
+    f.sources.push_back({.path = source.path.string(), .glob = source.glob, .content = content});
+  }
+  if (!f.error.empty()) return;
+  for (const auto& [name, value] : declared_environment(spec)) {
+    h.update(name).update_value(static_cast<std::uint8_t>(value.has_value()));
+    if (value) h.update(*value);
+    f.env.emplace_back(name, value ? std::optional(hasher().update(*value).finish()) : std::nullopt);
+  }
+  f.digest_of_all = h.finish();
+}
+
+}  // namespace
+
 std::vector<command_fingerprint> fingerprint_commands(std::span<const command_spec* const> specs, cache_store* stats) {
   std::vector<command_fingerprint> out(specs.size());
   // Programs resolved once per name and search path; files hashed once.
-  std::map<std::pair<std::string, std::string>, std::pair<std::string, std::string>> programs;  // -> path, error
+  // The maps' keys are views of the specs' strings and of `programs`' paths.
+  struct program {
+    fs::path path;
+    std::string error;
+  };
+  std::map<std::pair<std::string_view, std::string_view>, program> programs;
   std::string caller_path;
   std::vector<tree_request> requests;
-  std::unordered_map<std::string, std::size_t> requested;  // path -> request
-  const auto request = [&](path_kind kind, const fs::path& path, bool either) {
+  std::unordered_map<std::string_view, std::size_t> requested;  // path -> request
+  const auto request = [&](const fs::path& path, bool either) {
     const auto [it, added] = requested.emplace(path.native(), requests.size());
-    if (added) requests.push_back({.kind = kind, .path = path, .either = either});
+    if (added) requests.push_back({.kind = path_kind::file, .path = &path, .either = either});
     return it->second;
   };
-  struct wanted {
-    std::size_t program = static_cast<std::size_t>(-1);
-    std::vector<std::size_t> sources;
-  };
-  std::vector<wanted> wants(specs.size());
+  std::vector<wanted_files> wants(specs.size());
   for (std::size_t c = 0; c < specs.size(); ++c) {
     const command_spec& spec = *specs[c];
     command_fingerprint& f = out[c];
@@ -122,57 +171,27 @@ std::vector<command_fingerprint> fingerprint_commands(std::span<const command_sp
         try {
           const fs::path found = resolve_program(spec, {});
           std::error_code ec;
-          const fs::path real = fs::canonical(found, ec);
-          it->second.first = (ec ? found : real).string();
+          fs::path real = fs::canonical(found, ec);
+          it->second.path = ec ? found : std::move(real);
         } catch (const std::exception& e) {
-          it->second.second = e.what();
+          it->second.error = e.what();
         }
       }
-      if (!it->second.second.empty()) {
-        f.error = it->second.second;
+      if (!it->second.error.empty()) {
+        f.error = it->second.error;
         continue;
       }
-      f.program = it->second.first;
-      wants[c].program = request(path_kind::file, f.program, false);
+      f.program = it->second.path.native();
+      wants[c].program = request(it->second.path, false);
     }
-    for (const auto& source : spec.sources) wants[c].sources.push_back(request(path_kind::file, source.path, true));
+    for (const auto& source : spec.sources) wants[c].sources.push_back(request(source.path, true));
   }
   const std::vector<tree_result> hashed = hash_trees(requests, stats);
 
-  for (std::size_t c = 0; c < specs.size(); ++c) {
-    const command_spec& spec = *specs[c];
-    command_fingerprint& f = out[c];
-    if (!f.error.empty()) continue;
-    hasher h;
-    h.update(std::string_view("penstock command v1"));
-    if (wants[c].program != static_cast<std::size_t>(-1)) {
-      const tree_result& p = hashed[wants[c].program];
-      if (!p.error.empty()) {
-        f.error = fmt::format("its program {} cannot be read: {}", printable(f.program), p.error);
-        continue;
-      }
-      f.program_content = p.contents.content;
-      h.update(f.program).update(f.program_content);
-    }
-    for (std::size_t k = 0; k < spec.sources.size() && f.error.empty(); ++k) {
-      const command_source& source = spec.sources[k];
-      const tree_result& r = hashed[wants[c].sources[k]];
-      if (!r.error.empty()) {
-        f.error = fmt::format("its declared source '{}' cannot be read: {}", printable(source.path.string()), r.error);
-        break;
-      }
-      const digest content = r.kind == path_kind::file ? r.contents.content : matching_digest(source, r.contents);
-      h.update(std::string_view(source.path.native())).update(source.glob).update(content);
-      f.sources.push_back({.path = source.path.string(), .glob = source.glob, .content = content});
-    }
-    if (!f.error.empty()) continue;
-    for (const auto& [name, value] : declared_environment(spec)) {
-      h.update(name).update_value(static_cast<std::uint8_t>(value.has_value()));
-      if (value) h.update(*value);
-      f.env.emplace_back(name, value ? std::optional(hasher().update(*value).finish()) : std::nullopt);
-    }
-    f.digest_of_all = h.finish();
-  }
+  // Each command's digest from its hashed files, the commands in parallel.
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, specs.size(), 64), [&](const auto& range) {
+    for (std::size_t c = range.begin(); c != range.end(); ++c) digest_command(*specs[c], wants[c], hashed, out[c]);
+  });
   return out;
 }
 

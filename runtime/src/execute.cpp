@@ -132,7 +132,10 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
   std::string cache_note;
   if (options.cache.enabled) {
     try {
-      cache = std::make_unique<cache_session>(graph, *state, options.cache, run_id, options.stop);
+      // On the run's arena: the session stats and hashes the commands' sources in parallel.
+      arena_for(options.threads).execute([&] {
+        cache = std::make_unique<cache_session>(graph, *state, options.cache, run_id, options.stop);
+      });
     } catch (const cache_error& e) {
       // Nothing is lost: the run goes on without the cache, and says so.
       cache_note = fmt::format("the cache could not be used, every step runs: {}", e.what());

@@ -20,6 +20,8 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/parallel_for.h>
 
 namespace penstock::detail::r1 {
 
@@ -56,8 +58,8 @@ class fd_closer {
   int fd_;
 };
 
-file_stat_row row_of(const fs::path& absolute, const struct stat& st) {
-  return {.path = absolute.native(),
+file_stat_row row_of(const std::string& absolute, const struct stat& st) {
+  return {.path = absolute,
           .device = static_cast<std::uint64_t>(st.st_dev),
           .inode = static_cast<std::uint64_t>(st.st_ino),
           .size = static_cast<std::uint64_t>(st.st_size),
@@ -86,7 +88,7 @@ std::unordered_map<std::string, memo_row>& memo() {
 }
 
 // XXH3-128 of the bytes of the open file `fd` (`path` for messages).
-digest hash_bytes(int fd, const fs::path& path, std::uint64_t size) {
+digest hash_bytes(int fd, const std::string& path, std::uint64_t size) {
   (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   std::unique_ptr<char[]> buffer(new char[std::min<std::uint64_t>(std::max<std::uint64_t>(size, 1), hash_chunk)]);
   const std::size_t capacity = std::min<std::uint64_t>(std::max<std::uint64_t>(size, 1), hash_chunk);
@@ -94,7 +96,7 @@ digest hash_bytes(int fd, const fs::path& path, std::uint64_t size) {
   for (;;) {
     const ssize_t n = ::read(fd, buffer.get(), capacity);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw file_error(fmt::format("cannot read '{}': {}", path.string(), why(errno)));
+    if (n < 0) throw file_error(fmt::format("cannot read '{}': {}", path, why(errno)));
     if (n == 0) break;
     h.update(buffer.get(), static_cast<std::size_t>(n));
   }
@@ -117,7 +119,8 @@ std::string link_target(const fs::path& path) {
 
 // Hashes one regular file or link (`full` is its path) into `f.entry`, and
 // records its stat row when it was read.
-void hash_one(found_file& f, const fs::path& full, std::vector<std::pair<file_stat_row, known_file_digest>>& learned) {
+void hash_one(found_file& f, const std::string& full,
+              std::vector<std::pair<file_stat_row, known_file_digest>>& learned) {
   if (f.entry.symlink) {
     const std::string target = link_target(full);
     f.entry.content = hasher().update(target.data(), target.size()).finish();
@@ -129,12 +132,12 @@ void hash_one(found_file& f, const fs::path& full, std::vector<std::pair<file_st
     return;
   }
   const fd_closer fd(::open(full.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) throw file_error(fmt::format("cannot open '{}': {}", full.string(), why(errno)));
+  if (fd.get() < 0) throw file_error(fmt::format("cannot open '{}': {}", full, why(errno)));
   const std::int64_t started = now_ns();
   f.entry.content = hash_bytes(fd.get(), full, f.row.size);
   struct stat after {};
   // Changed while it was read: its digest is not remembered.
-  if (::fstat(fd.get(), &after) == 0 && same_stat(row_of(fs::path(f.row.path), after), f.row)) {
+  if (::fstat(fd.get(), &after) == 0 && same_stat(row_of(f.row.path, after), f.row)) {
     learned.emplace_back(f.row, known_file_digest{.content = f.entry.content, .hashed_at_ns = started});
   }
 }
@@ -151,7 +154,7 @@ found_file stat_entry(const fs::path& absolute, std::string relative) {
   }
   f.entry.executable = (st.st_mode & S_IXUSR) != 0 && !f.entry.symlink;
   f.entry.size = static_cast<std::uint64_t>(st.st_size);
-  f.row = row_of(absolute, st);
+  f.row = row_of(absolute.native(), st);
   return f;
 }
 
@@ -186,19 +189,43 @@ void check_readable(path_kind kind, const fs::path& path) {
 
 namespace {
 
+// A file's path in its tree: `root` (normal and absolute) and `relative`.
+std::string joined(const std::string& root, const std::string& relative) {
+  return root.back() == '/' ? root + relative : root + '/' + relative;
+}
+
+// Whether `path` is absolute and already normal (lexically_normal would
+// leave it as it is): no empty, "." or ".." element, no trailing slash.
+bool normal_absolute(std::string_view path) noexcept {
+  if (path.empty() || path.front() != '/') return false;
+  if (path.size() == 1) return true;
+  if (path.back() == '/') return false;
+  std::size_t begin = 1;
+  while (begin <= path.size()) {
+    const std::size_t end = std::min(path.find('/', begin), path.size());
+    const std::string_view element = path.substr(begin, end - begin);
+    if (element.empty() || element == "." || element == "..") return false;
+    begin = end + 1;
+  }
+  return true;
+}
+
 // The files of one tree, stat'ed; `light`: a file is only stat'ed (not
 // opened) before the stat cache is asked.
 // With `either`, `kind` becomes what the path is.
-std::vector<found_file> list_tree(path_kind& kind, const fs::path& path, fs::path& root, bool light,
+std::vector<found_file> list_tree(path_kind& kind, const fs::path& path, std::string& root, bool light,
                                   bool either = false) {
-  std::error_code ec;
-  root = path.is_absolute() ? path.lexically_normal() : fs::absolute(path, ec).lexically_normal();
-  if (ec) throw file_error(fmt::format("cannot resolve '{}': {}", path.string(), ec.message()));
+  if (normal_absolute(path.native())) {
+    root = path.native();  // as it is: no path to build (most of a cached rerun's sources)
+  } else {
+    std::error_code ec;
+    root = (path.is_absolute() ? path.lexically_normal() : fs::absolute(path, ec).lexically_normal()).native();
+    if (ec) throw file_error(fmt::format("cannot resolve '{}': {}", path.string(), ec.message()));
+  }
   struct stat st {};
   bool stated = false;
   if (either) {
-    if (::stat(root.c_str(), &st) != 0)
-      throw file_error(fmt::format("cannot read '{}': {}", root.string(), why(errno)));
+    if (::stat(root.c_str(), &st) != 0) throw file_error(fmt::format("cannot read '{}': {}", root, why(errno)));
     stated = true;
     kind = S_ISDIR(st.st_mode) ? path_kind::directory : path_kind::file;
   }
@@ -207,23 +234,25 @@ std::vector<found_file> list_tree(path_kind& kind, const fs::path& path, fs::pat
   std::vector<found_file> files;
   if (kind == path_kind::file) {
     if (!stated && ::stat(root.c_str(), &st) != 0)
-      throw file_error(fmt::format("cannot read '{}': {}", root.string(), why(errno)));
-    if (S_ISDIR(st.st_mode)) throw file_error(fmt::format("'{}' is a directory, not a file", root.string()));
-    if (!S_ISREG(st.st_mode)) throw file_error(fmt::format("'{}' is not a regular file", root.string()));
+      throw file_error(fmt::format("cannot read '{}': {}", root, why(errno)));
+    if (S_ISDIR(st.st_mode)) throw file_error(fmt::format("'{}' is a directory, not a file", root));
+    if (!S_ISREG(st.st_mode)) throw file_error(fmt::format("'{}' is not a regular file", root));
     found_file f;
     f.entry.executable = (st.st_mode & S_IXUSR) != 0;
     f.entry.size = static_cast<std::uint64_t>(st.st_size);
     f.row = row_of(root, st);
     files.push_back(std::move(f));
   } else {
-    for (fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end; !ec && it != end;
+    std::error_code ec;
+    const fs::path top(root);
+    for (fs::recursive_directory_iterator it(top, fs::directory_options::none, ec), end; !ec && it != end;
          it.increment(ec)) {
       const auto status = it->symlink_status(ec);
       if (ec) break;
       if (fs::is_directory(status)) continue;
-      files.push_back(stat_entry(it->path(), it->path().lexically_relative(root).generic_string()));
+      files.push_back(stat_entry(it->path(), it->path().lexically_relative(top).generic_string()));
     }
-    if (ec) throw file_error(fmt::format("cannot list the directory '{}': {}", root.string(), ec.message()));
+    if (ec) throw file_error(fmt::format("cannot list the directory '{}': {}", root, ec.message()));
     std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.entry.path < b.entry.path; });
   }
   return files;
@@ -277,14 +306,14 @@ path_contents contents_of(path_kind kind, std::vector<found_file>& files) {
 }  // namespace
 
 path_contents hash_tree(path_kind kind, const fs::path& path, cache_store* stats) {
-  fs::path root;
+  std::string root;
   std::vector<found_file> files = list_tree(kind, path, root, false);  // `kind` stays as it is
   std::vector<found_file*> all;
   all.reserve(files.size());
   for (auto& f : files) all.push_back(&f);
   look_up_known(all, stats);
   std::vector<std::pair<file_stat_row, known_file_digest>> learned;
-  for (auto& f : files) hash_one(f, kind == path_kind::file ? root : root / f.entry.path, learned);
+  for (auto& f : files) hash_one(f, kind == path_kind::file ? root : joined(root, f.entry.path), learned);
   remember(learned, stats);
   return contents_of(kind, files);
 }
@@ -292,30 +321,43 @@ path_contents hash_tree(path_kind kind, const fs::path& path, cache_store* stats
 std::vector<tree_result> hash_trees(std::span<const tree_request> requests, cache_store* stats) {
   std::vector<tree_result> out(requests.size());
   std::vector<std::vector<found_file>> files(requests.size());
-  std::vector<fs::path> roots(requests.size());
-  std::vector<found_file*> all;
-  for (std::size_t r = 0; r < requests.size(); ++r) {
+  std::vector<std::string> roots(requests.size());
+  // Listing (a stat per file) and hashing run on the caller's arena: the
+  // trees are independent, and 1,000 sources stat'ed one after another are
+  // most of a cached rerun of 1,000 command steps. Only the stat cache's
+  // transaction between the two is one thread's.
+  const auto each = [&](auto&& body) {
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, requests.size(), 64),
+                      [&](const tbb::blocked_range<std::size_t>& range) {
+                        for (std::size_t r = range.begin(); r != range.end(); ++r) body(r);
+                      });
+  };
+  each([&](std::size_t r) {
     out[r].kind = requests[r].kind;
     try {
-      files[r] = list_tree(out[r].kind, requests[r].path, roots[r], true, requests[r].either);
-      for (auto& f : files[r]) all.push_back(&f);
+      files[r] = list_tree(out[r].kind, *requests[r].path, roots[r], true, requests[r].either);
     } catch (const std::exception& e) {
       out[r].error = e.what();
     }
-  }
+  });
+  std::vector<found_file*> all;
+  for (auto& listed : files)
+    for (auto& f : listed) all.push_back(&f);
   look_up_known(all, stats);  // one transaction for all of them
-  std::vector<std::pair<file_stat_row, known_file_digest>> learned;
-  for (std::size_t r = 0; r < requests.size(); ++r) {
-    if (!out[r].error.empty()) continue;
+  std::vector<std::vector<std::pair<file_stat_row, known_file_digest>>> learned(requests.size());
+  each([&](std::size_t r) {
+    if (!out[r].error.empty()) return;
     try {
       for (auto& f : files[r])
-        hash_one(f, out[r].kind == path_kind::file ? roots[r] : roots[r] / f.entry.path, learned);
+        hash_one(f, out[r].kind == path_kind::file ? roots[r] : joined(roots[r], f.entry.path), learned[r]);
       out[r].contents = contents_of(out[r].kind, files[r]);
     } catch (const std::exception& e) {
       out[r].error = e.what();
     }
-  }
-  remember(learned, stats);
+  });
+  std::vector<std::pair<file_stat_row, known_file_digest>> all_learned;
+  for (auto& l : learned) all_learned.insert(all_learned.end(), l.begin(), l.end());
+  remember(all_learned, stats);
   return out;
 }
 

@@ -36,8 +36,8 @@ namespace penstock::detail::r1 {
 // or why it could not be hashed.
 struct tree_request {
   path_kind kind = path_kind::file;
-  std::filesystem::path path;
-  bool either = false;  // a file or a directory, whichever it is (then `kind` is ignored)
+  const std::filesystem::path* path = nullptr;  // the caller's, alive until hash_trees returns
+  bool either = false;                          // a file or a directory, whichever it is (then `kind` is ignored)
 };
 struct tree_result {
   path_kind kind = path_kind::file;  // what it was hashed as

@@ -2,6 +2,7 @@
 // schema 5): a file's digest, trusted while its stat fields stay as they were when it was hashed.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <utility>
@@ -17,6 +18,10 @@ namespace {
 
 constexpr const char* select_file_sql =
     "SELECT device, inode, size, mtime_ns, ctime_ns, digest, hashed_at_ns FROM file_stats WHERE path = ?1";
+// The columns of select_file_sql, then the path: the rows from ?1 on (known_files).
+constexpr const char* select_files_from_sql =
+    "SELECT device, inode, size, mtime_ns, ctime_ns, digest, hashed_at_ns, path FROM file_stats WHERE path >= ?1 "
+    "ORDER BY path";
 constexpr const char* upsert_file_sql =
     "INSERT OR REPLACE INTO file_stats(path, device, inode, size, mtime_ns, ctime_ns, digest, hashed_at_ns) "
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -34,11 +39,9 @@ void check_absolute(const file_stat_row& row, const char* operation) {
   }
 }
 
-// The stored digest of row.path if the stored stat fields are row's. Called under the lock.
-std::optional<known_file_digest> find_known(sqlite::database& db, const file_stat_row& row) {
-  auto q = db.prepare(select_file_sql);
-  q.bind(1, path_bytes(row.path));
-  if (!q.step()) return std::nullopt;
+// The stored digest in a row of select_file_sql (or select_files_from_sql)
+// if its stat fields are `row`'s.
+std::optional<known_file_digest> known_of(const sqlite::query& q, const file_stat_row& row) {
   for (const int column : {0, 1, 2, 3, 4, 6}) {
     if (q.type(column) != SQLITE_INTEGER) return std::nullopt;  // an unreadable row: as if none (rewritten later)
   }
@@ -49,6 +52,14 @@ std::optional<known_file_digest> find_known(sqlite::database& db, const file_sta
     return std::nullopt;
   }
   return known_file_digest{*content, q.integer(6)};
+}
+
+// The stored digest of row.path if the stored stat fields are row's. Called under the lock.
+std::optional<known_file_digest> find_known(sqlite::database& db, const file_stat_row& row) {
+  auto q = db.prepare(select_file_sql);
+  q.bind(1, path_bytes(row.path));
+  if (!q.step()) return std::nullopt;
+  return known_of(q, row);
 }
 
 }  // namespace
@@ -69,8 +80,18 @@ std::vector<std::optional<known_file_digest>> cache_store::known_files(std::span
     auto guard = s.lock();
     std::vector<std::optional<known_file_digest>> out;
     out.reserve(rows.size());
+    // The paths in the index's order, read in one pass (database::seek_each).
+    out.resize(rows.size());
+    std::vector<std::size_t> order(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      return sqlite::blob_less(path_bytes(rows[a].path), path_bytes(rows[b].path));
+    });
+    std::vector<std::span<const std::byte>> sorted(rows.size());
+    for (std::size_t k = 0; k < rows.size(); ++k) sorted[k] = path_bytes(rows[order[k]].path);
     sqlite::transaction tx(s.db, sqlite::transaction_kind::read);  // one snapshot
-    for (const auto& row : rows) out.push_back(find_known(s.db, row));
+    s.db.seek_each(select_files_from_sql, 7, sorted,
+                   [&](std::size_t k, const sqlite::query& q) { out[order[k]] = known_of(q, rows[order[k]]); });
     tx.commit();
     return out;
   });

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <thread>
 #include <utility>
 
@@ -204,6 +205,41 @@ query database::prepare(const char* sql) {
     }
   }
   return query(db_, it->second, label_);
+}
+
+bool blob_less(std::span<const std::byte> a, std::span<const std::byte> b) noexcept {
+  const std::size_t common = std::min(a.size(), b.size());
+  const int order = common == 0 ? 0 : std::memcmp(a.data(), b.data(), common);
+  return order < 0 || (order == 0 && a.size() < b.size());
+}
+
+void database::seek_each(const char* sql, int key_column, std::span<const std::span<const std::byte>> keys,
+                         const std::function<void(std::size_t, const query&)>& found) {
+  // Rows read past the next wanted key before it is sought directly: a
+  // seek costs a few row reads, so a gap wider than this is cheaper jumped.
+  constexpr int rows_before_seeking = 4;
+  const auto same = [](std::span<const std::byte> a, std::span<const std::byte> b) {
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
+  };
+  std::size_t next = 0;
+  while (next < keys.size()) {
+    auto q = prepare(sql);
+    q.bind(1, keys[next]);
+    int unwanted = 0;
+    bool seek = false;
+    while (!seek && next < keys.size() && q.step()) {
+      if (q.type(key_column) != SQLITE_BLOB) continue;  // not a key this can want
+      const std::span<const std::byte> row = q.bytes_at(key_column);
+      while (next < keys.size() && blob_less(keys[next], row)) ++next;  // no row: passed
+      if (next < keys.size() && same(keys[next], row)) {
+        while (next < keys.size() && same(keys[next], row)) found(next++, q);
+        unwanted = 0;
+      } else if (++unwanted > rows_before_seeking) {
+        seek = true;
+      }
+    }
+    if (!seek) return;  // every key found or passed, or the rows ran out: no row for the rest
+  }
 }
 
 void database::exec(const char* sql) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -26,6 +27,8 @@ namespace penstock::detail::r1::sqlite {
 using digest_bytes = std::array<unsigned char, 16>;
 [[nodiscard]] digest_bytes to_bytes(const digest& d) noexcept;
 [[nodiscard]] std::optional<digest> digest_from(const void* data, int size) noexcept;
+// SQLite's order of blobs: by memcmp, then the shorter first.
+[[nodiscard]] bool blob_less(std::span<const std::byte> a, std::span<const std::byte> b) noexcept;
 
 // A prepared statement in use: bound, stepped, and reset (its bindings
 // cleared) when it goes out of scope. Every failure is a cache_error naming
@@ -103,6 +106,17 @@ class database {
   void use_wal();
 
   [[nodiscard]] query prepare(const char* sql);
+  // The rows of many keys with one statement: `sql` selects the rows whose
+  // key (a blob in column `key_column`) is >= ?1, ordered by it; `keys` are
+  // the wanted keys sorted as SQLite sorts blobs (see blob_less). The rows
+  // are read as a merge of the two orders, and the statement is sought
+  // again (rebound to the next wanted key) only after a few rows no one
+  // wants: one seek for a run of wanted keys that are neighbours in the
+  // index instead of one per key, and at most a few rows read in vain per
+  // key where they are far apart. `found(k, row)` for each wanted key k
+  // that has a row (once per key; the row's columns are valid in the call).
+  void seek_each(const char* sql, int key_column, std::span<const std::span<const std::byte>> keys,
+                 const std::function<void(std::size_t, const query&)>& found);
   void exec(const char* sql);
   // sqlite3_exec's result code, for the callers that decide what an error means.
   [[nodiscard]] int try_exec(const char* sql) noexcept;
