@@ -9,16 +9,10 @@
 #   show --plot, compare --plot
 #                          SVG files that parse as XML, one line per run
 # Prints PASS at the end.
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/shell_test.sh"
 churn=$1
 csv=$2
 out=$3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
 browser=$(command -v chromium || command -v chromium-browser || true)
 [[ -n $browser ]] || fail "no chromium on PATH: scripts/install_deps.sh installs it"
 export PENSTOCK_HOME="$work/home"

@@ -5,15 +5,9 @@
 #   2. put the file back: every step is a cache hit again;
 #   3. touch it without changing a byte: nothing reruns.
 # churn_data_edit.sh CHURN CSV; prints PASS at the end.
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/shell_test.sh"
 churn=$1
 csv=$2
-work=$(mktemp -d)
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
 export PENSTOCK_HOME=$work/cache
 data=$work/churn.csv
 cp "$csv" "$data"

@@ -9,15 +9,9 @@
 #   4. an edit of the shared module (a declared source, lib/*.py) reruns the
 #      steps that declare it, not generate.
 # mixed_example.sh MIXED SCRIPTS_DIR; prints PASS at the end.
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/shell_test.sh"
 mixed=$1
 scripts=$2
-work=$(mktemp -d)
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
 export PENSTOCK_HOME=$work/cache
 export PENSTOCK_MIXED_SCRIPTS=$work/scripts
 cp -r "$scripts" "$PENSTOCK_MIXED_SCRIPTS"

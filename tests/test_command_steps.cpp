@@ -5,7 +5,6 @@
 // cutoff, metrics lines, and --max-processes proved with a rendezvous.
 #include <gtest/gtest.h>
 
-#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -14,8 +13,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -24,7 +21,9 @@
 
 #include <penstock/penstock.hpp>
 
+#include "process_waits.hpp"
 #include "scratch_directory.hpp"
+#include "text_files.hpp"
 
 namespace ps = penstock;
 namespace fs = std::filesystem;
@@ -32,17 +31,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using penstock_test::appears_within;
+using penstock_test::ends_within;
+using penstock_test::read_text;
 using penstock_test::scratch_directory;
-
-void write(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
-
-std::string read(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using penstock_test::write_text;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
@@ -65,34 +58,7 @@ const ps::step_report& report_of(const ps::run_result& r, std::string_view step)
   throw std::logic_error("no step " + std::string(step));
 }
 
-// Whether process `pid` is gone (or a zombie no one has reaped yet).
-bool gone(pid_t pid) {
-  if (::kill(pid, 0) != 0) return true;
-  const std::string stat = read(fs::path("/proc") / std::to_string(pid) / "stat");
-  const auto close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
-}
-
-// Waits (bounded: a hang fails the test) until `pid` is gone.
-bool becomes_gone(pid_t pid) {
-  const auto give_up = std::chrono::steady_clock::now() + 20s;
-  while (!gone(pid)) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
-
-bool appears(const fs::path& path) {
-  const auto give_up = std::chrono::steady_clock::now() + 60s;
-  while (!fs::exists(path)) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
-pid_t pid_in(const fs::path& file) { return static_cast<pid_t>(std::stol(read(file))); }
+pid_t pid_in(const fs::path& file) { return static_cast<pid_t>(std::stol(read_text(file))); }
 
 // Collects what commands log and measure.
 class recorder final : public ps::observer {
@@ -125,7 +91,7 @@ TEST(command, passes_its_output_file_on) {
   auto text = ps::param<std::string>("text", "hello");
   auto made =
       ps::command<"make">("/bin/sh", "-c", "printf '%s' \"$1\" > \"$2\"", "sh", text, ps::output_file("made.txt"));
-  auto length = ps::step<"length">([](const ps::file& f) { return read(f.path()).size(); })(made);
+  auto length = ps::step<"length">([](const ps::file& f) { return read_text(f.path()).size(); })(made);
   const auto r = ps::pipeline<"passes">(length).run(uncached());
   ASSERT_TRUE(r.ok()) << report_of(r, "make").error;
   EXPECT_EQ(r.value(length), 5u);
@@ -213,7 +179,7 @@ TEST(command, argv_arrives_verbatim) {
   ASSERT_TRUE(r.ok()) << report_of(r, "echo_args").error;
   std::string expected;
   for (const auto& a : args) expected += a + '\0';
-  EXPECT_EQ(read(r.value(out).path()), expected);
+  EXPECT_EQ(read_text(r.value(out).path()), expected);
 }
 
 TEST(command, gets_the_declared_environment_and_the_callers) {
@@ -227,7 +193,7 @@ TEST(command, gets_the_declared_environment_and_the_callers) {
                  .env("PENSTOCK_TEST_INHERITED");
   const auto r = ps::pipeline<"environment">(out).run(uncached());
   ASSERT_TRUE(r.ok()) << report_of(r, "env").error;
-  const std::string text = read(r.value(out).path());
+  const std::string text = read_text(r.value(out).path());
   EXPECT_TRUE(text.rfind("héllo wörld|from the caller|also there|env|", 0) == 0) << text;
   // Its working directory is the attempt's own, where its output is.
   EXPECT_EQ(fs::path(text.substr(text.rfind('|') + 1)), r.value(out).path().parent_path());
@@ -237,24 +203,24 @@ TEST(command, gets_the_declared_environment_and_the_callers) {
 // counted in `runs`, outside the cache.
 struct script_pipeline {
   explicit script_pipeline(const fs::path& where) : dir(where) {
-    write(dir / "script.sh", "echo run >> \"$3\"; head -n 1 \"$1\" > \"$2\"\n");
-    write(dir / "input.txt", "first line\nsecond line\n");
-    write(dir / "unrelated.txt", "nothing\n");
+    write_text(dir / "script.sh", "echo run >> \"$3\"; head -n 1 \"$1\" > \"$2\"\n");
+    write_text(dir / "input.txt", "first line\nsecond line\n");
+    write_text(dir / "unrelated.txt", "nothing\n");
   }
   auto build() const {
     auto input = ps::param<ps::file>("input", ps::file(dir / "input.txt"));
     auto head = ps::command<"head">("/bin/sh", ps::source(dir / "script.sh"), input, ps::output_file("head.txt"),
                                     (dir / "runs").string());
     auto shout = ps::step<"shout">([this](const ps::file& f) {
-      write(dir / "shouts", read(dir / "shouts") + "x");
-      std::string s = read(f.path());
+      write_text(dir / "shouts", read_text(dir / "shouts") + "x");
+      std::string s = read_text(f.path());
       for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
       return s;
     })(head);
     return std::pair{ps::pipeline<"script">(shout), shout};
   }
-  [[nodiscard]] std::size_t runs() const { return read(dir / "runs").size() / 4; }
-  [[nodiscard]] std::size_t shouts() const { return read(dir / "shouts").size(); }
+  [[nodiscard]] std::size_t runs() const { return read_text(dir / "runs").size() / 4; }
+  [[nodiscard]] std::size_t shouts() const { return read_text(dir / "shouts").size(); }
   fs::path dir;
 };
 
@@ -273,19 +239,19 @@ TEST(command_key, reruns_on_script_or_input_edits_and_not_on_unrelated_ones) {
   EXPECT_EQ(r.report().cache_hits(), 2u);
   EXPECT_EQ(p.runs(), 1u);
 
-  write(scratch.path() / "unrelated.txt", "changed\n");
+  write_text(scratch.path() / "unrelated.txt", "changed\n");
   r = pipeline.run(cached_in(cache));
   EXPECT_EQ(r.report().cache_hits(), 2u);
   EXPECT_EQ(p.runs(), 1u);
 
-  write(scratch.path() / "script.sh", "echo run >> \"$3\"; tail -n 1 \"$1\" > \"$2\"\n");
+  write_text(scratch.path() / "script.sh", "echo run >> \"$3\"; tail -n 1 \"$1\" > \"$2\"\n");
   r = pipeline.run(cached_in(cache));
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(report_of(r, "head").cache_hit);
   EXPECT_EQ(p.runs(), 2u);
   EXPECT_EQ(r.value(shout), "SECOND LINE\n");  // and what depends on it reran
 
-  write(scratch.path() / "input.txt", "first line\nthird line\n");
+  write_text(scratch.path() / "input.txt", "first line\nthird line\n");
   r = pipeline.run(cached_in(cache));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(p.runs(), 3u);
@@ -300,7 +266,7 @@ TEST(command_key, identical_output_cuts_off_its_dependents) {
   ASSERT_TRUE(pipeline.run(cached_in(cache)).ok());
   EXPECT_EQ(p.shouts(), 1u);
   // The second line changes; `head` reruns and writes the same first line.
-  write(scratch.path() / "input.txt", "first line\nsomething else\n");
+  write_text(scratch.path() / "input.txt", "first line\nsomething else\n");
   const auto r = pipeline.run(cached_in(cache));
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(report_of(r, "head").cache_hit);
@@ -312,7 +278,7 @@ TEST(command_key, identical_output_cuts_off_its_dependents) {
 TEST(command_key, explain_names_the_script_and_the_variable_that_changed) {
   scratch_directory scratch("penstock-command");
   ::setenv("PENSTOCK_HOME", (scratch.path() / "cache").c_str(), 1);
-  write(scratch.path() / "s.sh", "printf '%s' \"$MODE\" > \"$1\"\n");
+  write_text(scratch.path() / "s.sh", "printf '%s' \"$MODE\" > \"$1\"\n");
   ::setenv("PENSTOCK_TEST_MODE", "a", 1);
   auto out = ps::command<"moded">("/bin/sh", ps::source(scratch.path() / "s.sh"), ps::output_file("o"))
                  .env("MODE", "fast")
@@ -334,10 +300,10 @@ TEST(command_key, explain_names_the_script_and_the_variable_that_changed) {
   (void)testing::internal::GetCapturedStderr();
   EXPECT_TRUE(contains(explain(), "moded  HIT")) << explain();
 
-  write(scratch.path() / "s.sh", "printf '%s!' \"$MODE\" > \"$1\"\n");
+  write_text(scratch.path() / "s.sh", "printf '%s!' \"$MODE\" > \"$1\"\n");
   std::string text = explain();
   EXPECT_TRUE(contains(text, "MISS  source " + (scratch.path() / "s.sh").string() + " changed")) << text;
-  write(scratch.path() / "s.sh", "printf '%s' \"$MODE\" > \"$1\"\n");
+  write_text(scratch.path() / "s.sh", "printf '%s' \"$MODE\" > \"$1\"\n");
 
   ::setenv("PENSTOCK_TEST_MODE", "b", 1);
   text = explain();
@@ -356,7 +322,7 @@ TEST(command, several_outputs_are_split_with_get_and_restored_from_the_cache) {
   auto summary = ps::step<"summary">([](const ps::file& t, const ps::directory& d) {
     std::size_t files = 0;
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(d.path())) ++files;
-    return read(t.path()) + std::to_string(files);
+    return read_text(t.path()) + std::to_string(files);
   })(table, plots);
   const auto pipeline = ps::pipeline<"outputs">(summary, plots);
   auto r = pipeline.run(cached_in(scratch.path() / "cache"));
@@ -365,7 +331,7 @@ TEST(command, several_outputs_are_split_with_get_and_restored_from_the_cache) {
   r = pipeline.run(cached_in(scratch.path() / "cache"));
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(report_of(r, "both").cache_hit);
-  EXPECT_EQ(read(r.value(plots).path() / "b.txt"), "b\n");  // restored, readable
+  EXPECT_EQ(read_text(r.value(plots).path() / "b.txt"), "b\n");  // restored, readable
 }
 
 TEST(command, metric_lines_are_the_steps_metrics) {
@@ -436,7 +402,7 @@ TEST(command, timeout_kills_the_whole_process_tree) {
   EXPECT_EQ(s.status, ps::step_status::timed_out);
   EXPECT_TRUE(contains(s.error, "exceeded its timeout of 0.3 s: its process group was sent SIGTERM")) << s.error;
   ASSERT_TRUE(fs::exists(pid_file));
-  EXPECT_TRUE(becomes_gone(pid_in(pid_file)));
+  EXPECT_TRUE(ends_within(pid_in(pid_file), 20s));
 }
 
 TEST(command, a_leader_ignoring_sigterm_gets_sigkill_after_the_grace_period) {
@@ -450,7 +416,7 @@ TEST(command, a_leader_ignoring_sigterm_gets_sigkill_after_the_grace_period) {
   const auto& s = report_of(r, "stubborn");
   EXPECT_EQ(s.status, ps::step_status::timed_out);
   EXPECT_TRUE(contains(s.error, "then SIGKILL after 0.2 s of grace")) << s.error;
-  EXPECT_TRUE(becomes_gone(pid_in(pid_file)));
+  EXPECT_TRUE(ends_within(pid_in(pid_file), 20s));
 }
 
 TEST(command, stopping_the_run_ends_the_command_and_its_children) {
@@ -465,14 +431,14 @@ TEST(command, stopping_the_run_ends_the_command_and_its_children) {
   ps::run_options options = uncached();
   options.stop = &stop;
   std::thread ctrl_c([&] {
-    if (appears(pid_file)) stop = true;
+    if (appears_within(pid_file, 60s)) stop = true;
   });
   const auto r = ps::pipeline<"stopped">(out).run(options);
   ctrl_c.join();
   const auto& s = report_of(r, "long");
   EXPECT_EQ(s.status, ps::step_status::cancelled) << s.error;
   EXPECT_TRUE(contains(s.error, "the run was stopped: its process group was sent SIGTERM")) << s.error;
-  EXPECT_TRUE(becomes_gone(pid_in(pid_file)));
+  EXPECT_TRUE(ends_within(pid_in(pid_file), 20s));
 }
 
 TEST(command, retries_run_again_in_a_fresh_directory) {
@@ -526,7 +492,7 @@ TEST(command, max_processes_run_at_once_and_never_more_without_holding_threads) 
   // beside three: none saw more.
   std::vector<int> seen;
   for (const auto& n : {r.value(a), r.value(b), r.value(c), r.value(d), r.value(e), r.value(f)})
-    seen.push_back(std::stoi(read(n.path())));
+    seen.push_back(std::stoi(read_text(n.path())));
   EXPECT_EQ(*std::max_element(seen.begin(), seen.end()), most);
   EXPECT_GE(std::count(seen.begin(), seen.end(), most), most);
 }

@@ -8,7 +8,6 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -17,13 +16,16 @@
 #include <penstock/penstock.hpp>
 
 #include "scratch_directory.hpp"
+#include "text_files.hpp"
 
 namespace ps = penstock;
 namespace fs = std::filesystem;
 
 namespace {
 
+using penstock_test::read_text;
 using penstock_test::scratch_directory;
+using penstock_test::write_text;
 
 ps::run_options cached_in(const fs::path& dir, std::vector<std::pair<std::string, std::string>> params = {}) {
   ps::run_options options;
@@ -34,16 +36,6 @@ ps::run_options cached_in(const fs::path& dir, std::vector<std::pair<std::string
   return options;
 }
 
-void write(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
-
-std::string read(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
 // data (a file) ── count (its bytes) ── twice
 struct counting {
   std::atomic<int> counts{0};
@@ -52,7 +44,7 @@ auto file_pipeline(counting& c) {
   auto data = ps::param<ps::file>("data");
   auto count = ps::step<"count">([&c](const ps::file& f) {
     ++c.counts;
-    return static_cast<long>(read(f.path()).size());
+    return static_cast<long>(read_text(f.path()).size());
   })(data);
   auto twice = ps::step<"twice">([](long n) { return 2 * n; })(count);
   return std::pair{ps::pipeline<"files">(twice), twice};
@@ -64,7 +56,7 @@ TEST(file_values, a_file_parameter_is_keyed_by_its_content) {
   scratch_directory dir;
   const fs::path cache = dir.path() / "cache";
   const fs::path data = dir.path() / "data.txt";
-  write(data, "12345");
+  write_text(data, "12345");
   counting c;
   const auto [p, twice] = file_pipeline(c);
   const auto params = std::vector<std::pair<std::string, std::string>>{{"data", data.string()}};
@@ -73,12 +65,12 @@ TEST(file_values, a_file_parameter_is_keyed_by_its_content) {
   const auto same = p.run(cached_in(cache, params));
   EXPECT_TRUE(same.report().find("count")->cache_hit);
 
-  write(data, "1234567");  // edited: the step reruns
+  write_text(data, "1234567");  // edited: the step reruns
   const auto edited = p.run(cached_in(cache, params));
   EXPECT_FALSE(edited.report().find("count")->cache_hit);
   EXPECT_EQ(edited.value(twice), 14);
 
-  write(data, "12345");  // back: a hit again
+  write_text(data, "12345");  // back: a hit again
   const auto back = p.run(cached_in(cache, params));
   EXPECT_TRUE(back.report().find("count")->cache_hit);
   EXPECT_EQ(back.value(twice), 10);
@@ -91,7 +83,7 @@ TEST(file_values, a_file_parameter_is_keyed_by_its_content) {
 
   // The same bytes under the same name in another folder: the same key.
   fs::create_directories(dir.path() / "elsewhere");
-  write(dir.path() / "elsewhere" / "data.txt", "12345");
+  write_text(dir.path() / "elsewhere" / "data.txt", "12345");
   const auto moved = p.run(cached_in(cache, {{"data", (dir.path() / "elsewhere" / "data.txt").string()}}));
   EXPECT_TRUE(moved.report().find("count")->cache_hit);
   EXPECT_EQ(c.counts, 2);
@@ -137,7 +129,7 @@ TEST(file_values, a_produced_file_is_stored_and_restored_read_only_on_a_hit) {
     return ps::file(out);
   })(n);
   auto lines = ps::step<"lines">([](const ps::file& f) {
-                 std::istringstream in(read(f.path()));
+                 std::istringstream in(read_text(f.path()));
                  int k = 0;
                  for (std::string line; std::getline(in, line);) ++k;
                  return k;
@@ -149,7 +141,7 @@ TEST(file_values, a_produced_file_is_stored_and_restored_read_only_on_a_hit) {
   EXPECT_EQ(first.value(lines), 3);
   const fs::path stored = first.value(made).path();
   EXPECT_EQ(stored.filename(), "lines.txt");
-  EXPECT_EQ(read(stored), "line 0\nline 1\nline 2\n");
+  EXPECT_EQ(read_text(stored), "line 0\nline 1\nline 2\n");
   EXPECT_EQ(stored.string().rfind((cache / "files").string(), 0), 0u)
       << "handed on as its copy in the cache: " << stored;
   EXPECT_FALSE(fs::exists(cache / "work")) << "the run's output directory is removed";
@@ -160,7 +152,7 @@ TEST(file_values, a_produced_file_is_stored_and_restored_read_only_on_a_hit) {
   ASSERT_TRUE(second.ok()) << second.report().summary();
   EXPECT_TRUE(second.report().find("make")->cache_hit);
   EXPECT_EQ(second.value(lines), 3);
-  EXPECT_EQ(read(second.value(made).path()), "line 0\nline 1\nline 2\n");
+  EXPECT_EQ(read_text(second.value(made).path()), "line 0\nline 1\nline 2\n");
   struct stat st {};
   ASSERT_EQ(::stat(second.value(made).path().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0222, 0u) << "restored read-only";
@@ -186,8 +178,8 @@ TEST(file_values, a_directory_is_keyed_by_its_files_names_modes_and_contents) {
   const fs::path cache = dir.path() / "cache";
   const fs::path tree = dir.path() / "tree";
   fs::create_directories(tree / "sub");
-  write(tree / "a.txt", "alpha");
-  write(tree / "sub" / "b.txt", "beta");
+  write_text(tree / "a.txt", "alpha");
+  write_text(tree / "sub" / "b.txt", "beta");
   std::atomic<int> runs{0};
   auto input = ps::param<ps::directory>("tree");
   auto listing = ps::step<"listing">([&runs](const ps::directory& d) {
@@ -204,11 +196,11 @@ TEST(file_values, a_directory_is_keyed_by_its_files_names_modes_and_contents) {
   const auto params = std::vector<std::pair<std::string, std::string>>{{"tree", tree.string()}};
   EXPECT_EQ(p.run(cached_in(cache, params)).value(listing), "a.txt;sub/b.txt;");
   EXPECT_TRUE(p.run(cached_in(cache, params)).report().find("listing")->cache_hit);
-  write(tree / "sub" / "b.txt", "BETA");  // content
+  write_text(tree / "sub" / "b.txt", "BETA");  // content
   EXPECT_FALSE(p.run(cached_in(cache, params)).report().find("listing")->cache_hit);
   fs::permissions(tree / "a.txt", fs::perms::owner_exec, fs::perm_options::add);  // mode
   EXPECT_FALSE(p.run(cached_in(cache, params)).report().find("listing")->cache_hit);
-  write(tree / "c.txt", "");  // a new file
+  write_text(tree / "c.txt", "");  // a new file
   EXPECT_EQ(p.run(cached_in(cache, params)).value(listing), "a.txt;c.txt;sub/b.txt;");
   EXPECT_EQ(runs, 4);
 }
@@ -221,8 +213,8 @@ TEST(file_values, a_produced_directory_is_restored_whole) {
     ++makes;
     const fs::path out = ctx.output_path("plots");
     fs::create_directories(out / "deep");
-    write(out / "one.svg", "<svg/>");
-    write(out / "deep" / "two.svg", std::string(100'000, 'x'));  // a blob file, not inline
+    write_text(out / "one.svg", "<svg/>");
+    write_text(out / "deep" / "two.svg", std::string(100'000, 'x'));  // a blob file, not inline
     return ps::directory(out);
   })();
   const auto p = ps::pipeline<"plots">(made);
@@ -233,8 +225,8 @@ TEST(file_values, a_produced_directory_is_restored_whole) {
   EXPECT_TRUE(again.report().find("plots")->cache_hit);
   const fs::path restored = again.value(made).path();
   EXPECT_EQ(restored.filename(), "plots");
-  EXPECT_EQ(read(restored / "one.svg"), "<svg/>");
-  EXPECT_EQ(read(restored / "deep" / "two.svg").size(), 100'000u);
+  EXPECT_EQ(read_text(restored / "one.svg"), "<svg/>");
+  EXPECT_EQ(read_text(restored / "deep" / "two.svg").size(), 100'000u);
   EXPECT_EQ(makes, 1);
 }
 
@@ -245,7 +237,7 @@ TEST(file_values, a_file_whose_stored_bytes_are_gone_is_a_reported_miss_and_reco
   auto made = ps::step<"make">([&makes](ps::context& ctx) {
     ++makes;
     const fs::path out = ctx.output_path("big.bin");
-    write(out, std::string(200'000, 'z'));
+    write_text(out, std::string(200'000, 'z'));
     return ps::file(out);
   })();
   const auto p = ps::pipeline<"gone">(made);
@@ -255,7 +247,7 @@ TEST(file_values, a_file_whose_stored_bytes_are_gone_is_a_reported_miss_and_reco
     if (e.is_regular_file()) fs::remove(e.path());
   const auto again = p.run(cached_in(cache));
   ASSERT_TRUE(again.ok()) << again.report().summary();
-  EXPECT_EQ(read(again.value(made).path()), std::string(200'000, 'z'));
+  EXPECT_EQ(read_text(again.value(made).path()), std::string(200'000, 'z'));
   EXPECT_NE(again.report().find("make")->cache_note, "") << "reported";
   EXPECT_EQ(makes, 2);
 }

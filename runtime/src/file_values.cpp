@@ -23,6 +23,8 @@
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
 
+#include "posix_file.hpp"
+
 namespace penstock::detail::r1 {
 
 namespace fs = std::filesystem;
@@ -43,20 +45,6 @@ std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-class fd_closer {
- public:
-  explicit fd_closer(int fd) noexcept : fd_(fd) {}
-  fd_closer(const fd_closer&) = delete;
-  fd_closer& operator=(const fd_closer&) = delete;
-  ~fd_closer() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  [[nodiscard]] int get() const noexcept { return fd_; }
-
- private:
-  int fd_;
-};
 
 file_stat_row row_of(const std::string& absolute, const struct stat& st) {
   return {.path = absolute,
@@ -131,7 +119,7 @@ void hash_one(found_file& f, const std::string& full,
     f.entry.content = f.known->content;
     return;
   }
-  const fd_closer fd(::open(full.c_str(), O_RDONLY | O_CLOEXEC));
+  const unique_fd fd(::open(full.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) throw file_error(fmt::format("cannot open '{}': {}", full, why(errno)));
   const std::int64_t started = now_ns();
   f.entry.content = hash_bytes(fd.get(), full, f.row.size);
@@ -178,7 +166,7 @@ void check_readable(path_kind kind, const fs::path& path) {
   if (kind == path_kind::file) {
     if (S_ISDIR(st.st_mode)) throw file_error(fmt::format("'{}' is a directory, not a file", path.string()));
     if (!S_ISREG(st.st_mode)) throw file_error(fmt::format("'{}' is not a regular file", path.string()));
-    const fd_closer fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    const unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) throw file_error(fmt::format("cannot open '{}': {}", path.string(), why(errno)));
   } else {
     if (!S_ISDIR(st.st_mode)) throw file_error(fmt::format("'{}' is not a directory", path.string()));
@@ -409,7 +397,7 @@ fs::path source_of(const path_value& value, const path_entry& e) {
 
 // Copies `from` into `out` in chunks, returning the digest of what it copied.
 digest copy_into(const fs::path& from, std::ostream& out) {
-  const fd_closer fd(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  const unique_fd fd(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) throw file_error(fmt::format("cannot open '{}': {}", from.string(), why(errno)));
   std::vector<char> buffer(std::size_t{1} << 20);
   hasher h;
@@ -425,15 +413,10 @@ digest copy_into(const fs::path& from, std::ostream& out) {
 }
 
 void write_file(const fs::path& to, std::span<const std::byte> bytes) {
-  const fd_closer fd(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (fd.get() < 0) throw cache_error(fmt::format("cannot create '{}': {}", to.string(), why(errno)));
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw cache_error(fmt::format("cannot write '{}': {}", to.string(), why(errno)));
-    done += static_cast<std::size_t>(n);
-  }
+  unique_fd fd(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd) throw cache_error(fmt::format("cannot create '{}': {}", to.string(), why(errno)));
+  write_all(fd.get(), bytes.data(), bytes.size(), to);
+  fd.close(to);
 }
 
 void copy_file_bytes(const fs::path& from, const fs::path& to) {
