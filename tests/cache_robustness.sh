@@ -7,6 +7,9 @@
 #   cache_robustness.sh TARGET disk_full       the cache on a 4 MiB tmpfs, 40 MB outputs: right output,
 #                                              a warning naming the step, exit 0 (exits 77, skipped,
 #                                              where no tmpfs can be mounted)
+#   cache_robustness.sh TARGET disk_full_files the cache on a 4 MiB tmpfs, a command writing an 8 MiB
+#                                              file: the step runs (its files in $TMPDIR), right output,
+#                                              a warning saying where, exit 0 (77 as above)
 #
 # Prints PASS at the end.
 set -euo pipefail
@@ -80,13 +83,15 @@ case $what in
     [[ $distinct == 120 ]] || fail "$distinct distinct elements computed, not 120"
     [[ $computed == 120 ]] || fail "$computed element computations for 120 elements: $(awk '{print $2}' "$work/log" | sort | uniq -d | tr '\n' ' ')"
     ;;
-  disk_full)
+  disk_full | disk_full_files)
     mkdir "$work/small"
     if ! mount -t tmpfs -o size=4m tmpfs "$work/small" 2>/dev/null; then
       echo "SKIP ($what): cannot mount a tmpfs here (needs root)"
       exit 77
     fi
     mounted="$work/small"
+    ;;&
+  disk_full)
     PENSTOCK_HOME="$work/none" "$target" cli run --quiet --no-cache >"$work/ref.out" 2>"$work/ref.err" ||
       fail "the reference run exited $?"
     for i in 1 2 3; do
@@ -96,6 +101,21 @@ case $what in
       cmp -s "$work/run.out" "$work/ref.out" || fail "run $i printed $(cat "$work/run.out"), not $(cat "$work/ref.out")"
       grep -q "warning: step 'big': its output was not stored in the cache" "$work/run.err" ||
         fail "run $i gave no warning naming the step: $(cat "$work/run.err")"
+    done
+    ;;
+  disk_full_files)
+    export TMPDIR=$work/tmp
+    mkdir "$TMPDIR"
+    PENSTOCK_HOME="$work/none" "$target" files run --quiet --no-cache >"$work/ref.out" 2>"$work/ref.err" ||
+      fail "the reference run exited $?: $(cat "$work/ref.err")"
+    grep -q '^lines = 932067$' "$work/ref.out" || fail "the reference run printed $(cat "$work/ref.out")"
+    for i in 1 2 3; do
+      status=0
+      PENSTOCK_HOME="$work/small/cache" "$target" files run --quiet >"$work/run.out" 2>"$work/run.err" || status=$?
+      [[ $status == 0 ]] || fail "run $i exited $status: $(cat "$work/run.err")"
+      cmp -s "$work/run.out" "$work/ref.out" || fail "run $i printed $(cat "$work/run.out"), not $(cat "$work/ref.out")"
+      grep -q "MiB free: this run's step files are written in $TMPDIR/penstock-work-$(id -u)/" "$work/run.err" ||
+        fail "run $i did not say where its step files went: $(cat "$work/run.err")"
     done
     ;;
   *)

@@ -11,6 +11,10 @@
 //   cache_robustness_target cli ARGS...
 //       ps::main over: megabytes ── big (a vector of that many MB) ── total;
 //       for a full disk under the real command line.
+//   cache_robustness_target files ARGS...
+//       ps::main over: megabytes ── written (a command writing that many MB
+//       of "abcdefgh\n" lines to an output file) ── lines (a C++ step
+//       counting them); for step files on a full cache disk.
 //
 // Lines go to LOG with O_APPEND and one write() each, so processes never
 // interleave them.
@@ -112,6 +116,21 @@ int cli(int argc, char** argv) {
   return ps::main(ps::pipeline<"disk">(total), argc, argv);
 }
 
+int files(int argc, char** argv) {
+  auto megabytes = ps::param<int>("megabytes", 8);
+  auto written = ps::command<"written">("/bin/sh", "-c", "yes abcdefgh | head -c $(($1 << 20)) > \"$2\"", "sh",
+                                        megabytes, ps::output_file("lines.txt"));
+  auto lines = ps::step<"lines">([](const ps::file& f) {
+    std::FILE* in = std::fopen(f.string().c_str(), "rb");
+    if (in == nullptr) throw std::runtime_error("cannot open " + f.string());
+    long n = 0;
+    for (int c; (c = std::fgetc(in)) != EOF;) n += c == '\n';
+    std::fclose(in);
+    return n;
+  })(written);
+  return ps::main(ps::pipeline<"disk_files">(lines), argc, argv);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -120,6 +139,7 @@ int main(int argc, char** argv) {
     if (mode == "slow" && argc == 5) return slow(argv[2], argv[3], argv[4]);
     if (mode == "elements" && argc == 6) return elements(argv[2], argv[3], std::stol(argv[4]), std::stol(argv[5]));
     if (mode == "cli") return cli(argc - 1, argv + 1);
+    if (mode == "files") return files(argc - 1, argv + 1);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 3;

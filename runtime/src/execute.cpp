@@ -1,8 +1,12 @@
 // execute: one run from start to report. Resolves the parameters, opens the
 // cache session (or says why not), runs the executor, reads the outputs the
 // caller asks for, and fills the run_report; output_slot hands values out.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -50,6 +54,35 @@ void remove_unless_referenced(const graph_description& graph, run_state& state, 
   std::error_code ec;
   std::filesystem::remove_all(base, ec);
   std::filesystem::remove(base.parent_path(), ec);  // work/, when no other run is using it
+}
+
+// Below this much free space on the cache's file system, a run's step files
+// are written elsewhere: a full cache disk must not fail the steps that
+// write files (a command's outputs, ctx.output_file()).
+constexpr std::uintmax_t min_free_for_step_files = std::uintmax_t{64} << 20;
+
+// Where a run's step files go: <work>/<name>, unless the file system of
+// `work` is nearly full and the system's temporary directory is on another
+// one; then <tmp>/penstock-work-<uid>/<name>, with a warning. Either way
+// the cache stores a copy of what it keeps, so the place does not change a
+// key or a result.
+std::filesystem::path step_files_base(const std::filesystem::path& work, const std::string& name, run_observers& told) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path existing = work;  // work/ itself may not exist yet
+  while (!existing.empty() && !fs::exists(existing, ec)) existing = existing.parent_path();
+  const fs::space_info space = fs::space(existing.empty() ? fs::path(".") : existing, ec);
+  if (ec || space.available >= min_free_for_step_files) return work / name;
+  const fs::path tmp = fs::temp_directory_path(ec);
+  struct stat cache_fs {};
+  struct stat tmp_fs {};
+  if (ec || ::stat(existing.c_str(), &cache_fs) != 0 || ::stat(tmp.c_str(), &tmp_fs) != 0 ||
+      cache_fs.st_dev == tmp_fs.st_dev)
+    return work / name;
+  const fs::path elsewhere = tmp / fmt::format("penstock-work-{}", ::getuid()) / name;
+  told.warning(fmt::format("{} has {:.1f} MiB free: this run's step files are written in {} instead", existing.string(),
+                           static_cast<double>(space.available) / (1 << 20), elsewhere.string()));
+  return elsewhere;
 }
 
 }  // namespace
@@ -151,10 +184,12 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
   // Files the steps write go under the cache directory, per run; with the
   // cache, a stored file is handed on as its copy in the cache, and the
   // run's directory is removed at the end when no output still points into it.
-  // Where is decided now; the run's own name (a random id when the run has
-  // none) when a step first asks for a directory: most runs never do.
+  // Where is decided now (elsewhere when the cache's disk is nearly full: see
+  // step_files_base); the run's own name (a random id when the run has none)
+  // when a step first asks for a directory: most runs never do.
   const std::filesystem::path work = (cache ? cache->store().directory() : cache_directory_of(options)) / "work";
-  output_directories outputs([&run_id, work] { return work / (run_id.empty() ? new_run_id() : run_id); });
+  output_directories outputs(
+      [&run_id, &told, work] { return step_files_base(work, run_id.empty() ? new_run_id() : run_id, told); });
   executor exec(graph, *plan, *state, options, told, cache.get(), &outputs);
   exec.run(options.threads);
   if (shown) shown->close();
