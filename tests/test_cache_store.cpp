@@ -273,6 +273,20 @@ class index_watcher {
   sqlite3* db_ = nullptr;
 };
 
+TEST(cache_store, warnings_go_to_the_sink_while_one_is_set_and_to_stderr_after) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  std::vector<std::string> told;
+  store.set_warning_sink([&told](std::string message) { told.push_back(std::move(message)); });
+  store.warn("the lease on cache key 00 expires on its own");
+  testing::internal::CaptureStderr();
+  store.set_warning_sink(nullptr);
+  store.warn("after the run");
+  const std::string printed = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(told, std::vector<std::string>{"the lease on cache key 00 expires on its own"});
+  EXPECT_EQ(printed, "penstock: after the run\n");
+}
+
 TEST(cache_store, a_fresh_entry_is_read_without_a_write_and_a_stale_one_is_marked_used) {
   scratch_directory dir;
   cache_store store(dir.path());  // touch_interval: an hour

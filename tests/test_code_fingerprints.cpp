@@ -4,6 +4,7 @@
 // penstock_code_fingerprints(test_code_fingerprints) in tests/CMakeLists.txt.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include <penstock/detail/code_fingerprints.hpp>
+#include <penstock/penstock.hpp>
 
 namespace {
 
@@ -196,6 +198,18 @@ TEST(CodeFingerprints, MalformedRowsAreSkipped) {
   EXPECT_EQ(r1::source_fingerprint_of("/fp/malformed/null.cpp"), std::nullopt);
   EXPECT_EQ(r1::source_fingerprint_of("/fp/malformed/upper.cpp"), digest_a);
   EXPECT_EQ(r1::source_fingerprint_of("/fp/malformed/good.cpp"), digest_b);
+  // Each refused row is said, naming its path, by every run after it.
+  std::vector<std::string> said;
+  for (const auto& w : r1::refused_source_fingerprints())
+    if (w.find("/fp/malformed/") != std::string::npos) said.push_back(w);
+  ASSERT_EQ(said.size(), 3u);
+  EXPECT_EQ(said[0], "ignoring the code fingerprint of /fp/malformed/short.cpp: '0123' is not a SHA-256 in hex");
+  EXPECT_EQ(said[2], "ignoring the code fingerprint of /fp/malformed/null.cpp: '(null)' is not a SHA-256 in hex");
+  auto one = penstock::step<"one">([] { return 1; })();
+  penstock::run_options options;
+  options.tracking.enabled = false;  // nothing written in the working directory
+  const auto warnings = penstock::pipeline<"refused">(one).run(options).report().warnings;
+  EXPECT_NE(std::find(warnings.begin(), warnings.end(), said[0]), warnings.end());
 }
 
 TEST(CodeFingerprints, ConcurrentRegistrationsAndLookUps) {

@@ -2,7 +2,6 @@
 // being read or written, which gc leaves alone), and whether their owners are still alive.
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <thread>
 #include <utility>
 
@@ -84,8 +83,7 @@ void cache_store::state::unmark_after_failure(const digest& content, std::int64_
   } catch (const std::exception& e) {
     // The failure being propagated matters more; the mark is dropped by the
     // first gc after this process exits (or when it expires).
-    std::fprintf(stderr, "penstock: %s (an in-use mark on blob %s stays until it expires)\n", e.what(),
-                 content.hex().c_str());
+    warn(fmt::format("{} (an in-use mark on blob {} stays until it expires)", e.what(), content.hex()));
   }
 }
 
@@ -191,8 +189,7 @@ cache_lease& cache_lease::operator=(cache_lease&& other) noexcept {
       try {
         release();
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "penstock: %s (the lease on cache key %s expires on its own)\n", e.what(),
-                     key_.hex().c_str());
+        store_->warn(fmt::format("{} (the lease on cache key {} expires on its own)", e.what(), key_.hex()));
       }
     }
     store_ = std::exchange(other.store_, nullptr);
@@ -208,7 +205,7 @@ cache_lease::~cache_lease() {
     release();
   } catch (const std::exception& e) {
     // A destructor cannot throw; the lease expires on its own.
-    std::fprintf(stderr, "penstock: %s (the lease on cache key %s expires on its own)\n", e.what(), key_.hex().c_str());
+    store_->warn(fmt::format("{} (the lease on cache key {} expires on its own)", e.what(), key_.hex()));
   }
 }
 

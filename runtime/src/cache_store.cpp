@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <istream>
 #include <ostream>
 #include <utility>
@@ -189,6 +191,25 @@ fs::path cache_store::blob_path(const digest& content) const { return state_->bl
 fs::path cache_store::index_path() const { return state_->index_file; }
 bool cache_store::read_only() const noexcept { return state_->read_only; }
 const std::string& cache_store::read_only_reason() const noexcept { return state_->read_only_why; }
+
+void cache_store::set_warning_sink(std::function<void(std::string)> sink) {
+  const std::scoped_lock lock(state_->sink_mutex);
+  state_->warning_sink = std::move(sink);
+}
+
+void cache_store::warn(std::string message) const noexcept { state_->warn(std::move(message)); }
+
+void cache_store::state::warn(std::string message) const noexcept {
+  try {
+    const std::scoped_lock lock(sink_mutex);
+    if (warning_sink) {
+      warning_sink(message);
+      return;
+    }
+  } catch (const std::exception&) {  // an observer that threw: said below instead
+  }
+  std::fprintf(stderr, "penstock: %s\n", message.c_str());
+}
 
 bool cache_store::fresh(std::chrono::system_clock::time_point last_used) const { return state_->fresh(last_used); }
 

@@ -311,6 +311,12 @@ class cache_store {
   // The index was opened read-only (see above), and why ("" if it was not).
   [[nodiscard]] bool read_only() const noexcept;
   [[nodiscard]] const std::string& read_only_reason() const noexcept;
+  // Where what the store could not do but did without goes (a lease or an
+  // in-use mark it could not give back): a run sets its observers' warning
+  // here, and takes it back (nullptr) before it ends; with none, stderr.
+  // Thread-safe.
+  void set_warning_sink(std::function<void(std::string)> sink);
+  void warn(std::string message) const noexcept;
 
   // Stores contiguous bytes under `key` (replacing what the key named). The
   // fast path: the bytes are hashed, then stored inline if they are small,

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <new>
@@ -121,6 +122,10 @@ struct cache_store::state {
   // Opened read-only (see cache_store.hpp), and why: for the message of a write refused.
   bool read_only = false;
   std::string read_only_why;
+
+  mutable std::mutex sink_mutex;  // guards warning_sink
+  std::function<void(std::string)> warning_sink;
+  void warn(std::string message) const noexcept;  // see cache_store::warn
 
   std::mutex mutex;  // guards everything below
   sqlite::database db{index_file};

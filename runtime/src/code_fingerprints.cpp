@@ -4,13 +4,14 @@
 #include <penstock/detail/code_fingerprints.hpp>
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <fmt/format.h>
 
 namespace penstock::detail::r1 {
 
@@ -55,6 +56,7 @@ struct registry {
   std::mutex mutex;
   // Distinct digests registered for each normalized path, sorted.
   std::unordered_map<std::string, std::vector<digest>, string_hash, std::equal_to<>> digests;
+  std::vector<std::string> refused;  // rows skipped, said by each run
 };
 
 // Never destroyed: a table may be looked up (or a library loaded) while
@@ -85,9 +87,9 @@ void register_source_fingerprints(const source_fingerprint* table, std::size_t c
     if (!d) {
       // Only a hand-written or damaged table gets here; the generated ones
       // always hold 64 hex digits. Nothing can be thrown from a static
-      // initializer, so say it and leave the file unregistered.
-      std::fprintf(stderr, "penstock: ignoring the code fingerprint of %s: '%s' is not a SHA-256 in hex\n", row.path,
-                   row.sha256_hex == nullptr ? "(null)" : row.sha256_hex);
+      // initializer, so the row is skipped and each run says so.
+      reg.refused.push_back(fmt::format("ignoring the code fingerprint of {}: '{}' is not a SHA-256 in hex", row.path,
+                                        row.sha256_hex == nullptr ? "(null)" : row.sha256_hex));
       continue;
     }
     std::vector<digest>& known = reg.digests[normalize(row.path)];
@@ -103,6 +105,12 @@ std::optional<digest> source_fingerprint_of(std::string_view path) noexcept {
   if (found == reg.digests.end()) found = reg.digests.find(normalize(path));
   if (found == reg.digests.end()) return std::nullopt;
   return combine(found->second);
+}
+
+std::vector<std::string> refused_source_fingerprints() {
+  registry& reg = the_registry();
+  const std::lock_guard lock(reg.mutex);
+  return reg.refused;
 }
 
 }  // namespace penstock::detail::r1

@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include <penstock/detail/code_fingerprints.hpp>
 #include <penstock/detail/runtime_api.hpp>
 
 #include "cache_session.hpp"
@@ -160,6 +161,7 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
                       .params = params,
                       .started = started_at});
   }
+  for (auto& refused : refused_source_fingerprints()) told.warning(std::move(refused));
 
   std::unique_ptr<cache_session> cache;
   std::string cache_note;
@@ -175,6 +177,9 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
       told.warning(cache_note);
     }
   }
+  // What the store could not give back (a lease, an in-use mark) is one of
+  // the run's warnings while the run lasts.
+  if (cache) cache->store().set_warning_sink([&told](std::string message) { told.warning(std::move(message)); });
   if (cache && cache->store().read_only()) {
     cache_note = fmt::format("the cache at {} is read-only ({}): hits are served, nothing is stored",
                              cache->store().directory().string(), cache->store().read_only_reason());
@@ -249,6 +254,8 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
   // every warning the run gave.
   if (recorder) recorder->finish(outcome.report);
   if (!options.tracking.mlflow.empty()) send_to_mlflow(options, outcome.report, recorder ? &*recorder : nullptr, told);
+  if (cache != nullptr)
+    cache->store().set_warning_sink(nullptr);  // later ones (leases given back as the session ends) to stderr
   outcome.report.warnings = told.take_warnings();
   if (told.any()) told.run_finished(outcome.report);
   return outcome;

@@ -7,7 +7,9 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include <penstock/digest.hpp>
 
@@ -25,7 +27,8 @@ struct source_fingerprint {
 // must have static storage (the rows are copied all the same, so a library
 // that is unloaded later leaves nothing dangling). A row without a path is skipped (the generated
 // table of a target whose files all vanished is one such row); a row whose
-// sha256_hex is not 64 hex digits is reported on stderr and skipped.
+// sha256_hex is not 64 hex digits is skipped, and said as a warning of every
+// run (refused_source_fingerprints()).
 // Terminates only if memory runs out.
 void register_source_fingerprints(const source_fingerprint* table, std::size_t count) noexcept;
 
@@ -38,5 +41,9 @@ void register_source_fingerprints(const source_fingerprint* table, std::size_t c
 // built from different versions of one file) yields the XXH3-128 of its
 // distinct digests in order, so a change to any of them changes the result.
 [[nodiscard]] std::optional<penstock::digest> source_fingerprint_of(std::string_view path) noexcept;
+
+// What register_source_fingerprints refused, a sentence a row, in order:
+// each run says them as warnings (a static initializer has nobody to tell).
+[[nodiscard]] std::vector<std::string> refused_source_fingerprints();
 
 }  // namespace penstock::detail::r1
