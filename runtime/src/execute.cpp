@@ -59,7 +59,7 @@ void remove_unless_referenced(const graph_description& graph, run_state& state, 
 
 // Below this much free space on the cache's file system, a run's step files
 // are written elsewhere: a full cache disk must not fail the steps that
-// write files (a command's outputs, ctx.output_file()).
+// write files (a command's outputs, ctx.output_path()).
 constexpr std::uintmax_t min_free_for_step_files = std::uintmax_t{64} << 20;
 
 // Where a run's step files go: <work>/<name>, unless the file system of
