@@ -183,10 +183,12 @@ executor::node_result executor::start_command(std::uint32_t i, step_clock::ticks
   run->node = i;
   run->started = start;
   process_request first;
+  process_supervisor* supervisor = nullptr;
   bool ready = prepare_command(node, inputs, *run);
   if (ready) {
     try {
       first = next_attempt(node, *run);
+      supervisor = &processes();
     } catch (const std::exception& e) {
       run->error = e.what();
       ready = false;
@@ -223,7 +225,7 @@ executor::node_result executor::start_command(std::uint32_t i, step_clock::ticks
       self->arena_->enqueue(std::move(*r.finish));
     }
   };
-  processes_->submit(std::move(first), resubmit{this, i});
+  supervisor->submit(std::move(first), resubmit{this, i});
   return {.ok = true, .async = true};
 }
 
@@ -246,7 +248,7 @@ void executor::attempt_command(const node_description& node, const input_list& i
   bool done = !prepare_command(node, inputs, run);
   while (!done) {
     try {
-      done = judge_attempt(node, run, processes_->run(next_attempt(node, run)), true);
+      done = judge_attempt(node, run, processes().run(next_attempt(node, run)), true);
     } catch (const std::exception& e) {
       run.status = step_status::failed;
       run.error = e.what();

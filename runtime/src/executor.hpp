@@ -244,9 +244,14 @@ class executor {
   tbb::task_group tasks_;
   // Command steps: their runs (one per node, made when it starts) and the
   // run's process supervisor, last so that it is destroyed (its thread
-  // joined) first.
+  // joined) first. The supervisor (a thread and an eventfd) is made when
+  // the first command starts: a rerun whose commands all hit the cache
+  // starts none.
   std::vector<std::unique_ptr<command_run>> command_runs_;
+  std::size_t most_processes_ = 0;
+  std::once_flag processes_made_;
   std::unique_ptr<process_supervisor> processes_;
+  process_supervisor& processes();
 };
 
 }  // namespace penstock::detail::r1

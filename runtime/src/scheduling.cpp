@@ -126,10 +126,15 @@ executor::executor(const graph_description& graph, const schedule& plan, run_sta
   }
   if (std::any_of(graph.nodes.begin(), graph.nodes.end(), [](const auto& d) { return d.kind == node_kind::command; })) {
     command_runs_.resize(n);
-    const std::size_t most =
+    most_processes_ =
         options.max_processes != 0 ? options.max_processes : std::max(1u, std::thread::hardware_concurrency());
-    processes_ = std::make_unique<process_supervisor>(most, stop_, &told_);
   }
+}
+
+process_supervisor& executor::processes() {
+  std::call_once(processes_made_,
+                 [this] { processes_ = std::make_unique<process_supervisor>(most_processes_, stop_, &told_); });
+  return *processes_;
 }
 
 void executor::run(std::size_t threads) {
