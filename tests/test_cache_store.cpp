@@ -1605,9 +1605,16 @@ TEST(cache_store_records, the_default_bound_is_1000_runs) {
            "INSERT INTO runs(run_id, pipeline, started, wall, steps, hits, computed, reported_misses, failed) "
            "SELECT 'seed-' || i, 'p', i, 0, 0, 0, 0, 0, 0 FROM n");
   EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs"), 1010);
-  store.record_run(run_of("p", "last", t0));
-  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs"), 1000);
-  EXPECT_EQ(query_integer(store.index_path(), "SELECT min(started) FROM runs"), 11) << "the oldest went";
+  store.record_run(run_of("p", "within", t0));
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs"), 1011)
+      << "within the bound's slack (1000 / 64 = 15 rows): not pruned yet";
+  for (int i = 0; i < 4; ++i)
+    store.record_run(run_of("p", "within-" + std::to_string(i), t0 + std::chrono::seconds(i)));
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs"), 1015);
+  store.record_run(run_of("p", "last", t0 + 1h));
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM runs"), 1000) << "pruned back to the bound";
+  EXPECT_EQ(query_integer(store.index_path(), "SELECT min(started) FROM runs"), 16) << "the oldest went";
+  EXPECT_EQ(store.last_run("p")->run_id, "last");
 }
 
 TEST(cache_store_records, unreadable_run_rows_are_skipped) {
@@ -2480,6 +2487,48 @@ TEST(cache_store_known_files, a_digest_is_known_while_every_stat_field_is_unchan
   EXPECT_EQ(query_integer(store.index_path(), "SELECT count(*) FROM file_stats"), 2);
   // A relative path is a caller's mistake.
   EXPECT_THROW((void)store.known_file(stat_row("data/a.csv")), std::invalid_argument);
+}
+
+// stored_files: what is stored for each path, asked before the files are
+// stat'ed (hash_trees overlaps it with the stats); the caller compares.
+TEST(cache_store_known_files, stored_rows_come_back_whole_by_path_and_unreadable_ones_as_none) {
+  scratch_directory dir;
+  cache_store store(dir.path());
+  const std::string odd = std::string("/data/caf\xff\xfe'") + "s.csv";
+  const std::pair<file_stat_row, known_file_digest> rows[] = {
+      {stat_row("/data/a.csv", 1), {key_of("content a"), 111}},
+      {stat_row(odd, 2), {key_of("content odd"), 222}},
+      {stat_row("/data/bad.csv", 3), {key_of("content bad"), 333}},
+  };
+  store.remember_files(rows);
+  exec_sql(store.index_path(),
+           "UPDATE file_stats SET mtime_ns = 'yesterday' WHERE path = CAST('/data/bad.csv' AS BLOB)");
+  const std::string unknown = "/data/unknown";
+  const std::string* asked[] = {&rows[1].first.path, &unknown, &rows[2].first.path, &rows[0].first.path, &unknown};
+  const auto got = store.stored_files(asked);
+  ASSERT_EQ(got.size(), 5u);
+  ASSERT_TRUE(got[0]);
+  EXPECT_TRUE(same_stat_fields(got[0]->row, rows[1].first));
+  EXPECT_TRUE(got[0]->row.path.empty()) << "the caller has the path";
+  EXPECT_EQ(got[0]->known.content, key_of("content odd"));
+  EXPECT_EQ(got[0]->known.hashed_at_ns, 222);
+  EXPECT_FALSE(got[1]) << "nothing stored";
+  EXPECT_FALSE(got[2]) << "an unreadable row is as if there were none";
+  ASSERT_TRUE(got[3]);
+  EXPECT_TRUE(same_stat_fields(got[3]->row, rows[0].first));
+  EXPECT_EQ(got[3]->known.content, key_of("content a"));
+  EXPECT_FALSE(got[4]) << "asked twice, absent twice";
+  // known_files compares what stored_files reads.
+  file_stat_row changed = rows[0].first;
+  ++changed.ctime_ns;
+  const file_stat_row batch[] = {rows[0].first, changed, rows[2].first};
+  const auto known = store.known_files(batch);
+  EXPECT_TRUE(known[0]);
+  EXPECT_FALSE(known[1]);
+  EXPECT_FALSE(known[2]);
+  const std::string relative = "data/a.csv";
+  const std::string* bad[] = {&relative};
+  EXPECT_THROW((void)store.stored_files(bad), std::invalid_argument);
 }
 
 // known_files reads a batch in the index's order (database::seek_each):

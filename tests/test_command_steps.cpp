@@ -258,6 +258,71 @@ TEST(command_key, reruns_on_script_or_input_edits_and_not_on_unrelated_ones) {
   EXPECT_EQ(r.value(shout), "THIRD LINE\n");
 }
 
+// Sources of every kind in one command: a directory (its files listed and
+// each asked of the stat cache once listed), a file named by a path that is
+// not normal (lib/../), and a link (its target's bytes); and one command
+// whose source's directory is missing. The stat cache is asked for the
+// roots while they are stat'ed (hash_trees): a rerun must still see every
+// edit, and only edits.
+TEST(command_key, directory_file_and_linked_sources_rerun_only_when_their_bytes_change) {
+  scratch_directory scratch("penstock-command");
+  const fs::path dir = scratch.path();
+  fs::create_directories(dir / "lib" / "sub");
+  write_text(dir / "lib" / "a.sh", "A=1\n");
+  write_text(dir / "lib" / "sub" / "b.sh", "B=2\n");
+  write_text(dir / "plain.txt", "plain\n");
+  write_text(dir / "real.txt", "one\n");
+  write_text(dir / "other.txt", "two\n");
+  fs::create_symlink(dir / "real.txt", dir / "link.txt");
+  auto out = ps::command<"uses">(
+      "/bin/sh", "-c", "echo run >> \"$1\"; cat \"$2\"/a.sh \"$2\"/sub/b.sh \"$3\" \"$4\" > \"$5\"", "sh",
+      (dir / "runs").string(), ps::source(dir / "lib"), ps::source(dir / "lib" / ".." / "plain.txt"),
+      ps::source(dir / "link.txt"), ps::output_file("o"));
+  const auto pipeline = ps::pipeline<"sources">(out);
+  const auto runs = [&] { return read_text(dir / "runs").size() / 4; };
+  const auto cache = cached_in(dir / "cache");
+
+  auto r = pipeline.run(cache);
+  ASSERT_TRUE(r.ok()) << report_of(r, "uses").error;
+  EXPECT_EQ(read_text(r.value(out).path()), "A=1\nB=2\nplain\none\n");
+  r = pipeline.run(cache);
+  EXPECT_EQ(r.report().cache_hits(), 1u);
+  EXPECT_EQ(runs(), 1u);
+
+  write_text(dir / "lib" / "sub" / "b.sh", "B=3\n");  // same size: the stat fields tell
+  r = pipeline.run(cache);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(runs(), 2u) << "a file in the directory changed";
+  EXPECT_EQ(read_text(r.value(out).path()), "A=1\nB=3\nplain\none\n");
+
+  write_text(dir / "plain.txt", "plainer\n");
+  r = pipeline.run(cache);
+  EXPECT_EQ(runs(), 3u) << "the file named through lib/..";
+
+  fs::remove(dir / "link.txt");
+  fs::create_symlink(dir / "other.txt", dir / "link.txt");
+  r = pipeline.run(cache);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(runs(), 4u) << "the link now names other bytes";
+  EXPECT_EQ(read_text(r.value(out).path()), "A=1\nB=3\nplainer\ntwo\n");
+
+  write_text(dir / "lib" / "new.sh", "added\n");
+  r = pipeline.run(cache);
+  EXPECT_EQ(runs(), 5u) << "a file added to the directory";
+  r = pipeline.run(cache);
+  EXPECT_EQ(runs(), 5u) << "and nothing since";
+  EXPECT_EQ(r.report().cache_hits(), 1u);
+
+  // A source under a directory that does not exist: named, and unkeyable.
+  const fs::path nowhere = dir / "no-such-dir" / "s.sh";
+  auto lost = ps::command<"lost">("/bin/sh", ps::source(nowhere), ps::output_file("x"));
+  const auto l = ps::pipeline<"lost_source">(lost).run(cache);
+  const auto& s = report_of(l, "lost");
+  EXPECT_EQ(s.status, ps::step_status::failed);
+  EXPECT_TRUE(contains(s.error, nowhere.string())) << s.error;
+  EXPECT_FALSE(s.key.has_value());
+}
+
 TEST(command_key, identical_output_cuts_off_its_dependents) {
   scratch_directory scratch("penstock-command");
   const fs::path cache = scratch.path() / "cache";

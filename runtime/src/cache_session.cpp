@@ -2,19 +2,22 @@
 
 #include "command_keys.hpp"
 #include "file_values.hpp"
+#include "process_identity.hpp"
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
 #include <filesystem>
-#include <random>
 #include <sstream>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <oneapi/tbb/task_group.h>
 #include <nlohmann/json.hpp>
 
 #include <penstock/detail/code_fingerprints.hpp>
@@ -41,6 +44,10 @@ std::optional<digest> code_fingerprint(const node_description& node) noexcept {
 }
 
 std::vector<node_code> codes_of(const graph_description& graph, cache_store* stats) {
+  return codes_of(graph, [stats] { return stats; });
+}
+
+std::vector<node_code> codes_of(const graph_description& graph, const std::function<cache_store*()>& stats) {
   std::vector<node_code> out(graph.nodes.size());
   std::vector<const command_spec*> specs;
   std::vector<std::size_t> at;
@@ -53,7 +60,10 @@ std::vector<node_code> codes_of(const graph_description& graph, cache_store* sta
     specs.push_back(node.command);
     at.push_back(i);
   }
-  if (specs.empty()) return out;
+  if (specs.empty()) {
+    (void)stats();  // the store is open when this returns, as with commands
+    return out;
+  }
   std::vector<command_fingerprint> found = fingerprint_commands(specs, stats);
   for (std::size_t k = 0; k < found.size(); ++k) {
     node_code& c = out[at[k]];
@@ -247,9 +257,8 @@ std::string element_cache_hook::notes() const {
 
 std::string new_run_id() {
   const auto now = std::chrono::system_clock::now();
-  std::random_device random;
   return fmt::format("{:%Y%m%dT%H%M%S}Z-{}-{:08x}", std::chrono::floor<std::chrono::seconds>(now),
-                     static_cast<long>(::getpid()), static_cast<std::uint32_t>(random()));
+                     static_cast<long>(::getpid()), random_u32());
 }
 
 namespace {
@@ -264,20 +273,44 @@ cache_session::cache_session(const graph_description& graph, run_state& state, c
                              std::string run_id, const std::atomic<bool>* stop)
     : graph_(graph),
       state_(state),
-      store_(std::make_unique<cache_store>(
-          options.directory.empty() ? default_cache_directory() : std::filesystem::path(options.directory),
-          store_options(options))),
       stop_(stop),
       keeper_(options.lease_ttl, options.lease_renewal),
       run_id_(std::move(run_id)),
-      param_digests_((seal_file_params(graph, state, store_.get()), param_digests(graph, state))),
       forced_(forced_steps(graph, options.rerun)),
       content_(graph.nodes.size()),
       nodes_(std::make_unique<node_state[]>(graph.nodes.size())),
       started_(std::chrono::system_clock::now()) {
+  // The store opens (its directories, SQLite, a migration: a few hundred
+  // microseconds) on one of the run's threads while the commands' programs
+  // and sources are resolved and stat'ed on the others; the stat cache is
+  // first asked once every file is stat'ed.
+  std::exception_ptr open_failed;
+  tbb::task_group opening;
+  opening.run([&] {
+    try {
+      store_ = std::make_unique<cache_store>(
+          options.directory.empty() ? default_cache_directory() : std::filesystem::path(options.directory),
+          store_options(options));
+    } catch (...) {
+      open_failed = std::current_exception();
+    }
+  });
+  const auto opened = [&]() -> cache_store* {
+    opening.wait();
+    if (open_failed) std::rethrow_exception(std::exchange(open_failed, nullptr));
+    return store_.get();
+  };
+  std::vector<node_code> codes;
+  try {
+    codes = codes_of(graph, opened);
+  } catch (...) {
+    opening.wait();  // the task refers to this frame
+    throw;
+  }
+  seal_file_params(graph, state, store_.get());
+  param_digests_ = param_digests(graph, state);
   code_.reserve(graph.nodes.size());
   commands_.resize(graph.nodes.size());
-  std::vector<node_code> codes = codes_of(graph, store_.get());
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
     code_.push_back(codes[i].code);
     commands_[i] = std::move(codes[i].command);

@@ -59,6 +59,10 @@ struct node_code {
 };
 // Every node's, at once (command_keys.hpp: one look at the stat cache).
 [[nodiscard]] std::vector<node_code> codes_of(const graph_description& graph, cache_store* stats);
+// The same, with the store asked for once the commands' files are stat'ed
+// (cache_session opens it meanwhile).
+[[nodiscard]] std::vector<node_code> codes_of(const graph_description& graph,
+                                              const std::function<cache_store*()>& stats);
 
 [[nodiscard]] std::optional<digest> step_key(const node_description& node,
                                              std::span<const std::optional<digest>> inputs,

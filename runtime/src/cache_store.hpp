@@ -100,6 +100,11 @@ struct known_file_digest {
   digest content;
   std::int64_t hashed_at_ns = 0;  // when it was hashed (wall clock)
 };
+// Whether two rows' stat fields (all but the path) are equal.
+[[nodiscard]] inline bool same_stat_fields(const file_stat_row& a, const file_stat_row& b) noexcept {
+  return a.device == b.device && a.inode == b.inode && a.size == b.size && a.mtime_ns == b.mtime_ns &&
+         a.ctime_ns == b.ctime_ns;
+}
 
 // $PENSTOCK_HOME if it is set and not empty, else .penstock under the current
 // working directory (made absolute).
@@ -210,7 +215,9 @@ struct cache_store_options {
   // record_run keeps the runs_kept latest runs (by start time) of all
   // pipelines together, and besides them the latest run of each pipeline
   // however old, so that `cache stats` of a rarely run pipeline still finds
-  // it: at most runs_kept + (number of pipelines) rows.
+  // it. The rows are pruned back to that once they pass it by runs_kept / 64
+  // (a prune sorts them all): at most runs_kept + runs_kept / 64 +
+  // (number of pipelines) rows.
   std::size_t runs_kept = 1000;
   // Open the index read-only even if the directory can be written (see
   // cache_store::read_only). A directory that cannot be written is opened
@@ -433,6 +440,16 @@ class cache_store {
   [[nodiscard]] std::optional<known_file_digest> known_file(const file_stat_row& row);
   // Many at once in one read transaction (same order as `rows`).
   [[nodiscard]] std::vector<std::optional<known_file_digest>> known_files(std::span<const file_stat_row> rows);
+  // The same for rows the caller holds elsewhere (not copied).
+  [[nodiscard]] std::vector<std::optional<known_file_digest>> known_files(std::span<const file_stat_row* const> rows);
+  // What is stored for each absolute path (nullopt: nothing, or an
+  // unreadable row), in one read transaction: asked before the files are
+  // stat'ed, compared with their stat fields after (same_stat_fields).
+  struct stored_file {
+    file_stat_row row;  // its path left empty
+    known_file_digest known;
+  };
+  [[nodiscard]] std::vector<std::optional<stored_file>> stored_files(std::span<const std::string* const> paths);
   // Upserts rows (one transaction). A read-only store does nothing.
   void remember_files(std::span<const std::pair<file_stat_row, known_file_digest>> rows);
 

@@ -131,7 +131,7 @@ struct cache_store::state {
   sqlite::database db{index_file};
   std::int64_t next_id = 1;
   std::int64_t last_stamp = 0;
-  std::minstd_rand jitter{std::random_device{}()};
+  std::minstd_rand jitter{random_u32()};
 
   // cache_index.cpp: opens the index read-write and migrates it, removing
   // dead writers' temporaries; or read-only (see cache_store.hpp).

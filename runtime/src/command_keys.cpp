@@ -100,16 +100,17 @@ std::vector<std::pair<std::string, std::optional<std::string>>> declared_environ
 
 namespace {
 
-// The files one command's fingerprint needs: indexes into the requests.
+// The files one command's fingerprint needs: indexes into the requests
+// (its sources' are sources.size() entries of a shared vector from `first_source`).
 struct wanted_files {
   std::size_t program = static_cast<std::size_t>(-1);
-  std::vector<std::size_t> sources;
+  std::size_t first_source = 0;
 };
 
 // A command's digest of all it runs with, from its hashed program and sources
 // (`hashed`, indexed by `want`); its error instead if one cannot be read.
-void digest_command(const command_spec& spec, const wanted_files& want, const std::vector<tree_result>& hashed,
-                    command_fingerprint& f) {
+void digest_command(const command_spec& spec, const wanted_files& want, const std::vector<std::size_t>& source_requests,
+                    const std::vector<tree_result>& hashed, command_fingerprint& f) {
   if (!f.error.empty()) return;
   hasher h;
   h.update(std::string_view("penstock command v1"));
@@ -124,7 +125,7 @@ void digest_command(const command_spec& spec, const wanted_files& want, const st
   }
   for (std::size_t k = 0; k < spec.sources.size() && f.error.empty(); ++k) {
     const command_source& source = spec.sources[k];
-    const tree_result& r = hashed[want.sources[k]];
+    const tree_result& r = hashed[source_requests[want.first_source + k]];
     if (!r.error.empty()) {
       f.error = fmt::format("its declared source '{}' cannot be read: {}", printable(source.path.string()), r.error);
       break;
@@ -144,7 +145,8 @@ void digest_command(const command_spec& spec, const wanted_files& want, const st
 
 }  // namespace
 
-std::vector<command_fingerprint> fingerprint_commands(std::span<const command_spec* const> specs, cache_store* stats) {
+std::vector<command_fingerprint> fingerprint_commands(std::span<const command_spec* const> specs,
+                                                      const std::function<cache_store*()>& stats) {
   std::vector<command_fingerprint> out(specs.size());
   // Programs resolved once per name and search path; files hashed once.
   // The maps' keys are views of the specs' strings and of `programs`' paths.
@@ -156,17 +158,29 @@ std::vector<command_fingerprint> fingerprint_commands(std::span<const command_sp
   std::string caller_path;
   std::vector<tree_request> requests;
   std::unordered_map<std::string_view, std::size_t> requested;  // path -> request
+  requests.reserve(specs.size() * 2);
+  requested.reserve(specs.size() * 2);
   const auto request = [&](const fs::path& path, bool either) {
     const auto [it, added] = requested.emplace(path.native(), requests.size());
     if (added) requests.push_back({.kind = path_kind::file, .path = &path, .either = either});
     return it->second;
   };
   std::vector<wanted_files> wants(specs.size());
+  std::vector<std::size_t> source_requests;
+  source_requests.reserve(specs.size());
+  // Most neighbouring commands run the same program: the last one found is
+  // tried before the map (whose keys hold the whole search path).
+  decltype(programs)::iterator last = programs.end();
   for (std::size_t c = 0; c < specs.size(); ++c) {
     const command_spec& spec = *specs[c];
     command_fingerprint& f = out[c];
     if (!spec.argv.empty() && spec.argv.front().kind == command_part_kind::literal) {
-      auto [it, added] = programs.try_emplace({spec.argv.front().text, search_path(spec, caller_path)});
+      const std::string_view name = spec.argv.front().text;
+      const std::string_view searched = search_path(spec, caller_path);
+      const bool same = last != programs.end() && last->first.first == name &&
+                        last->first.second.data() == searched.data() && last->first.second.size() == searched.size();
+      auto [it, added] = same ? std::pair{last, false} : programs.try_emplace({name, searched});
+      last = it;
       if (added) {
         try {
           const fs::path found = resolve_program(spec, {});
@@ -184,13 +198,15 @@ std::vector<command_fingerprint> fingerprint_commands(std::span<const command_sp
       f.program = it->second.path.native();
       wants[c].program = request(it->second.path, false);
     }
-    for (const auto& source : spec.sources) wants[c].sources.push_back(request(source.path, true));
+    wants[c].first_source = source_requests.size();
+    for (const auto& source : spec.sources) source_requests.push_back(request(source.path, true));
   }
   const std::vector<tree_result> hashed = hash_trees(requests, stats);
 
   // Each command's digest from its hashed files, the commands in parallel.
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, specs.size(), 64), [&](const auto& range) {
-    for (std::size_t c = range.begin(); c != range.end(); ++c) digest_command(*specs[c], wants[c], hashed, out[c]);
+    for (std::size_t c = range.begin(); c != range.end(); ++c)
+      digest_command(*specs[c], wants[c], source_requests, hashed, out[c]);
   });
   return out;
 }

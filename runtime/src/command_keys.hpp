@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -51,8 +52,10 @@ struct command_fingerprint {
 // Fingerprints every command at once: each program is resolved once and
 // each file hashed once, with one question to the store's stat cache for
 // all of them (a 1,000-command rerun would otherwise ask 2,000 times).
+// `stats` is asked for once the files are stat'ed (it may wait for a store
+// still being opened).
 [[nodiscard]] std::vector<command_fingerprint> fingerprint_commands(std::span<const command_spec* const> specs,
-                                                                    cache_store* stats);
+                                                                    const std::function<cache_store*()>& stats);
 
 // The fingerprint's parts as JSON (for the step's record and `explain`):
 // program, sources, env (values as digests: a variable may hold a secret)

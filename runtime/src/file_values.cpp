@@ -10,10 +10,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <exception>
 #include <istream>
 #include <memory>
 #include <ostream>
-#include <random>
 #include <system_error>
 #include <unordered_map>
 #include <utility>
@@ -22,8 +22,10 @@
 #include <fmt/format.h>
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_group.h>
 
 #include "posix_file.hpp"
+#include "process_identity.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -53,11 +55,6 @@ file_stat_row row_of(const std::string& absolute, const struct stat& st) {
           .size = static_cast<std::uint64_t>(st.st_size),
           .mtime_ns = ns_of(st.st_mtim),
           .ctime_ns = ns_of(st.st_ctim)};
-}
-
-bool same_stat(const file_stat_row& a, const file_stat_row& b) noexcept {
-  return a.device == b.device && a.inode == b.inode && a.size == b.size && a.mtime_ns == b.mtime_ns &&
-         a.ctime_ns == b.ctime_ns;
 }
 
 bool trusted(const known_file_digest& known, const file_stat_row& row) noexcept {
@@ -125,7 +122,7 @@ void hash_one(found_file& f, const std::string& full,
   f.entry.content = hash_bytes(fd.get(), full, f.row.size);
   struct stat after {};
   // Changed while it was read: its digest is not remembered.
-  if (::fstat(fd.get(), &after) == 0 && same_stat(row_of(f.row.path, after), f.row)) {
+  if (::fstat(fd.get(), &after) == 0 && same_stat_fields(row_of(std::string(), after), f.row)) {
     learned.emplace_back(f.row, known_file_digest{.content = f.entry.content, .hashed_at_ns = started});
   }
 }
@@ -198,22 +195,52 @@ bool normal_absolute(std::string_view path) noexcept {
   return true;
 }
 
-// The files of one tree, stat'ed; `light`: a file is only stat'ed (not
-// opened) before the stat cache is asked.
-// With `either`, `kind` becomes what the path is.
-std::vector<found_file> list_tree(path_kind& kind, const fs::path& path, std::string& root, bool light,
-                                  bool either = false) {
-  if (normal_absolute(path.native())) {
-    root = path.native();  // as it is: no path to build (most of a cached rerun's sources)
-  } else {
-    std::error_code ec;
-    root = (path.is_absolute() ? path.lexically_normal() : fs::absolute(path, ec).lexically_normal()).native();
-    if (ec) throw file_error(fmt::format("cannot resolve '{}': {}", path.string(), ec.message()));
+// The directory of the last file stat'ed by one thread of hash_trees, open
+// (O_PATH): the next file in it is stat'ed by name (fstatat), which walks
+// one path element instead of all of them; the 1,000 sources of a rerun
+// mostly share a few directories.
+struct parent_directory {
+  std::string path;
+  unique_fd fd;
+
+  // stat(file) as ::stat does (errno set on failure).
+  int stat(const std::string& file, struct stat& st) {
+    const std::size_t slash = file.rfind('/');
+    if (slash == std::string::npos || slash + 1 == file.size()) return ::stat(file.c_str(), &st);
+    const std::string_view dir(file.data(), slash == 0 ? 1 : slash);
+    if (!fd || dir != path) {
+      path.assign(dir);
+      fd = unique_fd(::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    }
+    if (!fd) return ::stat(file.c_str(), &st);  // for the error it gives
+    return ::fstatat(fd.get(), file.c_str() + slash + 1, &st, 0);
   }
+};
+
+// `path` made absolute and normal.
+std::string root_of(const fs::path& path) {
+  if (normal_absolute(path.native())) return path.native();  // as it is (most of a cached rerun's sources)
+  std::error_code ec;
+  std::string root =
+      (path.is_absolute() ? path.lexically_normal() : fs::absolute(path, ec).lexically_normal()).native();
+  if (ec) throw file_error(fmt::format("cannot resolve '{}': {}", path.string(), ec.message()));
+  return root;
+}
+
+// The files of one tree, stat'ed; `light`: a file is only stat'ed (not
+// opened) before the stat cache is asked. `root`: root_of(path), made here
+// if it is empty.
+// With `either`, `kind` becomes what the path is. `parent`: see parent_directory.
+std::vector<found_file> list_tree(path_kind& kind, const fs::path& path, std::string& root, bool light,
+                                  bool either = false, parent_directory* parent = nullptr) {
+  const auto stat_root = [&](struct stat& st) {
+    return parent != nullptr ? parent->stat(root, st) : ::stat(root.c_str(), &st);
+  };
+  if (root.empty()) root = root_of(path);
   struct stat st {};
   bool stated = false;
   if (either) {
-    if (::stat(root.c_str(), &st) != 0) throw file_error(fmt::format("cannot read '{}': {}", root, why(errno)));
+    if (stat_root(st) != 0) throw file_error(fmt::format("cannot read '{}': {}", root, why(errno)));
     stated = true;
     kind = S_ISDIR(st.st_mode) ? path_kind::directory : path_kind::file;
   }
@@ -221,8 +248,7 @@ std::vector<found_file> list_tree(path_kind& kind, const fs::path& path, std::st
 
   std::vector<found_file> files;
   if (kind == path_kind::file) {
-    if (!stated && ::stat(root.c_str(), &st) != 0)
-      throw file_error(fmt::format("cannot read '{}': {}", root, why(errno)));
+    if (!stated && stat_root(st) != 0) throw file_error(fmt::format("cannot read '{}': {}", root, why(errno)));
     if (S_ISDIR(st.st_mode)) throw file_error(fmt::format("'{}' is a directory, not a file", root));
     if (!S_ISREG(st.st_mode)) throw file_error(fmt::format("'{}' is not a regular file", root));
     found_file f;
@@ -250,9 +276,9 @@ std::vector<found_file> list_tree(path_kind& kind, const fs::path& path, std::st
 void look_up_known(std::vector<found_file*>& files, cache_store* stats) {
   if (files.empty()) return;
   if (stats != nullptr) {
-    std::vector<file_stat_row> rows;
+    std::vector<const file_stat_row*> rows;
     rows.reserve(files.size());
-    for (const auto* f : files) rows.push_back(f->row);
+    for (const auto* f : files) rows.push_back(&f->row);
     try {
       const auto known = stats->known_files(rows);
       for (std::size_t k = 0; k < files.size(); ++k) files[k]->known = known[k];
@@ -263,7 +289,7 @@ void look_up_known(std::vector<found_file*>& files, cache_store* stats) {
     const std::scoped_lock lock(memo_mutex);
     for (auto* f : files) {
       const auto it = memo().find(f->row.path);
-      if (it != memo().end() && same_stat(it->second.row, f->row)) f->known = it->second.known;
+      if (it != memo().end() && same_stat_fields(it->second.row, f->row)) f->known = it->second.known;
     }
   }
 }
@@ -307,6 +333,11 @@ path_contents hash_tree(path_kind kind, const fs::path& path, cache_store* stats
 }
 
 std::vector<tree_result> hash_trees(std::span<const tree_request> requests, cache_store* stats) {
+  return hash_trees(requests, [stats] { return stats; });
+}
+
+std::vector<tree_result> hash_trees(std::span<const tree_request> requests,
+                                    const std::function<cache_store*()>& stats_when_listed) {
   std::vector<tree_result> out(requests.size());
   std::vector<std::vector<found_file>> files(requests.size());
   std::vector<std::string> roots(requests.size());
@@ -320,18 +351,72 @@ std::vector<tree_result> hash_trees(std::span<const tree_request> requests, cach
                         for (std::size_t r = range.begin(); r != range.end(); ++r) body(r);
                       });
   };
-  each([&](std::size_t r) {
+  // The roots first: the stat cache is asked for them (one transaction, on
+  // another thread) while the files are stat'ed, and a single file's row
+  // is compared with its stat fields after. Only a directory's files are
+  // asked for once they are listed.
+  std::vector<const std::string*> asked;
+  std::vector<std::size_t> asked_as(requests.size(), static_cast<std::size_t>(-1));
+  asked.reserve(requests.size());
+  for (std::size_t r = 0; r < requests.size(); ++r) {
     out[r].kind = requests[r].kind;
     try {
-      files[r] = list_tree(out[r].kind, *requests[r].path, roots[r], true, requests[r].either);
+      roots[r] = root_of(*requests[r].path);
+      asked_as[r] = asked.size();
+      asked.push_back(&roots[r]);
     } catch (const std::exception& e) {
       out[r].error = e.what();
     }
+  }
+  cache_store* stats = nullptr;
+  std::exception_ptr no_store;
+  std::vector<std::optional<cache_store::stored_file>> stored;
+  tbb::task_group asking;
+  asking.run([&] {
+    try {
+      stats = stats_when_listed();
+    } catch (...) {
+      no_store = std::current_exception();
+      return;
+    }
+    if (stats == nullptr) return;  // the process's memo, asked below
+    try {
+      stored = stats->stored_files(asked);
+    } catch (const std::exception&) {
+      stored.clear();  // an unreadable stat cache only costs a rehash
+    }
   });
-  std::vector<found_file*> all;
-  for (auto& listed : files)
-    for (auto& f : listed) all.push_back(&f);
-  look_up_known(all, stats);  // one transaction for all of them
+  try {
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, requests.size(), 64), [&](const tbb::blocked_range<std::size_t>& range) {
+          parent_directory parent;
+          for (std::size_t r = range.begin(); r != range.end(); ++r) {
+            if (!out[r].error.empty()) continue;
+            try {
+              files[r] = list_tree(out[r].kind, *requests[r].path, roots[r], true, requests[r].either, &parent);
+            } catch (const std::exception& e) {
+              out[r].error = e.what();
+            }
+          }
+        });
+  } catch (...) {
+    asking.wait();  // the task refers to this frame
+    throw;
+  }
+  asking.wait();
+  if (no_store) std::rethrow_exception(no_store);
+  std::vector<found_file*> rest;  // a directory's files, or every file without the roots' rows
+  const bool have_rows = stats != nullptr && stored.size() == asked.size();
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    if (!out[r].error.empty()) continue;
+    if (have_rows && out[r].kind == path_kind::file && files[r].size() == 1) {
+      const auto& row = stored[asked_as[r]];
+      if (row && same_stat_fields(row->row, files[r].front().row)) files[r].front().known = row->known;
+      continue;
+    }
+    for (auto& f : files[r]) rest.push_back(&f);
+  }
+  look_up_known(rest, stats);  // one transaction for all of them
   std::vector<std::vector<std::pair<file_stat_row, known_file_digest>>> learned(requests.size());
   each([&](std::size_t r) {
     if (!out[r].error.empty()) return;
@@ -519,8 +604,7 @@ void restore_files(cache_store& store, path_value& value) {
   }
   // Made in a directory of its own, then renamed into place: another
   // process restoring the same value at the same time sees it whole or not at all.
-  std::random_device random;
-  const fs::path staging = files / fmt::format(".tmp-{}-{:08x}", static_cast<long>(::getpid()), random());
+  const fs::path staging = files / fmt::format(".tmp-{}-{:08x}", static_cast<long>(::getpid()), random_u32());
   fs::create_directories(staging, ec);
   if (ec) throw cache_error(fmt::format("cannot make '{}': {}", staging.string(), ec.message()));
   try {

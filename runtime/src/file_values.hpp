@@ -45,6 +45,10 @@ struct tree_result {
   std::string error{};
 };
 [[nodiscard]] std::vector<tree_result> hash_trees(std::span<const tree_request> requests, cache_store* stats);
+// The same, with the stat cache asked for once every file is stat'ed:
+// `stats` may wait for a store still being opened (or throw its error).
+[[nodiscard]] std::vector<tree_result> hash_trees(std::span<const tree_request> requests,
+                                                  const std::function<cache_store*()>& stats);
 
 // Hashes every ps::file / ps::directory parameter into its slot (with the
 // store's stat cache when there is one). Throws param_error naming the

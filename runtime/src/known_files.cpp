@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include <fmt/format.h>
@@ -33,25 +34,35 @@ std::span<const std::byte> path_bytes(const std::string& path) noexcept {
   return std::as_bytes(std::span(path.data(), path.size()));
 }
 
-void check_absolute(const file_stat_row& row, const char* operation) {
-  if (row.path.empty() || row.path.front() != '/') {
-    throw std::invalid_argument(fmt::format("{}: the path '{}' is not absolute", operation, row.path));
+void check_absolute(std::string_view path, const char* operation) {
+  if (path.empty() || path.front() != '/') {
+    throw std::invalid_argument(fmt::format("{}: the path '{}' is not absolute", operation, path));
   }
+}
+
+// A row of select_file_sql (or select_files_from_sql), its path left
+// empty; nullopt if it cannot be read (as if there were none: rewritten later).
+std::optional<cache_store::stored_file> stored_of(const sqlite::query& q) {
+  for (const int column : {0, 1, 2, 3, 4, 6}) {
+    if (q.type(column) != SQLITE_INTEGER) return std::nullopt;
+  }
+  const auto content = q.digest_at(5);
+  if (!content) return std::nullopt;
+  return cache_store::stored_file{.row = {.path = {},
+                                          .device = static_cast<std::uint64_t>(q.integer(0)),
+                                          .inode = static_cast<std::uint64_t>(q.integer(1)),
+                                          .size = static_cast<std::uint64_t>(q.integer(2)),
+                                          .mtime_ns = q.integer(3),
+                                          .ctime_ns = q.integer(4)},
+                                  .known = {*content, q.integer(6)}};
 }
 
 // The stored digest in a row of select_file_sql (or select_files_from_sql)
 // if its stat fields are `row`'s.
 std::optional<known_file_digest> known_of(const sqlite::query& q, const file_stat_row& row) {
-  for (const int column : {0, 1, 2, 3, 4, 6}) {
-    if (q.type(column) != SQLITE_INTEGER) return std::nullopt;  // an unreadable row: as if none (rewritten later)
-  }
-  const auto content = q.digest_at(5);
-  if (!content || static_cast<std::uint64_t>(q.integer(0)) != row.device ||
-      static_cast<std::uint64_t>(q.integer(1)) != row.inode || static_cast<std::uint64_t>(q.integer(2)) != row.size ||
-      q.integer(3) != row.mtime_ns || q.integer(4) != row.ctime_ns) {
-    return std::nullopt;
-  }
-  return known_file_digest{*content, q.integer(6)};
+  const auto stored = stored_of(q);
+  if (!stored || !same_stat_fields(stored->row, row)) return std::nullopt;
+  return stored->known;
 }
 
 // The stored digest of row.path if the stored stat fields are row's. Called under the lock.
@@ -65,7 +76,7 @@ std::optional<known_file_digest> find_known(sqlite::database& db, const file_sta
 }  // namespace
 
 std::optional<known_file_digest> cache_store::known_file(const file_stat_row& row) {
-  check_absolute(row, "known_file");
+  check_absolute(row.path, "known_file");
   auto& s = *state_;
   return s.guarded("known_file", [&] {
     auto guard = s.lock();
@@ -74,31 +85,46 @@ std::optional<known_file_digest> cache_store::known_file(const file_stat_row& ro
 }
 
 std::vector<std::optional<known_file_digest>> cache_store::known_files(std::span<const file_stat_row> rows) {
-  for (const auto& row : rows) check_absolute(row, "known_files");
+  std::vector<const file_stat_row*> each(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) each[i] = &rows[i];
+  return known_files(each);
+}
+
+std::vector<std::optional<known_file_digest>> cache_store::known_files(std::span<const file_stat_row* const> rows) {
+  std::vector<const std::string*> paths(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) paths[i] = &rows[i]->path;
+  const auto stored = stored_files(paths);
+  std::vector<std::optional<known_file_digest>> out(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    if (stored[i] && same_stat_fields(stored[i]->row, *rows[i])) out[i] = stored[i]->known;
+  return out;
+}
+
+std::vector<std::optional<cache_store::stored_file>> cache_store::stored_files(
+    std::span<const std::string* const> paths) {
+  for (const auto* path : paths) check_absolute(*path, "known_files");
   auto& s = *state_;
   return s.guarded("known_files", [&] {
     auto guard = s.lock();
-    std::vector<std::optional<known_file_digest>> out;
-    out.reserve(rows.size());
+    std::vector<std::optional<stored_file>> out(paths.size());
     // The paths in the index's order, read in one pass (database::seek_each).
-    out.resize(rows.size());
-    std::vector<std::size_t> order(rows.size());
-    for (std::size_t i = 0; i < rows.size(); ++i) order[i] = i;
+    std::vector<std::size_t> order(paths.size());
+    for (std::size_t i = 0; i < paths.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-      return sqlite::blob_less(path_bytes(rows[a].path), path_bytes(rows[b].path));
+      return sqlite::blob_less(path_bytes(*paths[a]), path_bytes(*paths[b]));
     });
-    std::vector<std::span<const std::byte>> sorted(rows.size());
-    for (std::size_t k = 0; k < rows.size(); ++k) sorted[k] = path_bytes(rows[order[k]].path);
+    std::vector<std::span<const std::byte>> sorted(paths.size());
+    for (std::size_t k = 0; k < paths.size(); ++k) sorted[k] = path_bytes(*paths[order[k]]);
     sqlite::transaction tx(s.db, sqlite::transaction_kind::read);  // one snapshot
     s.db.seek_each(select_files_from_sql, 7, sorted,
-                   [&](std::size_t k, const sqlite::query& q) { out[order[k]] = known_of(q, rows[order[k]]); });
+                   [&](std::size_t k, const sqlite::query& q) { out[order[k]] = stored_of(q); });
     tx.commit();
     return out;
   });
 }
 
 void cache_store::remember_files(std::span<const std::pair<file_stat_row, known_file_digest>> rows) {
-  for (const auto& [row, known] : rows) check_absolute(row, "remember_files");
+  for (const auto& [row, known] : rows) check_absolute(row.path, "remember_files");
   auto& s = *state_;
   if (rows.empty() || s.read_only) return;  // a read-only store remembers nothing: the files are hashed again
   s.guarded("remember_files", [&] {

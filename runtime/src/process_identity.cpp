@@ -10,6 +10,7 @@
 #include <exception>
 #include <fstream>
 #include <limits>
+#include <mutex>
 #include <random>
 #include <sstream>
 
@@ -77,12 +78,28 @@ owner_token random_token() {
   return token;
 }
 
+std::uint32_t random_u32() {
+  const owner_token t = random_token();
+  return static_cast<std::uint32_t>(t[0]) | static_cast<std::uint32_t>(t[1]) << 8 |
+         static_cast<std::uint32_t>(t[2]) << 16 | static_cast<std::uint32_t>(t[3]) << 24;
+}
+
 process_identity process_identity::current() {
+  // Every run opens a store, and so asks: /proc/self/stat (an ifstream)
+  // and the host's digest once per process, not once per run.
+  static std::mutex mutex;
+  static process_identity known;
   process_identity self;
-  self.pid = ::getpid();
-  self.started = process_start_time(self.pid);
-  self.host = host_name();
-  self.host_tag = hasher().update(self.host).finish().hex().substr(0, 8);
+  {
+    const std::scoped_lock lock(mutex);
+    if (known.pid != ::getpid()) {
+      known.pid = ::getpid();
+      known.started = process_start_time(known.pid);
+      known.host = host_name();
+      known.host_tag = hasher().update(known.host).finish().hex().substr(0, 8);
+    }
+    self = known;
+  }
   self.token = random_token();
   return self;
 }

@@ -28,6 +28,9 @@ using owner_token = std::array<unsigned char, 16>;
 [[nodiscard]] std::string host_name();
 // getrandom(), or std::random_device where it is unavailable.
 [[nodiscard]] owner_token random_token();
+// 32 random bits, the same way: for names (run ids, staging directories)
+// and seeds. (A std::random_device is set up again on each construction.)
+[[nodiscard]] std::uint32_t random_u32();
 
 struct process_identity {
   pid_t pid = 0;
@@ -36,7 +39,8 @@ struct process_identity {
   std::string host_tag;  // 8 hex digits of the host name's digest: short enough for a file name
   owner_token token{};   // one per store: tells two stores of one process apart
 
-  // This process, with a fresh token.
+  // This process, with a fresh token. The pid's start time and the host
+  // are read once per process (again in a forked child).
   [[nodiscard]] static process_identity current();
 
   // Is the process (`other_pid`, `other_started`) of this host gone? A row or
