@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -518,6 +519,26 @@ TEST(command, retries_run_again_in_a_fresh_directory) {
   const auto& s = report_of(r, "flaky");
   ASSERT_TRUE(r.ok()) << s.error;
   EXPECT_EQ(s.attempts, 2u);
+}
+
+// The supervisor's thread ends by itself after the run: the run's stop
+// flag and observers, freed as soon as run() returns, are not touched
+// after (the ASan preset runs this).
+TEST(command, a_run_frees_its_stop_flag_and_observer_as_soon_as_it_returns) {
+  auto one = ps::command<"one">("/bin/sh", "-c", "echo first; echo second >&2; : > \"$1\"", "sh",
+                                ps::output_file("one"));
+  auto two = ps::command<"two">("/bin/sh", "-c", "echo third; : > \"$1\"", "sh", ps::output_file("two"));
+  const auto pipeline = ps::pipeline<"freed">(one, two);
+  for (int k = 0; k < 20; ++k) {
+    auto stop = std::make_unique<std::atomic<bool>>(false);
+    auto seen = std::make_unique<recorder>();
+    ps::run_options options = uncached();
+    options.stop = stop.get();
+    options.observers = {seen.get()};
+    const auto r = pipeline.run(options);
+    ASSERT_TRUE(r.ok()) << report_of(r, "one").error << report_of(r, "two").error;
+    EXPECT_EQ(seen->lines, 3u);
+  }
 }
 
 // Command `Name`, one of `total`: it marks itself running in `dir`, waits

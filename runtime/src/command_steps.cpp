@@ -182,26 +182,6 @@ executor::node_result executor::start_command(std::uint32_t i, step_clock::ticks
   auto& run = command_runs_[i] = std::make_unique<command_run>();
   run->node = i;
   run->started = start;
-  process_request first;
-  process_supervisor* supervisor = nullptr;
-  bool ready = prepare_command(node, inputs, *run);
-  if (ready) {
-    try {
-      first = next_attempt(node, *run);
-      supervisor = &processes();
-    } catch (const std::exception& e) {
-      run->error = e.what();
-      ready = false;
-    }
-  }
-  if (!ready) {
-    report.status = step_status::failed;
-    report.error = run->error;
-    report.attempts = std::max<std::uint32_t>(run->attempts, 1);
-    finish_step(i, report, start, step_clock::now(), nullptr);
-    return {};
-  }
-  run->finish.emplace(tasks_.defer([this, i] { finish_command(i); }));
   // On the supervisor's thread: a retry is submitted from there; the end
   // goes to the arena.
   struct resubmit {
@@ -225,8 +205,23 @@ executor::node_result executor::start_command(std::uint32_t i, step_clock::ticks
       self->arena_->enqueue(std::move(*r.finish));
     }
   };
-  supervisor->submit(std::move(first), resubmit{this, i});
-  return {.ok = true, .async = true};
+  if (prepare_command(node, inputs, *run)) {
+    try {
+      process_request first = next_attempt(node, *run);
+      process_supervisor& supervisor = processes();
+      run->finish.emplace(tasks_.defer([this, i] { finish_command(i); }));
+      supervisor.submit(std::move(first), resubmit{this, i});
+      return {.ok = true, .async = true};
+    } catch (const std::exception& e) {
+      run->finish.reset();
+      run->error = e.what();
+    }
+  }
+  report.status = step_status::failed;
+  report.error = run->error;
+  report.attempts = std::max<std::uint32_t>(run->attempts, 1);
+  finish_step(i, report, start, step_clock::now(), nullptr);
+  return {};
 }
 
 void executor::finish_command(std::uint32_t i) {

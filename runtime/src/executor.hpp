@@ -76,6 +76,10 @@ class executor {
   // attached: nothing is called), and the sink of the steps' logs.
   executor(const graph_description& graph, const schedule& plan, run_state& state, const run_options& options,
            run_observers& told, cache_session* cache, output_area* outputs);
+  // Closes the commands' supervisor (ending what still runs, after an error).
+  ~executor();
+  executor(const executor&) = delete;
+  executor& operator=(const executor&) = delete;
 
   // Runs every node once (or finds it cached), on `threads` threads.
   void run(std::size_t threads);
@@ -250,7 +254,7 @@ class executor {
   std::vector<std::unique_ptr<command_run>> command_runs_;
   std::size_t most_processes_ = 0;
   std::once_flag processes_made_;
-  std::unique_ptr<process_supervisor> processes_;
+  std::shared_ptr<process_supervisor> processes_;
   process_supervisor& processes();
 };
 

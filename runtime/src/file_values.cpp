@@ -461,6 +461,9 @@ fs::path output_directories::make_directory(std::string_view step, std::size_t e
   if (element != context::npos) name += fmt::format("-e{}", element);
   name += fmt::format("-{}", n);
   const fs::path dir = where / name;
+  // One mkdir once the run's directory is there (every step's but the
+  // first): create_directories would stat each parent first.
+  if (::mkdir(dir.c_str(), 0777) == 0) return dir;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw file_error(fmt::format("cannot make the output directory '{}': {}", dir.string(), ec.message()));

@@ -94,17 +94,22 @@ process_supervisor::process_supervisor(std::size_t max_processes, const std::ato
     : max_(std::max<std::size_t>(max_processes, 1)), stop_(stop), sink_(sink) {
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "cannot make an eventfd for commands");
-  thread_ = std::thread([this] { loop(); });
 }
 
-process_supervisor::~process_supervisor() {
-  {
-    const std::scoped_lock lock(mutex_);
-    closing_ = true;
-  }
+process_supervisor::~process_supervisor() { close_fd(wake_fd_); }
+
+void process_supervisor::close() noexcept {
+  std::unique_lock lock(mutex_);
+  closing_ = true;
   wake();
-  thread_.join();
-  close_fd(wake_fd_);
+  all_told_.wait(lock, [this] { return outstanding_ == 0; });
+  stop_ = nullptr;  // the run's: the thread, ending by itself, must not read it
+}
+
+void process_supervisor::start_thread() {
+  // The thread owns the supervisor with its run: it ends by itself once
+  // closed, and the run does not wait for it to exit.
+  std::call_once(thread_started_, [this] { std::thread([self = shared_from_this()] { self->loop(); }).detach(); });
 }
 
 void process_supervisor::wake() const noexcept {
@@ -112,13 +117,66 @@ void process_supervisor::wake() const noexcept {
   [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
 }
 
+void process_supervisor::tell(std::unique_ptr<job> j) {
+  j->done(std::move(j->outcome));
+  j.reset();
+  const std::scoped_lock lock(mutex_);
+  if (--outstanding_ == 0) all_told_.notify_all();
+}
+
 void process_supervisor::submit(process_request request, std::function<void(process_outcome)> done) {
   auto j = std::make_unique<job>();
   j->request = std::move(request);
   j->done = std::move(done);
+  bool here = false;
   {
     const std::scoped_lock lock(mutex_);
-    submitted_.push_back(std::move(j));
+    here = !closing_ && queued_ == 0 && slots_used_ < max_ &&
+           (stop_ == nullptr || !stop_->load(std::memory_order_relaxed));
+    ++outstanding_;
+    if (here) ++slots_used_;
+  }
+  if (!here) {
+    try {
+      start_thread();
+    } catch (...) {
+      const std::scoped_lock lock(mutex_);
+      if (--outstanding_ == 0) all_told_.notify_all();
+      throw;
+    }
+    {
+      const std::scoped_lock lock(mutex_);
+      ++queued_;
+      submitted_.push_back(std::move(j));
+    }
+    wake();
+    return;
+  }
+  // Spawned on this thread, with no hand-over before it starts; the
+  // supervisor's thread (started now, the first time, while the command
+  // runs) watches it from here on, and reports a command that could not
+  // start like one that ended.
+  start(*j);
+  try {
+    start_thread();
+  } catch (...) {
+    // Nothing could watch it: it is ended here, and the caller told why.
+    if (j->outcome.started) {
+      ::kill(-j->pid, SIGKILL);
+      int status = 0;
+      while (::waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      for (int& fd : j->pipe) close_fd(fd);
+      close_fd(j->pidfd);
+    }
+    const std::scoped_lock lock(mutex_);
+    --slots_used_;
+    if (--outstanding_ == 0) all_told_.notify_all();
+    throw;
+  }
+  {
+    const std::scoped_lock lock(mutex_);
+    started_.push_back(std::move(j));
   }
   wake();
 }
@@ -293,22 +351,41 @@ void process_supervisor::loop() {
   std::vector<pollfd> fds;
   // Per pollfd: the running job and what it is (0: pidfd, 1/2: a pipe).
   std::vector<std::pair<job*, int>> owners;
+  // Jobs submit() could not start, told outside the lock (done may submit).
+  std::vector<std::unique_ptr<job>> refused;
   for (;;) {
     bool closing = false;
+    bool stopping = false;
     {
       const std::scoped_lock lock(mutex_);
+      while (!started_.empty()) {
+        std::unique_ptr<job> j = std::move(started_.front());
+        started_.pop_front();
+        if (j->outcome.started) {
+          running_.push_back(std::move(j));
+        } else {
+          --slots_used_;
+          refused.push_back(std::move(j));
+        }
+      }
       while (!submitted_.empty()) {
         waiting_.push_back(std::move(submitted_.front()));
         submitted_.pop_front();
       }
       closing = closing_;
+      stopping = closing || (stop_ != nullptr && stop_->load(std::memory_order_relaxed));
     }
-    const bool stopping = closing || (stop_ != nullptr && stop_->load(std::memory_order_relaxed));
+    for (auto& j : refused) tell(std::move(j));
+    refused.clear();
     auto now = clock::now();
     if (stopping) {
+      {
+        const std::scoped_lock lock(mutex_);
+        queued_ -= waiting_.size();
+      }
       for (auto& w : waiting_) {
         w->outcome.how = process_outcome::ending::cancelled;
-        w->done(std::move(w->outcome));
+        tell(std::move(w));
       }
       waiting_.clear();
       for (auto& r : running_) {
@@ -318,18 +395,28 @@ void process_supervisor::loop() {
         r->kill_at = now + r->request.grace;
       }
     }
-    while (running_.size() < max_ && !waiting_.empty()) {
+    while (!waiting_.empty()) {
+      {
+        const std::scoped_lock lock(mutex_);
+        if (slots_used_ >= max_) break;
+        ++slots_used_;
+        --queued_;
+      }
       std::unique_ptr<job> j = std::move(waiting_.front());
       waiting_.erase(waiting_.begin());
       if (start(*j)) {
         running_.push_back(std::move(j));
       } else {
-        j->done(std::move(j->outcome));  // may submit again: picked up next turn
+        {
+          const std::scoped_lock lock(mutex_);
+          --slots_used_;
+        }
+        tell(std::move(j));  // may submit again: picked up next turn
       }
     }
     if (closing && running_.empty() && waiting_.empty()) {
       const std::scoped_lock lock(mutex_);
-      if (submitted_.empty()) return;
+      if (submitted_.empty() && started_.empty()) return;
       continue;
     }
 
@@ -395,7 +482,11 @@ void process_supervisor::loop() {
       std::unique_ptr<job> j = std::move(running_[k]);
       running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(k));
       finish(*j);
-      j->done(std::move(j->outcome));
+      {
+        const std::scoped_lock lock(mutex_);
+        --slots_used_;
+      }
+      tell(std::move(j));
     }
   }
 }

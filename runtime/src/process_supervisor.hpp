@@ -1,12 +1,15 @@
 // process_supervisor: runs a run's command steps as processes, off the
-// oneTBB workers. One thread per run spawns each (posix_spawn, no shell, its
-// own process group, stdin from /dev/null), reads its stdout and stderr
-// while it runs (poll on the pipes and a pidfd), forwards each line to the
-// step's log and each `penstock:metric` line to its metrics, and ends it on
-// a timeout or when the run is stopped: SIGTERM to the group, SIGKILL after
-// the grace period. When the leader exits, the rest of its group is killed,
-// so no child it left behind survives the step. At most `max_processes`
-// run at once; the others wait in order of submission. Private to the
+// oneTBB workers. A command is spawned (posix_spawn, no shell, its own
+// process group, stdin from /dev/null) by the thread that submits it when
+// a slot is free, so nothing is handed over before it starts; one thread
+// per run, started by the first submission, then waits for it: reads its
+// stdout and stderr while it runs (poll on the pipes and a pidfd), forwards
+// each line to the step's log and each `penstock:metric` line to its
+// metrics, and ends it on a timeout or when the run is stopped: SIGTERM to
+// the group, SIGKILL after the grace period. When the leader exits, the
+// rest of its group is killed, so no child it left behind survives the
+// step. At most `max_processes` run at once; the others wait in order of
+// submission and are spawned by that thread as slots free. Private to the
 // runtime.
 #pragma once
 
@@ -51,7 +54,7 @@ struct process_outcome {
   std::uint64_t lines_not_logged = 0;      // over the log limit
 };
 
-class process_supervisor {
+class process_supervisor : public std::enable_shared_from_this<process_supervisor> {
  public:
   static constexpr std::size_t tail_lines = 20;
   // What one command forwards to the log, in bytes; past it, lines are
@@ -59,18 +62,25 @@ class process_supervisor {
   static constexpr std::size_t log_limit = std::size_t{4} << 20;
 
   // `sink` gets the log lines and metrics (thread-safe); `stop` ends every
-  // command and refuses new ones.
+  // command and refuses new ones. Made with std::make_shared: its thread
+  // holds it too.
   process_supervisor(std::size_t max_processes, const std::atomic<bool>* stop, log_sink* sink);
   ~process_supervisor();
   process_supervisor(const process_supervisor&) = delete;
   process_supervisor& operator=(const process_supervisor&) = delete;
 
-  // Starts the command when a slot is free; `done` is called once, on the
-  // supervisor's thread, when it has ended (or could not start). It must
-  // not block; it may submit again.
+  // Starts the command now, on the calling thread, when a slot is free and
+  // no earlier command waits for one; else it waits for a slot. `done` is
+  // called once, on the supervisor's thread, when it has ended (or could
+  // not start). It must not block; it may submit again.
   void submit(process_request request, std::function<void(process_outcome)> done);
   // submit() and wait for it.
   process_outcome run(process_request request);
+  // The run is done with it: ends what still runs (as a stop does) and
+  // returns once every `done` has returned (at once, when the run waited
+  // for its commands); `stop` and `sink` are not used after. The thread
+  // then ends by itself: the run does not wait for it to exit.
+  void close() noexcept;
 
   [[nodiscard]] std::size_t max_processes() const noexcept { return max_; }
 
@@ -78,21 +88,33 @@ class process_supervisor {
   struct job;
   void loop();
   void wake() const noexcept;
+  void start_thread();
+  // Calls j's `done`, then counts it told.
+  void tell(std::unique_ptr<job> j);
   bool start(job& j);
   void read_output(job& j, int which, bool until_eof);
   void emit_line(job& j, int which, std::string_view line);
   void finish(job& j);
 
   const std::size_t max_;
-  const std::atomic<bool>* stop_;
+  const std::atomic<bool>* stop_;  // under mutex_
   log_sink* sink_;
   int wake_fd_ = -1;
   std::mutex mutex_;
+  // Under mutex_: jobs waiting for a slot, handed to the thread; jobs
+  // started (or refused) by submit(), for the thread to watch; the slots
+  // taken (running, or being started); the jobs not started yet (here and
+  // in waiting_), which a new submission waits behind.
   std::deque<std::unique_ptr<job>> submitted_;
+  std::deque<std::unique_ptr<job>> started_;
+  std::size_t slots_used_ = 0;
+  std::size_t queued_ = 0;
+  std::size_t outstanding_ = 0;  // submitted, `done` not returned yet
+  std::condition_variable all_told_;
   bool closing_ = false;
+  std::once_flag thread_started_;
   std::vector<std::unique_ptr<job>> waiting_;  // the thread's own, in order
   std::vector<std::unique_ptr<job>> running_;
-  std::thread thread_;
 };
 
 }  // namespace penstock::detail::r1

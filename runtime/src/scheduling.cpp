@@ -6,6 +6,7 @@
 // finished in gpu_completion.cpp; each attempt of a step runs in attempts.cpp.
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -126,14 +127,18 @@ executor::executor(const graph_description& graph, const schedule& plan, run_sta
   }
   if (std::any_of(graph.nodes.begin(), graph.nodes.end(), [](const auto& d) { return d.kind == node_kind::command; })) {
     command_runs_.resize(n);
-    most_processes_ =
-        options.max_processes != 0 ? options.max_processes : std::max(1u, std::thread::hardware_concurrency());
+    static const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());  // reads /sys: once
+    most_processes_ = options.max_processes != 0 ? options.max_processes : cores;
   }
+}
+
+executor::~executor() {
+  if (processes_) processes_->close();
 }
 
 process_supervisor& executor::processes() {
   std::call_once(processes_made_,
-                 [this] { processes_ = std::make_unique<process_supervisor>(most_processes_, stop_, &told_); });
+                 [this] { processes_ = std::make_shared<process_supervisor>(most_processes_, stop_, &told_); });
   return *processes_;
 }
 
@@ -145,9 +150,24 @@ void executor::run(std::size_t threads) {
   // The sources start the run: once one runs, it counts its consumers down
   // to zero and starts them itself.
   run_started_ = step_clock::now();
+  // The last source runs on this thread: a run with one source wakes no
+  // worker until there is a second thing to do (a woken worker that finds
+  // nothing spins for a while, on a core a step's process could use).
   arena.execute([&] {
-    for (auto i : plan_.sources) tasks_.run([this, i] { run_from(i); });
+    std::exception_ptr failed;  // as from a task: once the others are done
+    if (!plan_.sources.empty()) {
+      for (std::size_t k = 0; k + 1 < plan_.sources.size(); ++k) {
+        const std::uint32_t i = plan_.sources[k];
+        tasks_.run([this, i] { run_from(i); });
+      }
+      try {
+        run_from(plan_.sources.back());
+      } catch (...) {
+        failed = std::current_exception();
+      }
+    }
     tasks_.wait();
+    if (failed) std::rethrow_exception(failed);
   });
   // Pairs with the release in run_from: every report and output written by
   // a worker happens before the caller reads it.
