@@ -525,8 +525,8 @@ TEST(command, retries_run_again_in_a_fresh_directory) {
 // flag and observers, freed as soon as run() returns, are not touched
 // after (the ASan preset runs this).
 TEST(command, a_run_frees_its_stop_flag_and_observer_as_soon_as_it_returns) {
-  auto one = ps::command<"one">("/bin/sh", "-c", "echo first; echo second >&2; : > \"$1\"", "sh",
-                                ps::output_file("one"));
+  auto one =
+      ps::command<"one">("/bin/sh", "-c", "echo first; echo second >&2; : > \"$1\"", "sh", ps::output_file("one"));
   auto two = ps::command<"two">("/bin/sh", "-c", "echo third; : > \"$1\"", "sh", ps::output_file("two"));
   const auto pipeline = ps::pipeline<"freed">(one, two);
   for (int k = 0; k < 20; ++k) {
