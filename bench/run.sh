@@ -16,7 +16,10 @@
 #   bench/run.sh --cache [--single-process] [...]   # the step-cache benchmarks
 #                                     # (penstock_cache_bench) instead; see RESULTS.md
 #   bench/run.sh --tracking [...]    # run tracking's cost (penstock_tracking_bench, issue 12)
-#   bench/run.sh --commands [...]    # command steps against posix_spawn and ninja (issue 13)
+#   bench/run.sh --commands [...]    # command steps against posix_spawn and ninja (issue 13),
+#                                     # in one process, the repetitions of penstock and its
+#                                     # peer interleaved (8 of each): each pair is measured
+#                                     # in the same minutes of this noisy machine
 #   bench/run.sh --gpu [--single-process] [...]     # the GPU benchmarks
 #                                     # (penstock_gpu_bench, issue 4) instead. Skipped,
 #                                     # exit status 0, when the build has no CUDA
@@ -32,7 +35,10 @@ while [ $# -gt 0 ]; do
     --single-process) single=1 ;;
     --cache) target=penstock_cache_bench ;;
     --tracking) target=penstock_tracking_bench ;;
-    --commands) target=penstock_command_bench ;;
+    --commands)
+      target=penstock_command_bench
+      single=1
+      ;;
     --gpu) target=penstock_gpu_bench ;;
     *) break ;;
   esac
@@ -57,6 +63,10 @@ fi
 results=build/bench/results/$(date +%Y%m%dT%H%M%S)
 mkdir -p "$results"
 common="--benchmark_repetitions=5 --benchmark_report_aggregates_only=true --benchmark_out_format=json"
+if [ "$target" = penstock_command_bench ]; then
+  common="--benchmark_repetitions=8 --benchmark_enable_random_interleaving=true --benchmark_min_time=0.2
+          --benchmark_report_aggregates_only=true --benchmark_out_format=json"
+fi
 
 if [ "$single" = 1 ]; then
   # shellcheck disable=SC2086
