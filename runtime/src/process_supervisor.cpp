@@ -121,6 +121,10 @@ void process_supervisor::tell(std::unique_ptr<job> j) {
   j->done(std::move(j->outcome));
   j.reset();
   const std::scoped_lock lock(mutex_);
+  count_told();
+}
+
+void process_supervisor::count_told() {
   if (--outstanding_ == 0) all_told_.notify_all();
 }
 
@@ -141,7 +145,7 @@ void process_supervisor::submit(process_request request, std::function<void(proc
       start_thread();
     } catch (...) {
       const std::scoped_lock lock(mutex_);
-      if (--outstanding_ == 0) all_told_.notify_all();
+      count_told();
       throw;
     }
     {
@@ -161,17 +165,10 @@ void process_supervisor::submit(process_request request, std::function<void(proc
     start_thread();
   } catch (...) {
     // Nothing could watch it: it is ended here, and the caller told why.
-    if (j->outcome.started) {
-      ::kill(-j->pid, SIGKILL);
-      int status = 0;
-      while (::waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      for (int& fd : j->pipe) close_fd(fd);
-      close_fd(j->pidfd);
-    }
+    if (j->outcome.started) finish(*j);
     const std::scoped_lock lock(mutex_);
     --slots_used_;
-    if (--outstanding_ == 0) all_told_.notify_all();
+    count_told();
     throw;
   }
   {

@@ -91,6 +91,8 @@ class process_supervisor : public std::enable_shared_from_this<process_superviso
   void start_thread();
   // Calls j's `done`, then counts it told.
   void tell(std::unique_ptr<job> j);
+  // One submission less to tell (under mutex_): wakes close().
+  void count_told();
   bool start(job& j);
   void read_output(job& j, int which, bool until_eof);
   void emit_line(job& j, int which, std::string_view line);
