@@ -1,7 +1,9 @@
 // Run tracking: every run recorded in its workspace (runtime/src/
 // workspace_store.hpp), cache on or off: the run, its parameters, each step
 // run, logs, metrics and lineage; the observer seam's events in order; a
-// workspace that cannot be written is a warning; schemas older and newer.
+// workspace that cannot be written is a warning; schemas older and newer;
+// when a run's record is complete (as run() returns, or, written behind,
+// after ps::wait_for_records(), the workspace's opening or the process's exit).
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -10,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -81,6 +84,28 @@ void exec_sql(const fs::path& file, const std::string& sql) {
   sqlite3_free(error);
   sqlite3_close(db);
   ASSERT_EQ(rc, SQLITE_OK) << message;
+}
+
+// One text column of the first row `sql` returns, read straight from the
+// file (not through workspace_store, whose opening waits for this process's
+// records): "" when no row.
+std::string sql_text(const fs::path& file, const std::string& sql) {
+  sqlite3* db = nullptr;
+  std::string value;
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW &&
+        sqlite3_column_text(q, 0) != nullptr)
+      value = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+  }
+  sqlite3_close(db);
+  return value;
+}
+
+std::string status_in_file(const fs::path& dir, const std::string& run) {
+  return sql_text(dir / "runs.db", "SELECT status FROM runs WHERE id = '" + run + "'");
 }
 
 }  // namespace
@@ -513,4 +538,122 @@ TEST(observer, is_told_the_warnings_the_report_keeps) {
   ASSERT_EQ(result.report().warnings.size(), 1u);
   const auto events = seen.events();
   EXPECT_NE(std::find(events.begin(), events.end(), "warning " + result.report().warnings[0]), events.end());
+}
+
+TEST(tracking, a_run_is_recorded_as_running_while_it_runs_and_as_succeeded_when_run_returns) {
+  scratch_directory dir;
+  std::atomic<bool> seen{false};
+  std::atomic<bool> timed_out{false};
+  const fs::path where = dir.path();
+  std::string id;
+  auto waits = ps::step<"waits">([&] {
+    // Its first row is written 50 ms after the run started: until then, and
+    // at most 20 s, it polls the file as another process would.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (sql_text(where / "runs.db", "SELECT count(*) FROM runs WHERE status = 'running'") != "1") {
+      if (std::chrono::steady_clock::now() > give_up) {
+        timed_out = true;
+        return 0;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    seen = true;
+    return 1;
+  })();
+  const auto result = ps::pipeline<"long">(waits).run(recorded_in(dir.path()));
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(seen);
+  EXPECT_FALSE(timed_out) << "the run was never seen running";
+  // Written by the run's own thread before run() returned: another process sees it at once.
+  EXPECT_EQ(status_in_file(dir.path(), result.report().run_id), "succeeded");
+}
+
+TEST(tracking, a_run_written_behind_is_complete_once_wait_for_records_returns) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  auto options = recorded_in(dir.path());
+  options.tracking.write_behind = true;
+  std::vector<std::string> ids;
+  for (int k = 0; k < 6; ++k) {
+    const auto result = p.run(options);
+    ASSERT_TRUE(result.ok());
+    EXPECT_TRUE(result.report().warnings.empty()) << result.report().warnings.front();
+    ids.push_back(result.report().run_id);
+  }
+  ps::wait_for_records();
+  for (const auto& id : ids) {
+    EXPECT_EQ(status_in_file(dir.path(), id), "succeeded") << id;
+    EXPECT_EQ(sql_text(dir.path() / "runs.db", "SELECT computed FROM runs WHERE id = '" + id + "'"), "3");
+  }
+  // Nothing left: it returns at once, and again.
+  ps::wait_for_records();
+  const auto store = open(dir.path());
+  for (const auto& id : ids) {
+    EXPECT_EQ(store->step_runs(id).size(), 3u);
+    EXPECT_EQ(store->logs(id, "train").size(), 3u);
+    EXPECT_EQ(store->metrics(id).size(), 4u);
+  }
+}
+
+TEST(tracking, runs_written_behind_are_complete_when_the_workspace_is_opened_in_the_process) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  auto options = recorded_in(dir.path(), true);
+  options.tracking.write_behind = true;
+  std::vector<std::string> ids;
+  for (int k = 0; k < 4; ++k) {
+    options.params = {{"epochs", std::to_string(k + 1)}};
+    const auto result = p.run(options);
+    ASSERT_TRUE(result.ok());
+    ids.push_back(result.report().run_id);
+  }
+  const auto store = open(dir.path());  // waits for them
+  for (std::size_t k = 0; k < ids.size(); ++k) {
+    const auto run = store->find_run(ids[k]);
+    ASSERT_TRUE(run) << ids[k];
+    EXPECT_EQ(run->status, "succeeded");
+    EXPECT_EQ(store->step_runs(ids[k]).size(), 3u);
+    EXPECT_EQ(store->logs(ids[k], "train").size(), k + 1);
+  }
+}
+
+// Run by the next test in a process of its own: runs written behind, then
+// the process exits (gtest's main returns) without waiting for them.
+TEST(tracking_child, DISABLED_runs_written_behind_then_exits) {
+  const char* dir = std::getenv("PENSTOCK_TEST_WORKSPACE");
+  ASSERT_NE(dir, nullptr);
+  const auto [p, out] = make_training();
+  auto options = recorded_in(dir);
+  options.tracking.write_behind = true;
+  std::ofstream ids(fs::path(dir) / "ids");
+  for (int k = 0; k < 3; ++k) {
+    const auto result = p.run(options);
+    ASSERT_TRUE(result.ok());
+    ids << result.report().run_id << "\n";
+  }
+}
+
+TEST(tracking, runs_written_behind_are_complete_when_their_process_exits) {
+  scratch_directory dir;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // A fresh process (exec: no state of this one's threads carried over).
+    ::setenv("PENSTOCK_TEST_WORKSPACE", dir.path().c_str(), 1);
+    ::execl("/proc/self/exe", "test_tracking", "--gtest_filter=tracking_child.DISABLED_runs_written_behind_then_exits",
+            "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  std::ifstream in(dir.path() / "ids");
+  std::string id;
+  int n = 0;
+  while (std::getline(in, id)) {
+    ++n;
+    EXPECT_EQ(status_in_file(dir.path(), id), "succeeded") << id;
+    EXPECT_EQ(sql_text(dir.path() / "runs.db", "SELECT count(*) FROM logs WHERE run = '" + id + "'"), "3") << id;
+  }
+  EXPECT_EQ(n, 3);
 }

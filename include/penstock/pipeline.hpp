@@ -81,6 +81,11 @@ class typed_pipeline {
   std::shared_ptr<const detail::r1::lowered_pipeline> lowered_;
 };
 
+// Returns once every run of this process that has ended is in its
+// workspace: what runs with tracking_options::write_behind left to the
+// record writer is written (at once when there is nothing left).
+inline void wait_for_records() { detail::r1::wait_for_records(); }
+
 // What ps::pipeline returns when an output is an error_node: the error has
 // been reported; this only keeps the rest of the program from adding more.
 template <fixed_string Name>

@@ -115,6 +115,15 @@ struct tracking_options {
   // step as a nested run. A server that cannot be reached or refuses it is
   // a warning; `penstock export-mlflow RUN URI` sends it later.
   std::string mlflow{};
+  // The run returns before its record's last write (its steps and status:
+  // about 0.5 ms for 10,000 steps), which the process's record writer
+  // makes after it. The record is complete once ps::wait_for_records()
+  // returns, when the process exits normally, and when penstock opens the
+  // workspace in this process (`runs`, `show`, ...); until then other
+  // processes see the run as running, and one killed before then is
+  // recorded as crashed. For processes that run many short pipelines;
+  // ignored with `mlflow` (the record is sent once complete).
+  bool write_behind = false;
 };
 
 struct run_options {

@@ -75,7 +75,7 @@ void executor::attempt(const node_description& node, input_list& inputs, void* o
       report.status = step_status::failed;
       break;
     }
-    if (told_.any())
+    if (told_.steps())
       told_.step_retried(static_cast<std::uint32_t>(&node - graph_.nodes.data()), report.attempts, report.error);
   }
 }

@@ -172,7 +172,7 @@ bool executor::judge_attempt(const node_description& node, command_run& run, con
   }
   run.status = step_status::failed;
   if (!may_retry || run.attempts > node.options.retries || stop_->load(std::memory_order_relaxed)) return true;
-  if (told_.any()) told_.step_retried(run.node, run.attempts, run.error);
+  if (told_.steps()) told_.step_retried(run.node, run.attempts, run.error);
   return false;
 }
 

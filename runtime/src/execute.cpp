@@ -147,7 +147,8 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
   std::optional<progress> shown;
   if (options.progress != progress_mode::none) told.attach(&shown.emplace(graph, options.progress, stderr));
   std::optional<run_recorder> recorder;
-  if (options.tracking.enabled) told.attach(&recorder.emplace(workspace_of(options), options.tracking, told));
+  if (options.tracking.enabled)
+    told.attach(&recorder.emplace(workspace_of(options), options.tracking, told, *plan), false);
   for (observer* o : options.observers) told.attach(o);
   // A run id when anything will name the run: the cache's record, the workspace's, an observer.
   const bool named = options.cache.enabled || told.any();
@@ -252,7 +253,7 @@ run_outcome execute(const graph_description& graph, const run_options& options, 
   if (cache != nullptr && outputs.used()) remove_unless_referenced(graph, *outcome.state, outputs.base());
   // The record's last write, then everyone else's end of the run, with
   // every warning the run gave.
-  if (recorder) recorder->finish(outcome.report);
+  if (recorder) recorder->finish(outcome.report, !options.tracking.write_behind || !options.tracking.mlflow.empty());
   if (!options.tracking.mlflow.empty()) send_to_mlflow(options, outcome.report, recorder ? &*recorder : nullptr, told);
   if (cache != nullptr)
     cache->store().set_warning_sink(nullptr);  // later ones (leases given back as the session ends) to stderr

@@ -47,6 +47,9 @@ struct schedule {
   std::vector<std::uint32_t> uses;
   std::vector<std::uint32_t> sources;
   std::vector<step_report> blank_reports;
+  // The graph's structural digest, made when a recorded run first asks (structure_of, run_recorder.hpp).
+  mutable std::once_flag structure_once;
+  mutable digest structure;
 };
 
 // The arena every run with `threads` threads runs in (0: one per core),

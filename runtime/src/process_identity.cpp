@@ -86,12 +86,14 @@ std::uint32_t random_u32() {
 
 process_identity process_identity::current() {
   // Every run opens a store, and so asks: /proc/self/stat (an ifstream)
-  // and the host's digest once per process, not once per run.
-  static std::mutex mutex;
-  static process_identity known;
+  // and the host's digest once per process, not once per run. Never
+  // destroyed: the record's writer asks as the process exits.
+  static auto* mutex = new std::mutex;
+  static auto* known_here = new process_identity;
+  process_identity& known = *known_here;
   process_identity self;
   {
-    const std::scoped_lock lock(mutex);
+    const std::scoped_lock lock(*mutex);
     if (known.pid != ::getpid()) {
       known.pid = ::getpid();
       known.started = process_start_time(known.pid);

@@ -21,22 +21,28 @@ namespace penstock::detail::r1 {
 
 class run_observers final : public log_sink {
  public:
-  void attach(observer* o) {
-    if (o != nullptr) list_.push_back(o);
+  // `steps`: told of each step's start, retry and end; without, of the rest
+  // only (the run's record: the executor then makes no call per step for it).
+  void attach(observer* o, bool steps = true) {
+    if (o == nullptr) return;
+    list_.push_back(o);
+    if (steps) step_list_.push_back(o);
   }
   [[nodiscard]] bool any() const noexcept { return !list_.empty(); }
+  // Whether any is told of steps: the executor asks before it calls.
+  [[nodiscard]] bool steps() const noexcept { return !step_list_.empty(); }
 
   void run_started(const run_start& run) const {
     for (auto* o : list_) o->run_started(run);
   }
   void step_started(std::uint32_t node, int worker) const {
-    for (auto* o : list_) o->step_started(node, worker);
+    for (auto* o : step_list_) o->step_started(node, worker);
   }
   void step_retried(std::uint32_t node, std::uint32_t attempt, std::string_view error) const {
-    for (auto* o : list_) o->step_retried(node, attempt, error);
+    for (auto* o : step_list_) o->step_retried(node, attempt, error);
   }
   void step_finished(std::uint32_t node, const step_report& report, std::chrono::nanoseconds took) const {
-    for (auto* o : list_) o->step_finished(node, report, took);
+    for (auto* o : step_list_) o->step_finished(node, report, took);
   }
   void run_finished(const run_report& report) const {
     for (auto* o : list_) o->run_finished(report);
@@ -62,6 +68,7 @@ class run_observers final : public log_sink {
 
  private:
   std::vector<observer*> list_;
+  std::vector<observer*> step_list_;
   std::mutex mutex_;
   std::vector<std::string> warnings_;
 };

@@ -324,19 +324,19 @@ void executor::finish_step(std::uint32_t i, step_report& report, step_clock::tic
       cache_->abandon(i);
     }
   }
-  if (told_.any()) told_.step_finished(i, report, clock_.duration(nodes_[i].took));
+  if (told_.steps()) told_.step_finished(i, report, clock_.duration(nodes_[i].took));
   release_inputs(graph_.nodes[i]);
 }
 
 void executor::finish_uncomputed(std::uint32_t i, const step_report& report) {
-  if (told_.any()) told_.step_finished(i, report, {});
+  if (told_.steps()) told_.step_finished(i, report, {});
   release_inputs(graph_.nodes[i]);
 }
 
 void executor::begin_step(std::uint32_t i, step_clock::ticks start, int worker) {
   nodes_[i].started = start;
   nodes_[i].worker = worker;
-  if (told_.any()) told_.step_started(i, nodes_[i].worker);
+  if (told_.steps()) told_.step_started(i, nodes_[i].worker);
 }
 
 void executor::fill_inputs(const node_description& node, input_list& inputs) const {

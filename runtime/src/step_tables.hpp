@@ -15,12 +15,15 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <penstock/digest.hpp>
 #include <penstock/graph_description.hpp>
+#include <penstock/run_report.hpp>
 
 namespace penstock::detail::r1 {
 
@@ -55,5 +58,20 @@ struct step_timing {
 [[nodiscard]] std::vector<step_outcome> decode_outcomes(std::string_view bytes);
 [[nodiscard]] std::string encode_timings(const std::vector<step_timing>& steps);
 [[nodiscard]] std::vector<step_timing> decode_timings(std::string_view bytes);
+
+// The status a step run is recorded with: ran, cached, failed, skipped, cancelled.
+[[nodiscard]] recorded recorded_status(const step_report& step) noexcept;
+// A run's outcomes and timings tables straight from its report, in one pass
+// over it (a 10,000-step run's record is made while its caller waits), with
+// its error texts and counts. A cache hit's time and place are left out
+// (they are in the report and the trace): a rerun whose steps all hit
+// writes one timing byte per step.
+struct report_tables {
+  std::string outcomes;
+  std::string timings;
+  std::vector<std::pair<std::uint32_t, std::string>> errors;  // node, its error text (printable)
+  std::uint64_t computed = 0, cached = 0, failed = 0;
+};
+[[nodiscard]] report_tables encode_report(std::span<const step_report> steps);
 
 }  // namespace penstock::detail::r1

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "cache_store.hpp"
+#include "record_writer.hpp"
 
 namespace penstock::detail::r1 {
 
@@ -135,10 +136,11 @@ void workspace_store::open_writable() {
 }
 
 std::shared_ptr<workspace_store> workspace_store::shared_for_writing(const fs::path& file) {
-  static std::mutex mutex;
+  // Never destroyed: the record's writer writes as the process exits.
+  static auto* mutex = new std::mutex;
   static auto* stores = new std::map<std::string, std::shared_ptr<workspace_store>>;
   const std::string key = fs::absolute(file).lexically_normal().string();
-  const std::scoped_lock lock(mutex);
+  const std::scoped_lock lock(*mutex);
   auto& store = (*stores)[key];
   if (store != nullptr) {
     struct stat st {};
@@ -157,17 +159,23 @@ std::shared_ptr<workspace_store> workspace_store::shared_for_writing(const fs::p
     }
     if (!current) store.reset();
   }
-  if (store == nullptr) store = open_for_writing(file);
+  if (store == nullptr) {
+    store = std::make_unique<workspace_store>(file);
+    store->open_writable();
+  }
   return store;
 }
 
 std::unique_ptr<workspace_store> workspace_store::open_for_writing(const fs::path& file) {
+  // What this process's runs recorded is all there.
+  record_writer::wait_for_ended_runs();
   auto store = std::make_unique<workspace_store>(file);
   store->open_writable();
   return store;
 }
 
 std::unique_ptr<workspace_store> workspace_store::open_for_reading(const fs::path& file) {
+  record_writer::wait_for_ended_runs();
   std::error_code ec;
   if (!fs::exists(file, ec)) {
     throw cache_error(fmt::format("no workspace at {}: no run has been recorded there", file.string()));
@@ -224,35 +232,30 @@ std::int64_t stored(sqlite::database& db, const char* select_sql, const char* in
 
 }  // namespace
 
-void workspace_store::write_steps(std::string_view run, const run_steps& steps) {
-  bool inserted = false;
-  std::int64_t structure = 0;
+std::int64_t workspace_store::structure_id(const run_structure& structure) {
   {
     // Known structures are found by digest without encoding them again.
     auto q = db_.prepare("SELECT id FROM structures WHERE digest = ?1");
-    q.bind(1, steps.structure);
-    if (q.step()) structure = q.integer(0);
+    q.bind(1, structure.hash);
+    if (q.step()) return q.integer(0);
   }
-  if (structure == 0) {
-    const std::string data = encode_structure(*steps.graph);
-    db_.prepare("INSERT INTO structures(digest, data) VALUES(?1, ?2)")
-        .bind(1, steps.structure)
-        .bind(2, bytes_of(data))
-        .run();
-    structure = db_.last_insert_rowid();
-  }
-  const std::string outcomes = encode_outcomes(steps.outcomes);
+  if (structure.data.empty() && structure.graph == nullptr)
+    throw cache_error(fmt::format("workspace {} has lost the pipeline's structure {} (was it replaced?)",
+                                  file().string(), structure.hash.hex()));
+  const std::string data = structure.data.empty() ? encode_structure(*structure.graph) : structure.data;
+  db_.prepare("INSERT INTO structures(digest, data) VALUES(?1, ?2)")
+      .bind(1, structure.hash)
+      .bind(2, bytes_of(data))
+      .run();
+  return db_.last_insert_rowid();
+}
+
+std::int64_t workspace_store::write_steps(std::string_view run, const run_steps& steps) {
+  bool inserted = false;
   const std::int64_t outcomes_id =
       stored(db_, "SELECT id FROM outcome_tables WHERE digest = ?1",
-             "INSERT INTO outcome_tables(digest, data) VALUES(?1, ?2)", outcomes, inserted);
-  if (inserted) index_outcomes(db_, outcomes_id, steps.outcomes);
-  const std::string timings = encode_timings(steps.timings);
-  db_.prepare("UPDATE runs SET structure_id = ?2, outcomes_id = ?3, timings = ?4 WHERE id = ?1")
-      .bind(1, run)
-      .bind(2, structure)
-      .bind(3, outcomes_id)
-      .bind(4, bytes_of(timings))
-      .run();
+             "INSERT INTO outcome_tables(digest, data) VALUES(?1, ?2)", steps.outcomes, inserted);
+  if (inserted) index_outcomes(db_, outcomes_id, decode_outcomes(steps.outcomes));
   for (const auto& [node, error] : steps.errors) {
     db_.prepare("INSERT OR REPLACE INTO step_errors(run, node, error) VALUES(?1, ?2, ?3)")
         .bind(1, run)
@@ -260,6 +263,7 @@ void workspace_store::write_steps(std::string_view run, const run_steps& steps) 
         .bind(3, std::string_view(error))
         .run();
   }
+  return outcomes_id;
 }
 
 void workspace_store::write(const run_write& w) {
@@ -268,15 +272,17 @@ void workspace_store::write(const run_write& w) {
   sqlite::transaction tx(db_, sqlite::transaction_kind::write);
   if (w.begin != nullptr) {
     const run_row& r = *w.begin;
+    const std::optional<std::int64_t> structure =
+        w.structure != nullptr ? std::optional<std::int64_t>(structure_id(*w.structure)) : std::nullopt;
     db_.prepare("INSERT OR IGNORE INTO experiments(name, created) VALUES(?1, ?2)")
         .bind(1, std::string_view(r.experiment))
         .bind(2, ns(r.started))
         .run();
     db_.prepare(
            "INSERT INTO runs(id, experiment, pipeline, structure, status, started, heartbeat, heartbeat_interval, "
-           "host, user, pid, pid_started, directory, git_commit, git_dirty, version, steps) "
+           "host, user, pid, pid_started, directory, git_commit, git_dirty, version, steps, structure_id) "
            "VALUES(?1, (SELECT id FROM experiments WHERE name = ?2), ?3, ?4, ?5, ?6, ?17, ?7, ?8, ?9, ?10, ?11, ?12, "
-           "?13, ?14, ?15, ?16)")
+           "?13, ?14, ?15, ?16, ?18)")
         .bind(1, run)
         .bind(2, std::string_view(r.experiment))
         .bind(3, std::string_view(r.pipeline))
@@ -294,6 +300,7 @@ void workspace_store::write(const run_write& w) {
         .bind(15, std::string_view(r.version))
         .bind(17, ns(std::chrono::system_clock::now()))  // its first heartbeat: now, not when it started
         .bind(16, static_cast<std::int64_t>(r.steps))
+        .bind(18, structure)
         .run();
     for (const auto& [name, value] : w.params) {
       db_.prepare("INSERT OR REPLACE INTO params(run, name, value) VALUES(?1, ?2, ?3)")
@@ -303,7 +310,8 @@ void workspace_store::write(const run_write& w) {
           .run();
     }
   }
-  if (w.steps != nullptr) write_steps(run, *w.steps);
+  const std::optional<std::int64_t> outcomes =
+      w.steps != nullptr ? std::optional(write_steps(run, *w.steps)) : std::nullopt;
   for (const auto& m : w.metrics) {
     db_.prepare("INSERT INTO metrics(run, step, name, value, step_number, time) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
         .bind(1, run)
@@ -323,22 +331,38 @@ void workspace_store::write(const run_write& w) {
         .bind(5, std::string_view(l.line))
         .run();
   }
-  if (w.heartbeat) {
-    db_.prepare("UPDATE runs SET heartbeat = ?2 WHERE id = ?1").bind(1, run).bind(2, ns(*w.heartbeat)).run();
-  }
   if (w.end != nullptr) {
+    // One UPDATE of the row for its end (a row rewritten with a 10,000-step
+    // run's timings rewrites their overflow pages).
     const run_row& r = *w.end;
-    db_.prepare(
-           "UPDATE runs SET status = ?2, ended = ?3, heartbeat = ?3, steps = ?4, computed = ?5, cached = ?6, "
-           "failed = ?7 WHERE id = ?1")
-        .bind(1, run)
+    auto q = db_.prepare(
+        "UPDATE runs SET status = ?2, ended = ?3, heartbeat = ?3, steps = ?4, computed = ?5, cached = ?6, "
+        "failed = ?7, outcomes_id = coalesce(?8, outcomes_id), timings = coalesce(?9, timings) WHERE id = ?1");
+    if (w.steps != nullptr) {
+      q.bind(9, bytes_of(w.steps->timings));
+    } else {
+      q.bind_null(9);
+    }
+    q.bind(1, run)
         .bind(2, std::string_view(r.status))
         .bind(3, ns(r.ended.value_or(std::chrono::system_clock::now())))
         .bind(4, static_cast<std::int64_t>(r.steps))
         .bind(5, static_cast<std::int64_t>(r.computed))
         .bind(6, static_cast<std::int64_t>(r.cached))
         .bind(7, static_cast<std::int64_t>(r.failed))
+        .bind(8, outcomes)
         .run();
+  } else {
+    if (outcomes) {
+      db_.prepare("UPDATE runs SET outcomes_id = ?2, timings = ?3 WHERE id = ?1")
+          .bind(1, run)
+          .bind(2, *outcomes)
+          .bind(3, bytes_of(w.steps->timings))
+          .run();
+    }
+    if (w.heartbeat) {
+      db_.prepare("UPDATE runs SET heartbeat = ?2 WHERE id = ?1").bind(1, run).bind(2, ns(*w.heartbeat)).run();
+    }
   }
   tx.commit();
 }

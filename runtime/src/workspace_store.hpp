@@ -83,12 +83,18 @@ struct step_input_row {
   std::optional<digest> content;
 };
 
-// A finished run's steps, as the workspace stores them (step_tables.hpp).
+// The pipeline a run records, written with the run's first row: its
+// structure table is stored once per structural digest.
+struct run_structure {
+  digest hash{};                             // structure_digest(graph)
+  const graph_description* graph = nullptr;  // encoded if the workspace has no such structure
+  std::string data{};                        // or already encoded (encode_structure)
+};
+
+// A finished run's steps, encoded as the workspace stores them (step_tables.hpp).
 struct run_steps {
-  const graph_description* graph = nullptr;
-  digest structure{};  // structure_digest(*graph)
-  std::vector<step_outcome> outcomes;
-  std::vector<step_timing> timings;
+  std::string outcomes;
+  std::string timings;
   std::vector<std::pair<std::uint32_t, std::string>> errors;  // node, its error text
 };
 
@@ -111,7 +117,8 @@ struct log_row {
 // optional but the run's id.
 struct run_write {
   std::string run{};
-  const run_row* begin = nullptr;  // the run's first row (with `params`)
+  const run_row* begin = nullptr;  // the run's first row (with `params` and `structure`)
+  const run_structure* structure = nullptr;
   std::span<const std::pair<std::string, std::string>> params{};
   std::optional<sys_time> heartbeat{};
   const run_steps* steps = nullptr;  // at the end: every step's outcome and timing
@@ -143,7 +150,8 @@ class workspace_store {
 
   // Opens (making it and its directory if needed) for recording runs.
   // Throws cache_error naming the file when it cannot be opened for writing,
-  // or its schema is newer than this penstock's.
+  // or its schema is newer than this penstock's. Both opens first wait for
+  // this process's runs that ended to be written (record_writer.hpp).
   static std::unique_ptr<workspace_store> open_for_writing(const std::filesystem::path& file);
   // The same, but one connection per file and process, kept open between
   // runs (a connection's opening, statements and closing checkpoint are
@@ -188,7 +196,10 @@ class workspace_store {
  private:
   [[nodiscard]] run_row read_run(const sqlite::query& q) const;
   void open_writable();
-  void write_steps(std::string_view run, const run_steps& steps);
+  // Stores `steps`' outcomes (once per distinct table) and errors; returns the outcomes' id.
+  std::int64_t write_steps(std::string_view run, const run_steps& steps);
+  // The id of `structure`'s row in structures, inserted if new.
+  std::int64_t structure_id(const run_structure& structure);
   // A run's tables (empty optional: not recorded), decoded; throws cache_error if damaged.
   struct stored_steps {
     structure_table structure;

@@ -55,6 +55,10 @@ const schedule& schedule_of(const lowered_pipeline& lowered) noexcept;
 // anything if a parameter is unknown, missing or malformed.
 run_outcome execute(const graph_description& graph, const run_options& options, const schedule* plan = nullptr);
 
+// Until every run of this process that ended is in its workspace (see
+// tracking_options::write_behind).
+void wait_for_records();
+
 // The output slot of node `index` after a run (a std::optional<T>*), or
 // null if that node did not succeed or its value was released.
 const void* output_slot(const run_state& state, std::size_t index) noexcept;

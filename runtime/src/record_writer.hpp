@@ -1,0 +1,104 @@
+// record_writer: the one thread per process that writes runs' records in
+// their workspaces (run_recorder hands it each run it records), off the
+// run's threads: a run's first row 50 ms after it started and what its
+// steps logged once per heartbeat. A run's last write (steps and status),
+// with its first row if it ended within those 50 ms, is written by the
+// run's own thread as it ends, its failures warnings in its report; or,
+// with tracking_options::write_behind, by the writer after the run
+// returned: then the process's exit, ps::wait_for_records() and every
+// workspace opened in the process (workspace_store::open_for_reading,
+// open_for_writing) wait until each run that has ended is written. A run
+// whose process dies before it is written (kill -9 in its first 50 ms, or
+// before a write behind it) shows as crashed once its heartbeat is stale, or
+// not at all when its first row was not written. Private to the runtime.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "run_observers.hpp"
+#include "workspace_store.hpp"
+
+namespace penstock::detail::r1 {
+
+// One run's recording, shared by the run (its run_recorder) and the writer.
+struct recording {
+  // Set before the writer is handed it; then the writer's alone.
+  std::filesystem::path file;
+  std::string directory;  // the working directory, as the file system spells it (git is asked there)
+  run_row row;            // its first row (the writer adds git, host, user and process)
+  std::vector<std::pair<std::string, std::string>> params;
+  run_structure structure;  // its graph is valid until the run has ended
+  std::chrono::milliseconds heartbeat{0};
+
+  // Under the writer's mutex.
+  run_observers* told = nullptr;   // who hears its warnings; null once the run returned (stderr)
+  bool telling = false;            // the writer is telling `told` a warning
+  bool busy = false;               // being written (by the writer, or by its run at its end)
+  bool begun = false;              // its first row was written (or tried)
+  bool failed = false;             // a write failed: nothing more is tried
+  bool ended = false;              // the run ended: `steps` and `end` are its last write
+  bool written = false;            // its last write was tried (it is recorded unless `failed`)
+  std::optional<run_steps> steps;  // absent: the run threw past its steps
+  run_row end;                     // its status, end time and counts
+  std::vector<metric_row> metrics;
+  std::vector<log_row> logs;
+  std::chrono::steady_clock::time_point next_heartbeat{};  // or, before `begun`, its first row
+  std::shared_ptr<workspace_store> store;
+};
+
+class record_writer {
+ public:
+  // This process's writer; its thread starts on first use (again in a child after fork()).
+  static record_writer& instance();
+  // Until every run of this process that has ended is written; at once when there is none.
+  static void wait_for_ended_runs();
+
+  record_writer(const record_writer&) = delete;
+  record_writer& operator=(const record_writer&) = delete;
+
+  // Starts writing `run`'s record: its first row (50 ms on), then a heartbeat each interval.
+  void add(std::shared_ptr<recording> run);
+  void log(recording& run, log_row row);
+  void metric(recording& run, metric_row row);
+  // The run has ended: waits for its first write to have been tried (its
+  // graph, in `structure`, may go away after this); then writes its last
+  // write on the calling thread, its warnings told to `told`, or, without
+  // `wait`, hands it to the writer and returns, with `told` no longer told
+  // anything. Returns whether the run is recorded: with `wait`, entirely;
+  // without, so far.
+  bool end(recording& run, std::optional<run_steps> steps, run_row end, bool wait);
+
+ private:
+  record_writer();
+  friend struct writer_slot;
+  void stop();
+  void work();
+  // Writes what `run` has not written, in one transaction: its first row
+  // (unless begun), what it logged, its heartbeat and, `last`, its steps and
+  // status (it is then written, and no longer the writer's).
+  void write(std::unique_lock<std::mutex>& lock, recording& run, bool last);
+  // `message` to the run's observers while it runs, to stderr after.
+  void tell(std::unique_lock<std::mutex>& lock, recording& run, const std::string& message);
+
+  std::mutex mutex_;
+  std::condition_variable wake_;     // the writer's: work to do
+  std::condition_variable changed_;  // the runs': a run begun, telling done, a run written
+  std::vector<std::shared_ptr<recording>> runs_;
+  std::set<std::pair<std::string, digest>> known_;  // structures written: workspace file, structure digest
+  bool stopping_ = false;                           // the process is exiting
+  bool stopped_ = false;                            // the thread has ended
+  std::thread thread_;
+};
+
+}  // namespace penstock::detail::r1
