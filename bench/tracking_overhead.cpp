@@ -5,12 +5,21 @@
 //                                 not, in one loop: counters off_ms, on_ms,
 //                                 ratio (on / off)
 //   BM_record_10k_steps/cached    the same pipeline, every step a cache hit
+//   BM_record_10k_steps/computed_write_behind
+//                                 tracking_options::write_behind: 10 runs
+//                                 not recorded, then 10 recorded and
+//                                 ps::wait_for_records(), in one loop (the
+//                                 records' last writes, made after their
+//                                 runs returned, are counted in the
+//                                 recorded runs' time); on_return_ms: a
+//                                 recorded run's time until it returned
 //   BM_runs_query/N               `runs` (20 newest, the default) and
 //                                 `runs --limit 0 --json` on a workspace of
 //                                 N recorded runs of that pipeline
 #include <benchmark/benchmark.h>
 
 #include <penstock/detail/runtime_api.hpp>
+#include <penstock/pipeline.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -39,19 +48,26 @@ const penstock_bench::chains_graph& graph() {
   return instance;
 }
 
-ps::run_options options_for(const std::filesystem::path& directory, bool cache, bool record) {
+// Made once, as ps::pipeline::run does (its pipeline keeps its schedule).
+const r1::schedule* plan() {
+  static const auto instance = r1::make_schedule(graph().description());
+  return instance.get();
+}
+
+ps::run_options options_for(const std::filesystem::path& directory, bool cache, bool record,
+                            bool write_behind = false) {
   ps::run_options options{.threads = penstock_bench::threads,
                           .progress = ps::progress_mode::none,
                           .params = {{"head", "0"}},
                           .stop = nullptr,
                           .cache = {.enabled = cache, .directory = directory.string(), .rerun = {}},
-                          .tracking = {.enabled = record}};
+                          .tracking = {.enabled = record, .write_behind = write_behind}};
   return options;
 }
 
 double run_ms(const ps::run_options& options, bool& ok) {
   const auto start = std::chrono::steady_clock::now();
-  const auto outcome = r1::execute(graph().description(), options);
+  const auto outcome = r1::execute(graph().description(), options, plan());
   const auto took = std::chrono::steady_clock::now() - start;
   ok = ok && outcome.report.ok() && outcome.report.warnings.empty();
   return std::chrono::duration<double, std::milli>(took).count();
@@ -78,6 +94,33 @@ void record(benchmark::State& state, bool cache) {
 }
 
 void record_computed(benchmark::State& state) { record(state, false); }
+
+void record_write_behind(benchmark::State& state) {
+  constexpr int block = 10;
+  const penstock_bench::scratch_directory directory("tracking");
+  const auto off = options_for(directory.path(), false, false);
+  const auto on = options_for(directory.path(), false, true, true);
+  bool ok = true;
+  (void)run_ms(on, ok);
+  ps::wait_for_records();
+  double off_total = 0;
+  double on_total = 0;
+  double returned_total = 0;
+  for (auto _ : state) {
+    for (int i = 0; i < block; ++i) off_total += run_ms(off, ok);
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < block; ++i) returned_total += run_ms(on, ok);
+    ps::wait_for_records();
+    on_total += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
+  if (!ok) state.SkipWithError("a run failed or warned");
+  const auto n = static_cast<double>(state.iterations()) * block;
+  state.counters["off_ms"] = off_total / n;
+  state.counters["on_ms"] = on_total / n;
+  state.counters["on_return_ms"] = returned_total / n;
+  state.counters["ratio"] = on_total / off_total;
+  penstock_bench::report_dispatch(state, 2 * block * steps);
+}
 void record_cached(benchmark::State& state) { record(state, true); }
 
 // A workspace of `runs` recorded runs: one real run of the 10,000-step
@@ -135,5 +178,9 @@ void runs_query(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(record_computed)->Name("BM_record_10k_steps/computed")->Unit(benchmark::kMillisecond)->MinTime(2);
+BENCHMARK(record_write_behind)
+    ->Name("BM_record_10k_steps/computed_write_behind")
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2);
 BENCHMARK(record_cached)->Name("BM_record_10k_steps/cached")->Unit(benchmark::kMillisecond)->MinTime(2);
 BENCHMARK(runs_query)->Name("BM_runs_query")->Arg(10'000)->Unit(benchmark::kMillisecond)->MinTime(2);
