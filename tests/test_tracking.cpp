@@ -617,6 +617,29 @@ TEST(tracking, runs_written_behind_are_complete_when_the_workspace_is_opened_in_
   }
 }
 
+TEST(tracking, more_runs_written_behind_than_may_wait_are_all_recorded) {
+  scratch_directory dir;
+  auto n = ps::param<int>("n", 0);
+  auto twice = ps::step<"twice">([](ps::context& ctx, int x) {
+    ctx.log("n " + std::to_string(x));
+    return 2 * x;
+  })(n);
+  const auto p = ps::pipeline<"short">(twice);
+  auto options = recorded_in(dir.path());
+  options.tracking.write_behind = true;
+  constexpr int runs = 200;  // more than the 64 that may wait for their last write
+  for (int k = 0; k < runs; ++k) {
+    options.params = {{"n", std::to_string(k)}};
+    ASSERT_TRUE(p.run(options).ok());
+  }
+  ps::wait_for_records();
+  const fs::path file = dir.path() / "runs.db";
+  EXPECT_EQ(sql_text(file, "SELECT count(*) FROM runs WHERE status = 'succeeded' AND computed = 1"),
+            std::to_string(runs));
+  EXPECT_EQ(sql_text(file, "SELECT count(*) FROM logs"), std::to_string(runs));
+  EXPECT_EQ(sql_text(file, "SELECT count(DISTINCT value) FROM params WHERE name = 'n'"), std::to_string(runs));
+}
+
 // Run by the next test in a process of its own: runs written behind, then
 // the process exits (gtest's main returns) without waiting for them.
 TEST(tracking_child, DISABLED_runs_written_behind_then_exits) {

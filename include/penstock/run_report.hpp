@@ -116,13 +116,16 @@ struct tracking_options {
   // a warning; `penstock export-mlflow RUN URI` sends it later.
   std::string mlflow{};
   // The run returns before its record's last write (its steps and status:
-  // about 0.5 ms for 10,000 steps), which the process's record writer
-  // makes after it. The record is complete once ps::wait_for_records()
-  // returns, when the process exits normally, and when penstock opens the
-  // workspace in this process (`runs`, `show`, ...); until then other
-  // processes see the run as running, and one killed before then is
-  // recorded as crashed. For processes that run many short pipelines;
-  // ignored with `mlflow` (the record is sent once complete).
+  // about 0.3 ms for 10,000 steps), which the process's record writer makes
+  // after it, with those of every other run waiting for it in one
+  // transaction (at most 64 runs wait; the next one to end waits for them).
+  // The record is complete once ps::wait_for_records() returns, when the
+  // process exits normally, and when penstock opens the workspace in this
+  // process (`runs`, `show`, ...); until then other processes see the run
+  // as running, one killed before then is recorded as crashed (or not at
+  // all when it ran under 50 ms), and a failure of that write is printed to
+  // stderr, not in the report. For processes that run many short
+  // pipelines; ignored with `mlflow` (the record is sent once complete).
   bool write_behind = false;
 };
 

@@ -30,6 +30,9 @@ using steady = std::chrono::steady_clock;
 // run's recording costs half as much).
 constexpr std::chrono::milliseconds first_row_delay{50};
 
+// How many runs that returned may wait for their last write (write_behind).
+constexpr std::size_t max_behind = 64;
+
 std::string user_name() {
   std::vector<char> buffer(16384);
   passwd entry{};
@@ -95,6 +98,17 @@ process_facts this_process() {
     *facts = {.pid = me.pid, .started = me.started, .host = printable(me.host), .user = printable(user_name())};
   }
   return *facts;
+}
+
+// The run's git revision, host, user and process, in its first row.
+void fill_facts(recording& run) {
+  git_state(run.directory, run.row);  // the directory as it is, not its printable form
+  const process_facts me = this_process();
+  run.row.host = me.host;
+  run.row.pid = me.pid;
+  run.row.pid_started = me.started;
+  run.row.user = me.user;
+  run.facts = true;
 }
 
 }  // namespace
@@ -200,7 +214,8 @@ bool record_writer::end(recording& run, std::optional<run_steps> steps, run_row 
   run.end = std::move(end);
   // Written here, on the run's thread, when the run waits for it: no handing over and back.
   if (wait) {
-    write(lock, run, true);
+    recording* const one = &run;
+    write(lock, std::span(&one, 1), true);
     run.told = nullptr;
     changed_.notify_all();
     return !run.failed;
@@ -216,7 +231,12 @@ bool record_writer::end(recording& run, std::optional<run_steps> steps, run_row 
   }
   run.structure.graph = nullptr;
   run.told = nullptr;
+  run.behind = true;
+  ++behind_;
   wake_.notify_all();
+  // No further behind than max_behind runs: a process whose runs are
+  // shorter than their writes waits for them here.
+  changed_.wait(lock, [this] { return behind_ < max_behind || stopped_; });
   return !run.failed;
 }
 
@@ -230,9 +250,12 @@ void record_writer::work() {
     recording* last = nullptr;
     recording* beat = nullptr;
     auto next = steady::time_point::max();
+    recording* ask = nullptr;
     for (const auto& r : runs_) {
       if (r->busy) continue;  // its run is writing it, or making its structure
-      if (r->ended) {
+      if (!r->facts && !r->ended) {
+        if (ask == nullptr) ask = r.get();
+      } else if (r->ended) {
         if (last == nullptr) last = r.get();
       } else if (!r->begun && r->next_heartbeat <= now) {
         if (first == nullptr) first = r.get();
@@ -242,76 +265,109 @@ void record_writer::work() {
         next = std::min(next, r->next_heartbeat);
       }
     }
-    if (first != nullptr) {
-      write(lock, *first, false);
+    if (ask != nullptr) {
+      // At once, while the run runs: git may take milliseconds.
+      ask->busy = true;
+      lock.unlock();
+      fill_facts(*ask);
+      lock.lock();
+      ask->busy = false;
+      changed_.notify_all();
+    } else if (first != nullptr) {
+      write(lock, std::span(&first, 1), false);
     } else if (last != nullptr) {
-      write(lock, *last, true);
+      // With every other run of that workspace that has ended: one commit for all.
+      std::vector<recording*> batch;
+      for (const auto& r : runs_)
+        if (r->ended && !r->busy && r->file == last->file && batch.size() < max_behind) batch.push_back(r.get());
+      write(lock, batch, true);
     } else if (stopping_) {
       // What still runs as the process exits stays as it is: crashed, once its heartbeat is stale.
       stopped_ = true;
       changed_.notify_all();
       return;
     } else if (beat != nullptr) {
-      write(lock, *beat, false);
+      write(lock, std::span(&beat, 1), false);
     } else {
       wake_.wait_until(lock, next);
     }
   }
 }
 
-void record_writer::write(std::unique_lock<std::mutex>& lock, recording& run, bool last) {
-  const std::shared_ptr<recording> held = *std::find_if(
-      runs_.begin(), runs_.end(), [&run](const auto& r) { return r.get() == &run; });  // `runs_` may change
-  run.busy = true;
-  const bool first = !run.begun;
-  std::vector<metric_row> metrics;
-  std::vector<log_row> logs;
-  metrics.swap(run.metrics);
-  logs.swap(run.logs);
-  std::optional<run_steps> steps;
-  if (last) steps = std::move(run.steps);
+void record_writer::write(std::unique_lock<std::mutex>& lock, std::span<recording* const> batch, bool last) {
+  struct one {
+    std::shared_ptr<recording> run;  // held: `runs_` may change meanwhile
+    bool first;
+    bool tried;
+    std::vector<metric_row> metrics;
+    std::vector<log_row> logs;
+    std::optional<run_steps> steps;
+  };
+  std::vector<one> writes;
+  writes.reserve(batch.size());
+  for (recording* r : batch) {
+    one w{.run = *std::find_if(runs_.begin(), runs_.end(), [r](const auto& h) { return h.get() == r; }),
+          .first = !r->begun,
+          .tried = !r->failed,
+          .metrics = {},
+          .logs = {},
+          .steps = {}};
+    r->busy = true;
+    w.metrics.swap(r->metrics);
+    w.logs.swap(r->logs);
+    if (last) w.steps = std::move(r->steps);
+    writes.push_back(std::move(w));
+  }
   std::string failure;
-  if (!run.failed) {
+  if (std::any_of(writes.begin(), writes.end(), [](const one& w) { return w.tried; })) {
     lock.unlock();
     try {
-      if (first) {
-        git_state(run.directory, run.row);  // the directory as it is, not its printable form
-        const process_facts me = this_process();
-        run.row.host = me.host;
-        run.row.pid = me.pid;
-        run.row.pid_started = me.started;
-        run.row.user = me.user;
-        run.store = workspace_store::shared_for_writing(run.file);
-      }
-      run.store->write({.run = run.row.id,
-                        .begin = first ? &run.row : nullptr,
-                        .structure = first ? &run.structure : nullptr,
-                        .params = first ? std::span(run.params) : std::span<std::pair<std::string, std::string>>(),
-                        .heartbeat = first ? std::nullopt : std::optional(std::chrono::system_clock::now()),
-                        .steps = steps ? &*steps : nullptr,
-                        .metrics = metrics,
-                        .logs = logs,
+      std::vector<run_write> rows;
+      workspace_store* store = nullptr;  // one file for the batch: one store
+      for (auto& w : writes) {
+        if (!w.tried) continue;
+        recording& run = *w.run;
+        if (w.first) {
+          if (!run.facts) fill_facts(run);
+          run.store = workspace_store::shared_for_writing(run.file);
+        }
+        store = run.store.get();
+        rows.push_back({.run = run.row.id,
+                        .begin = w.first ? &run.row : nullptr,
+                        .structure = w.first ? &run.structure : nullptr,
+                        .params = w.first ? std::span(run.params) : std::span<std::pair<std::string, std::string>>(),
+                        .heartbeat = w.first ? std::nullopt : std::optional(std::chrono::system_clock::now()),
+                        .steps = w.steps ? &*w.steps : nullptr,
+                        .metrics = w.metrics,
+                        .logs = w.logs,
                         .end = last ? &run.end : nullptr});
+      }
+      store->write(rows);
     } catch (const std::exception& e) {
-      failure = first ? fmt::format("run {} is not recorded: {}", run.row.id, e.what())
-                      : fmt::format("run {}: its record in {} stops here: {}", run.row.id, run.file.string(), e.what());
+      failure = e.what();
     }
     lock.lock();
   }
-  if (first && failure.empty() && !run.failed) known_.insert({run.file.string(), run.structure.hash});
-  if (first) run.structure.graph = nullptr;  // its run may end and take its graph with it
-  if (!failure.empty()) {
-    run.failed = true;
-    run.store.reset();
-    // Told before `begun`: a run that ends now still has the warning in its report.
-    tell(lock, run, failure);
-  }
-  run.begun = true;
-  run.busy = false;
-  run.next_heartbeat = steady::now() + run.heartbeat;
-  if (last) {
-    run.written = true;
-    std::erase(runs_, held);
+  for (auto& w : writes) {
+    recording& run = *w.run;
+    if (w.first && w.tried && failure.empty()) known_.insert({run.file.string(), run.structure.hash});
+    if (w.first) run.structure.graph = nullptr;  // its run may end and take its graph with it
+    if (w.tried && !failure.empty()) {
+      run.failed = true;
+      run.store.reset();
+      // Told before `begun`: a run that ends now still has the warning in its report.
+      tell(lock, run,
+           w.first ? fmt::format("run {} is not recorded: {}", run.row.id, failure)
+                   : fmt::format("run {}: its record in {} stops here: {}", run.row.id, run.file.string(), failure));
+    }
+    run.begun = true;
+    run.busy = false;
+    run.next_heartbeat = steady::now() + run.heartbeat;
+    if (last) {
+      run.written = true;
+      if (run.behind) --behind_;
+      std::erase(runs_, w.run);
+    }
   }
   changed_.notify_all();
 }

@@ -5,7 +5,8 @@
 // with its first row if it ended within those 50 ms, is written by the
 // run's own thread as it ends, its failures warnings in its report; or,
 // with tracking_options::write_behind, by the writer after the run
-// returned: then the process's exit, ps::wait_for_records() and every
+// returned, in one transaction with those of the other runs of that
+// workspace waiting for it (64 at most): then the process's exit, ps::wait_for_records() and every
 // workspace opened in the process (workspace_store::open_for_reading,
 // open_for_writing) wait until each run that has ended is written. A run
 // whose process dies before it is written (kill -9 in its first 50 ms, or
@@ -21,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -45,9 +47,11 @@ struct recording {
   run_observers* told = nullptr;   // who hears its warnings; null once the run returned (stderr)
   bool telling = false;            // the writer is telling `told` a warning
   bool busy = false;               // being written (by the writer, or by its run at its end)
+  bool facts = false;              // git, host, user and process are in `row`
   bool begun = false;              // its first row was written (or tried)
   bool failed = false;             // a write failed: nothing more is tried
   bool ended = false;              // the run ended: `steps` and `end` are its last write
+  bool behind = false;             // its run returned before its last write (write_behind)
   bool written = false;            // its last write was tried (it is recorded unless `failed`)
   std::optional<run_steps> steps;  // absent: the run threw past its steps
   run_row end;                     // its status, end time and counts
@@ -84,10 +88,11 @@ class record_writer {
   friend struct writer_slot;
   void stop();
   void work();
-  // Writes what `run` has not written, in one transaction: its first row
-  // (unless begun), what it logged, its heartbeat and, `last`, its steps and
-  // status (it is then written, and no longer the writer's).
-  void write(std::unique_lock<std::mutex>& lock, recording& run, bool last);
+  // Writes what the runs of `batch` (all of one workspace) have not
+  // written, in one transaction: each one's first row (unless begun), what
+  // it logged, its heartbeat and, `last`, its steps and status (it is then
+  // written, and no longer the writer's).
+  void write(std::unique_lock<std::mutex>& lock, std::span<recording* const> batch, bool last);
   // `message` to the run's observers while it runs, to stderr after.
   void tell(std::unique_lock<std::mutex>& lock, recording& run, const std::string& message);
 
@@ -98,6 +103,7 @@ class record_writer {
   std::set<std::pair<std::string, digest>> known_;  // structures written: workspace file, structure digest
   bool stopping_ = false;                           // the process is exiting
   bool stopped_ = false;                            // the thread has ended
+  std::size_t behind_ = 0;                          // runs that returned before their last write, not yet written
   std::thread thread_;
 };
 

@@ -207,16 +207,6 @@ structure_table decode_structure(std::string_view bytes) {
   return t;
 }
 
-std::string encode_outcomes(const std::vector<step_outcome>& steps) {
-  writer out(1 + most_varint + steps.size() * most_outcome);
-  out.byte(outcomes_version);
-  out.varint(steps.size());
-  for (const auto& s : steps)
-    put_outcome(out, s.status, s.attempts, s.key ? &*s.key : nullptr, s.output ? &*s.output : nullptr, s.elements,
-                s.elements_cached);
-  return out.finish();
-}
-
 std::vector<step_outcome> decode_outcomes(std::string_view bytes) {
   reader r(bytes, "outcomes");
   r.version(outcomes_version);
@@ -236,15 +226,6 @@ std::vector<step_outcome> decode_outcomes(std::string_view bytes) {
   }
   r.done();
   return steps;
-}
-
-std::string encode_timings(const std::vector<step_timing>& steps) {
-  writer out(1 + most_varint + steps.size() * 3 * most_varint);
-  out.byte(timings_version);
-  out.varint(steps.size());
-  std::int64_t previous = 0;
-  for (const auto& s : steps) put_timing(out, s.worker, s.started, s.duration, previous);
-  return out.finish();
 }
 
 std::vector<step_timing> decode_timings(std::string_view bytes) {

@@ -54,9 +54,7 @@ struct step_timing {
 
 [[nodiscard]] std::string encode_structure(const graph_description& graph);
 [[nodiscard]] structure_table decode_structure(std::string_view bytes);
-[[nodiscard]] std::string encode_outcomes(const std::vector<step_outcome>& steps);
 [[nodiscard]] std::vector<step_outcome> decode_outcomes(std::string_view bytes);
-[[nodiscard]] std::string encode_timings(const std::vector<step_timing>& steps);
 [[nodiscard]] std::vector<step_timing> decode_timings(std::string_view bytes);
 
 // The status a step run is recorded with: ran, cached, failed, skipped, cancelled.

@@ -266,10 +266,17 @@ std::int64_t workspace_store::write_steps(std::string_view run, const run_steps&
   return outcomes_id;
 }
 
-void workspace_store::write(const run_write& w) {
+void workspace_store::write(const run_write& w) { write(std::span(&w, 1)); }
+
+void workspace_store::write(std::span<const run_write> writes) {
   const std::scoped_lock lock(write_mutex_);
-  const std::string_view run = w.run;
   sqlite::transaction tx(db_, sqlite::transaction_kind::write);
+  for (const auto& w : writes) apply(w);
+  tx.commit();
+}
+
+void workspace_store::apply(const run_write& w) {
+  const std::string_view run = w.run;
   if (w.begin != nullptr) {
     const run_row& r = *w.begin;
     const std::optional<std::int64_t> structure =
@@ -352,19 +359,9 @@ void workspace_store::write(const run_write& w) {
         .bind(7, static_cast<std::int64_t>(r.failed))
         .bind(8, outcomes)
         .run();
-  } else {
-    if (outcomes) {
-      db_.prepare("UPDATE runs SET outcomes_id = ?2, timings = ?3 WHERE id = ?1")
-          .bind(1, run)
-          .bind(2, *outcomes)
-          .bind(3, bytes_of(w.steps->timings))
-          .run();
-    }
-    if (w.heartbeat) {
-      db_.prepare("UPDATE runs SET heartbeat = ?2 WHERE id = ?1").bind(1, run).bind(2, ns(*w.heartbeat)).run();
-    }
+  } else if (w.heartbeat) {
+    db_.prepare("UPDATE runs SET heartbeat = ?2 WHERE id = ?1").bind(1, run).bind(2, ns(*w.heartbeat)).run();
   }
-  tx.commit();
 }
 
 void workspace_store::set_exit_code(std::string_view run, int code) {

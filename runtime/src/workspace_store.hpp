@@ -121,7 +121,7 @@ struct run_write {
   const run_structure* structure = nullptr;
   std::span<const std::pair<std::string, std::string>> params{};
   std::optional<sys_time> heartbeat{};
-  const run_steps* steps = nullptr;  // at the end: every step's outcome and timing
+  const run_steps* steps = nullptr;  // with `end`: every step's outcome and timing
   std::span<const metric_row> metrics{};
   std::span<const log_row> logs{};
   const run_row* end = nullptr;  // its final status, end time and counts
@@ -169,6 +169,8 @@ class workspace_store {
   workspace_store& operator=(const workspace_store&) = delete;
 
   void write(const run_write& w);
+  // Several runs' writes in one transaction (one commit, whose cost is most of a short run's).
+  void write(std::span<const run_write> writes);
   void set_exit_code(std::string_view run, int code);
 
   // Newest first.
@@ -195,6 +197,7 @@ class workspace_store {
 
  private:
   [[nodiscard]] run_row read_run(const sqlite::query& q) const;
+  void apply(const run_write& w);  // inside a write transaction
   void open_writable();
   // Stores `steps`' outcomes (once per distinct table) and errors; returns the outcomes' id.
   std::int64_t write_steps(std::string_view run, const run_steps& steps);
