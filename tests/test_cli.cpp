@@ -116,6 +116,19 @@ TEST(cli, a_malformed_parameter_exits_2_naming_it) {
   EXPECT_TRUE(r.out.empty()) << r.out;
 }
 
+TEST(cli, a_malformed_parameter_of_bytes_that_are_not_utf8_is_named_in_utf8) {
+  const auto r = run_cli(demo_pipeline(), {"run", "--param",
+                                           "n=thr\xff"
+                                           "ee",
+                                           "--param", "name=x"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.err, "parameter 'n' (int): cannot use \"thr\\xffee\"")) << r.err;
+  EXPECT_FALSE(contains(r.err, "\xff")) << r.err;
+  const auto unknown = run_cli(demo_pipeline(), {"run", "--param", "name=x", "--param", "m\xfe=1"});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_TRUE(contains(unknown.err, "unknown parameter 'm\\xfe'")) << unknown.err;
+}
+
 TEST(cli, a_missing_parameter_exits_2_and_says_how_to_pass_it) {
   const auto r = run_cli(demo_pipeline(), {"run"});
   EXPECT_EQ(r.code, 2);

@@ -680,3 +680,65 @@ TEST(tracking, runs_written_behind_are_complete_when_their_process_exits) {
   }
   EXPECT_EQ(n, 3);
 }
+
+// Run by the next test in a process of its own: runs written behind into a
+// workspace that cannot be made, then the process exits.
+TEST(tracking_child, DISABLED_runs_written_behind_into_a_workspace_that_cannot_be_written) {
+  const char* dir = std::getenv("PENSTOCK_TEST_WORKSPACE");
+  ASSERT_NE(dir, nullptr);
+  auto n = ps::param<int>("n", 0);
+  auto twice = ps::step<"twice">([](int x) { return 2 * x; })(n);
+  const auto p = ps::pipeline<"short">(twice);
+  auto options = recorded_in(dir);
+  options.tracking.workspace = (fs::path(dir) / "file" / "runs.db").string();  // under a file: cannot be made
+  options.tracking.write_behind = true;
+  for (int k = 0; k < 100; ++k) {
+    options.params = {{"n", std::to_string(k)}};
+    const auto result = p.run(options);
+    ASSERT_TRUE(result.ok());
+    ASSERT_EQ(result.value(twice), 2 * k);
+  }
+}
+
+TEST(tracking, runs_written_behind_that_cannot_be_recorded_are_told_in_a_line_or_two_not_one_per_run) {
+  scratch_directory dir;
+  std::ofstream(dir.path() / "file") << "x";
+  const fs::path err = dir.path() / "child.err";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::setenv("PENSTOCK_TEST_WORKSPACE", dir.path().c_str(), 1);
+    std::FILE* to = std::freopen(err.c_str(), "w", stderr);
+    if (to == nullptr) ::_exit(126);
+    ::execl("/proc/self/exe", "test_tracking",
+            "--gtest_filter=tracking_child.DISABLED_runs_written_behind_into_a_workspace_that_cannot_be_written",
+            "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  std::ifstream in(err);
+  std::string line;
+  std::vector<std::string> warnings;
+  while (std::getline(in, line))
+    if (line.starts_with("penstock: warning: ")) warnings.push_back(line);
+  // The first failure at once, then how many more failed the same way at exit.
+  ASSERT_GE(warnings.size(), 1u);
+  EXPECT_LE(warnings.size(), 2u);
+  int told = 0;
+  for (const auto& w : warnings) {
+    EXPECT_NE(w.find((dir.path() / "file").string()), std::string::npos) << w;
+    EXPECT_NE(w.find("not recorded"), std::string::npos) << w;
+    const auto runs = w.find(" runs (");
+    const auto more = w.find(" more runs (");
+    if (more != std::string::npos) {
+      told += std::stoi(w.substr(w.rfind(' ', more - 1) + 1));
+    } else if (runs != std::string::npos) {
+      told += std::stoi(w.substr(w.rfind(' ', runs - 1) + 1));
+    } else {
+      ++told;  // "run ID is not recorded" or "1 more run (ID)"
+    }
+  }
+  EXPECT_EQ(told, 100) << ::testing::PrintToString(warnings);
+}

@@ -136,6 +136,37 @@ TEST(workspace_commands, runs_lists_newest_first_and_filters) {
   EXPECT_EQ(command(dir.path(), {"runs", "--param", "rate"}).code, 2);
 }
 
+TEST(workspace_commands, runs_filters_string_parameters_as_typed_and_bytes_that_are_not_utf8) {
+  scratch_directory dir;
+  const auto tag_run = [&](const std::string& tag) {
+    auto t = ps::param<std::string>("tag", "none");
+    auto out = ps::step<"echo">([](const std::string& s) { return s.size(); })(t);
+    ps::run_options options;
+    options.threads = 1;
+    options.cache.enabled = true;
+    options.cache.directory = dir.path().string();
+    options.params = {{"tag", tag}};
+    const auto result = ps::pipeline<"tags">(out).run(options);
+    EXPECT_TRUE(result.ok()) << result.report().summary();
+    return result.report().run_id;
+  };
+  const auto cafe = tag_run("cafe");
+  const auto latin1 = tag_run("caf\xe9");  // Latin-1, not UTF-8
+  tag_run("cafeteria");
+
+  // As typed on a command line: no quotes, and the same bytes.
+  const auto plain = json_of(dir.path(), {"runs", "--param", "tag=cafe", "--json"});
+  ASSERT_EQ(plain.size(), 1u) << plain.dump();
+  EXPECT_EQ(plain[0]["id"], cafe);
+  const auto quoted = json_of(dir.path(), {"runs", "--param", "tag=\"cafe\"", "--json"});
+  ASSERT_EQ(quoted.size(), 1u) << quoted.dump();
+  EXPECT_EQ(quoted[0]["id"], cafe);
+  const auto bytes = json_of(dir.path(), {"runs", "--param", "tag=caf\xe9", "--json"});
+  ASSERT_EQ(bytes.size(), 1u) << bytes.dump();
+  EXPECT_EQ(bytes[0]["id"], latin1);
+  EXPECT_EQ(json_of(dir.path(), {"runs", "--param", "tag=caf", "--json"}).size(), 0u);
+}
+
 TEST(workspace_commands, show_prints_the_steps_parameters_and_metric_summary) {
   scratch_directory dir;
   const auto id = train(dir.path(), "0.5");

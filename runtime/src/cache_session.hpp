@@ -36,6 +36,7 @@
 #include "cache_store.hpp"
 #include "command_keys.hpp"
 #include "lease_keeper.hpp"
+#include "printable.hpp"
 #include "run_state.hpp"
 
 namespace penstock::detail::r1 {
@@ -107,11 +108,6 @@ struct node_code {
 // cached (the other process stored it), or held when `stop` was set first.
 [[nodiscard]] lease_attempt acquire_lease(cache_store& store, const digest& key, std::chrono::seconds ttl,
                                           const std::atomic<bool>* stop);
-
-// `text` as it can go into JSON and onto a terminal: valid UTF-8 is kept,
-// every other byte becomes \xNN (a path or a string parameter need not be
-// UTF-8; a run record must not fail for it).
-[[nodiscard]] std::string printable(std::string_view text);
 
 // A ps::map's per-element cache during one attempt (context::element_cache()
 // points at it). An element being computed is leased like a step, so two

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "printable.hpp"
 #include "run_state.hpp"
 
 namespace penstock::detail::r1 {
@@ -22,13 +23,15 @@ void resolve_params(const graph_description& graph, run_state& state, const run_
     if (it == graph.params.end()) {
       std::string known;
       for (const auto& p : graph.params) known += (known.empty() ? "" : ", ") + std::string(p.name);
-      throw param_error(fmt::format("unknown parameter '{}'; pipeline '{}' has {}", name, graph.name,
+      throw param_error(fmt::format("unknown parameter '{}'; pipeline '{}' has {}", printable(name), graph.name,
                                     known.empty() ? "no parameters" : "parameters: " + known));
     }
     try {
       it->parse(state.param_slots[static_cast<std::size_t>(it - graph.params.begin())], text);
     } catch (const std::exception& e) {
-      throw param_error(fmt::format("parameter '{}' ({}): cannot use \"{}\": {}", name, it->type, text, e.what()));
+      // What was typed may be any bytes: shown as printable() shows them.
+      throw param_error(fmt::format("parameter '{}' ({}): cannot use \"{}\": {}", name, it->type, printable(text),
+                                    printable(e.what())));
     }
   }
   for (std::size_t i = 0; i < graph.params.size(); ++i) {

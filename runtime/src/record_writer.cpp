@@ -282,6 +282,7 @@ void record_writer::work() {
         if (r->ended && !r->busy && r->file == last->file && batch.size() < max_behind) batch.push_back(r.get());
       write(lock, batch, true);
     } else if (stopping_) {
+      while (!unwritten_.empty()) tell_unwritten_since(lock, unwritten_.begin()->first);
       // What still runs as the process exits stays as it is: crashed, once its heartbeat is stale.
       stopped_ = true;
       changed_.notify_all();
@@ -348,6 +349,10 @@ void record_writer::write(std::unique_lock<std::mutex>& lock, std::span<recordin
     }
     lock.lock();
   }
+  // Runs whose own run no longer hears a warning (written behind) are
+  // told on stderr together: one line for the batch, not one per run.
+  std::vector<std::string> untold;
+  bool untold_whole = true;  // none of them has a row in the workspace
   for (auto& w : writes) {
     recording& run = *w.run;
     if (w.first && w.tried && failure.empty()) known_.insert({run.file.string(), run.structure.hash});
@@ -355,10 +360,15 @@ void record_writer::write(std::unique_lock<std::mutex>& lock, std::span<recordin
     if (w.tried && !failure.empty()) {
       run.failed = true;
       run.store.reset();
-      // Told before `begun`: a run that ends now still has the warning in its report.
-      tell(lock, run,
-           w.first ? fmt::format("run {} is not recorded: {}", run.row.id, failure)
-                   : fmt::format("run {}: its record in {} stops here: {}", run.row.id, run.file.string(), failure));
+      if (run.told == nullptr) {
+        untold.push_back(run.row.id);
+        untold_whole = untold_whole && w.first;
+      } else {
+        // Told before `begun`: a run that ends now still has the warning in its report.
+        tell(lock, run,
+             w.first ? fmt::format("run {} is not recorded: {}", run.row.id, failure)
+                     : fmt::format("run {}: its record in {} stops here: {}", run.row.id, run.file.string(), failure));
+      }
     }
     run.begun = true;
     run.busy = false;
@@ -369,7 +379,53 @@ void record_writer::write(std::unique_lock<std::mutex>& lock, std::span<recordin
       std::erase(runs_, w.run);
     }
   }
+  if (!writes.empty()) {
+    const std::string file = writes.front().run->file.string();  // one file for the batch
+    if (!untold.empty()) {
+      tell_unwritten(lock, file, untold, untold_whole, failure);
+    } else if (failure.empty()) {
+      tell_unwritten_since(lock, file);
+    }
+  }
   changed_.notify_all();
+}
+
+void record_writer::tell_unwritten(std::unique_lock<std::mutex>& lock, const std::string& file,
+                                   const std::vector<std::string>& runs, bool whole, const std::string& reason) {
+  auto told = unwritten_.find(file);
+  if (told != unwritten_.end() && told->second.reason == reason) {
+    if (told->second.runs == 0) told->second.first = runs.front();
+    told->second.runs += runs.size();
+    told->second.last = runs.back();
+    return;
+  }
+  tell_unwritten_since(lock, file);
+  unwritten_[file] = unwritten{.reason = reason, .runs = 0, .first = {}, .last = {}};
+  const std::string which = runs.size() == 1
+                                ? "run " + runs.front()
+                                : fmt::format("{} runs ({} to {})", runs.size(), runs.front(), runs.back());
+  const char* const verb = runs.size() == 1 ? "is" : "are";
+  const std::string message = whole ? fmt::format("{} {} not recorded in {}: {}", which, verb, file, reason)
+                                    : fmt::format("{}: the record in {} stops here: {}", which, file, reason);
+  lock.unlock();
+  std::fprintf(stderr, "penstock: warning: %s\n", message.c_str());
+  lock.lock();
+}
+
+void record_writer::tell_unwritten_since(std::unique_lock<std::mutex>& lock, std::string file) {
+  const auto told = unwritten_.find(file);
+  if (told == unwritten_.end()) return;
+  const unwritten since = std::move(told->second);
+  unwritten_.erase(told);
+  if (since.runs == 0) return;
+  const std::string which = since.runs == 1
+                                ? "1 more run (" + since.first + ")"
+                                : fmt::format("{} more runs ({} to {})", since.runs, since.first, since.last);
+  const std::string message = fmt::format("{} {} not recorded in {}, or not entirely, for the same reason", which,
+                                          since.runs == 1 ? "is" : "are", file);
+  lock.unlock();
+  std::fprintf(stderr, "penstock: warning: %s\n", message.c_str());
+  lock.lock();
 }
 
 void record_writer::tell(std::unique_lock<std::mutex>& lock, recording& run, const std::string& message) {

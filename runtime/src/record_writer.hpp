@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -95,6 +96,19 @@ class record_writer {
   void write(std::unique_lock<std::mutex>& lock, std::span<recording* const> batch, bool last);
   // `message` to the run's observers while it runs, to stderr after.
   void tell(std::unique_lock<std::mutex>& lock, recording& run, const std::string& message);
+  // Runs written behind whose records in `file` failed with `reason`: one
+  // line on stderr, then nothing for that file until a write succeeds, a
+  // different reason comes, or the process exits; then how many more.
+  void tell_unwritten(std::unique_lock<std::mutex>& lock, const std::string& file, const std::vector<std::string>& runs,
+                      bool whole, const std::string& reason);
+  // `file` by value: the caller may pass the key of the entry it erases.
+  void tell_unwritten_since(std::unique_lock<std::mutex>& lock, std::string file);
+
+  struct unwritten {
+    std::string reason;
+    std::size_t runs = 0;  // since the line on stderr
+    std::string first, last;
+  };
 
   std::mutex mutex_;
   std::condition_variable wake_;     // the writer's: work to do
@@ -104,6 +118,7 @@ class record_writer {
   bool stopping_ = false;                           // the process is exiting
   bool stopped_ = false;                            // the thread has ended
   std::size_t behind_ = 0;                          // runs that returned before their last write, not yet written
+  std::map<std::string, unwritten> unwritten_;      // workspace file: its failure told on stderr
   std::thread thread_;
 };
 

@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cache_session.hpp"
 #include "cache_store.hpp"
 #include "http_client.hpp"
 #include "metric_plot.hpp"
@@ -179,7 +180,8 @@ void runs_command(workspace_store& store, const workspace_arguments& a, std::ost
     const auto eq = p.find('=');
     if (eq == std::string::npos || eq == 0)
       throw bad_argument(fmt::format("--param: expected name=value, got '{}'", p));
-    filter.params.emplace_back(p.substr(0, eq), p.substr(eq + 1));
+    // As recorded: bytes that are not UTF-8 as printable() shows them.
+    filter.params.emplace_back(printable(p.substr(0, eq)), printable(p.substr(eq + 1)));
   }
   const auto found = store.runs(filter);
   if (a.json) {

@@ -425,7 +425,13 @@ std::vector<run_row> workspace_store::runs(const run_filter& filter) {
     if (!filter.params.empty()) {
       const auto given = params(r.id);
       const bool all = std::all_of(filter.params.begin(), filter.params.end(), [&](const auto& wanted) {
-        return std::find(given.begin(), given.end(), wanted) != given.end();
+        // A string parameter is recorded as shown, in quotes: "cafe" or cafe finds it.
+        return std::any_of(given.begin(), given.end(), [&](const auto& p) {
+          return p.first == wanted.first &&
+                 (p.second == wanted.second ||
+                  (p.second.size() == wanted.second.size() + 2 && p.second.front() == '"' && p.second.back() == '"' &&
+                   p.second.compare(1, wanted.second.size(), wanted.second) == 0));
+        });
       });
       if (!all) continue;
     }
