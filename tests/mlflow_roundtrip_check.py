@@ -77,6 +77,13 @@ run = parent(roundtrip, cached)
 check(run.info.status == "FINISHED", f"cached run is {run.info.status}")
 for name, step in children(roundtrip, run).items():
     check(step.data.tags.get("penstock.status") == "cached", f"cached run: step {name} is {step.data.tags.get('penstock.status')}")
+# Its train step hit: its metrics are those of the run that computed it, and say so.
+check(len(client.get_metric_history(run.info.run_id, "train/loss")) == 2500, "cached run: not 2500 train/loss points")
+cached_steps = children(roundtrip, run)
+check(cached_steps["train"].data.tags.get("penstock.metrics_from") == first,
+      f"cached run: step train's metrics_from is {cached_steps['train'].data.tags.get('penstock.metrics_from')}")
+check(len(client.get_metric_history(cached_steps["train"].info.run_id, "loss")) == 2500,
+      "cached run: step train has not 2500 loss points")
 
 # 3. The failed run.
 run = parent(roundtrip, failed)

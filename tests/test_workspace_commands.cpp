@@ -167,6 +167,38 @@ TEST(workspace_commands, runs_filters_string_parameters_as_typed_and_bytes_that_
   EXPECT_EQ(json_of(dir.path(), {"runs", "--param", "tag=caf", "--json"}).size(), 0u);
 }
 
+TEST(workspace_commands, a_cached_step_shows_the_metrics_of_the_run_that_computed_it) {
+  scratch_directory dir;
+  const auto first = train(dir.path(), "0.1");
+  const auto other = train(dir.path(), "0.2");  // fit computed again: other metrics
+  const auto again = train(dir.path(), "0.1");  // fit cached: first's value
+
+  const auto shown = json_of(dir.path(), {"show", again, "--json"});
+  std::vector<json> loss;
+  for (const auto& m : shown["metrics"])
+    if (m["name"] == "loss") loss.push_back(m);
+  ASSERT_EQ(loss.size(), 3u) << shown.dump();
+  for (const auto& m : loss) {
+    EXPECT_EQ(m["step"], "fit");
+    EXPECT_EQ(m["from_run"], first) << m.dump();  // not `other`, whose fit computed another value
+  }
+  EXPECT_DOUBLE_EQ(loss.back()["value"].get<double>(), 10 * 0.9 * 0.9 * 0.9);
+  const auto own = json_of(dir.path(), {"show", first, "--json"});
+  for (const auto& m : own["metrics"]) EXPECT_FALSE(m.contains("from_run")) << m.dump();
+
+  const auto text = command(dir.path(), {"show", again});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(contains(text.out, "fit (cached, from run " + first + ")")) << text.out;
+  // The same final loss as the run that computed it: not a difference.
+  const auto same = json_of(dir.path(), {"compare", first, again, "--json"});
+  EXPECT_FALSE(same["metrics"].contains("loss")) << same.dump();
+  const auto all = json_of(dir.path(), {"compare", first, again, "--all", "--json"});
+  ASSERT_TRUE(all["metrics"].contains("loss")) << all.dump();
+  EXPECT_EQ(all["metrics"]["loss"][0], all["metrics"]["loss"][1]);
+  const auto differs = json_of(dir.path(), {"compare", other, again, "--json"});
+  EXPECT_TRUE(differs["metrics"].contains("loss")) << differs.dump();
+}
+
 TEST(workspace_commands, show_prints_the_steps_parameters_and_metric_summary) {
   scratch_directory dir;
   const auto id = train(dir.path(), "0.5");

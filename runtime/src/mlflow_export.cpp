@@ -342,9 +342,11 @@ mlflow_sent send(workspace_store& store, const run_row& run, std::string_view ur
   }
   std::vector<json> parent_metrics;
   std::map<std::string, std::vector<json>> step_metrics;  // by step name
+  std::map<std::string, std::string> metrics_from;        // step name: the run that logged a cached step's metrics
   for (const auto& m : metrics) {
     parent_metrics.push_back(metric_json(mlflow_key(m.step + "/" + m.name), m.value, m.time, m.step_number));
     step_metrics[m.step].push_back(metric_json(mlflow_key(m.name), m.value, m.time, m.step_number));
+    if (!m.from_run.empty()) metrics_from[m.step] = m.from_run;
   }
   log_batches(api, sent.run_id, parent_metrics, param_list, {});
   sent.params = param_list.size();
@@ -362,6 +364,8 @@ mlflow_sent send(workspace_store& store, const run_row& run, std::string_view ur
     if (s.key) step_tags.push_back(tag("penstock.cache_key", s.key->hex()));
     if (s.output) step_tags.push_back(tag("penstock.output_digest", s.output->hex()));
     if (!s.error.empty()) step_tags.push_back(tag("penstock.error", s.error));
+    if (const auto from = metrics_from.find(s.name); from != metrics_from.end())
+      step_tags.push_back(tag("penstock.metrics_from", from->second));
     if (s.elements > 0) {
       step_tags.push_back(tag("penstock.elements", fmt::format("{} ({} cached)", s.elements, s.elements_cached)));
     }

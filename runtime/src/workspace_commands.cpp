@@ -128,6 +128,7 @@ json step_json(const step_run_row& s) {
 // by name; with min, max and count.
 struct metric_summary {
   std::string step;
+  std::string from_run;  // the run that computed the step, when it hit the cache here
   double last = 0, min = 0, max = 0;
   std::int64_t last_step = 0;
   std::size_t count = 0;
@@ -145,6 +146,7 @@ std::map<std::string, metric_summary> summarize(const std::vector<metric_row>& m
       s.max = std::isnan(s.max) ? m.value : std::max(s.max, m.value);
     }
     s.step = m.step;
+    s.from_run = m.from_run;
     s.last = m.value;
     s.last_step = m.step_number;
     ++s.count;
@@ -262,6 +264,7 @@ void show_command(workspace_store& store, const workspace_arguments& a, std::ost
                               {"value", m.value},
                               {"step_number", m.step_number},
                               {"time", utc_time(m.time)}});
+      if (!m.from_run.empty()) j["metrics"].back()["from_run"] = m.from_run;
     }
     out << dump(j) << '\n';
     return;
@@ -303,8 +306,9 @@ void show_command(workspace_store& store, const workspace_arguments& a, std::ost
     out << "\nmetrics\n";
     std::vector<std::vector<std::string>> m{{"NAME", "STEP", "LAST", "AT STEP", "MIN", "MAX", "POINTS"}};
     for (const auto& [name, s] : summarize(metrics)) {
-      m.push_back({name, s.step, number_text(s.last), std::to_string(s.last_step), number_text(s.min),
-                   number_text(s.max), std::to_string(s.count)});
+      m.push_back({name, s.from_run.empty() ? s.step : fmt::format("{} (cached, from run {})", s.step, s.from_run),
+                   number_text(s.last), std::to_string(s.last_step), number_text(s.min), number_text(s.max),
+                   std::to_string(s.count)});
     }
     print_table(out, m, "  ");
   }

@@ -7,8 +7,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <system_error>
 #include <tuple>
@@ -533,17 +535,69 @@ std::vector<step_input_row> workspace_store::step_inputs(std::string_view run) {
   return out;
 }
 
-std::vector<metric_row> workspace_store::metrics(std::string_view run) {
+namespace {
+
+// A run's metrics as stored, one step's or all: ordered by name, step number, then as logged.
+std::vector<metric_row> read_metrics(sqlite::database& db, std::string_view run, std::string_view step,
+                                     const std::string& from_run) {
   std::vector<metric_row> out;
-  auto q = db_.prepare(
-      "SELECT step, name, value, step_number, time FROM metrics WHERE run = ?1 ORDER BY name, step_number, rowid");
-  q.bind(1, run);
+  auto q = db.prepare(
+      "SELECT step, name, value, step_number, time FROM metrics WHERE run = ?1 AND (?2 = '' OR step = ?2) "
+      "ORDER BY name, step_number, rowid");
+  q.bind(1, run).bind(2, step);
   while (q.step()) {
     out.push_back({.step = q.text(0),
                    .name = q.text(1),
                    .value = q.type(2) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN() : q.real(2),
                    .step_number = q.integer(3),
-                   .time = from(q.integer(4))});
+                   .time = from(q.integer(4)),
+                   .from_run = from_run});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<metric_row> workspace_store::metrics(std::string_view run) {
+  sqlite::transaction tx(db_, sqlite::transaction_kind::read);
+  std::vector<metric_row> out = read_metrics(db_, run, {}, {});
+  std::vector<step_run_row> hits;
+  try {
+    hits = step_runs(run);
+  } catch (const cache_error&) {
+    return out;  // its step table is damaged: its own metrics only (`show` says what is damaged)
+  }
+  std::erase_if(hits, [](const step_run_row& s) { return s.status != "cached" || !s.output || !s.key; });
+  if (hits.empty()) return out;
+  // Of those, the steps that log metrics in some run (most steps never do:
+  // one pass over the names, not a lineage per step).
+  std::set<std::string> logging;
+  {
+    auto q = db_.prepare("SELECT DISTINCT step FROM metrics");
+    while (q.step()) logging.insert(q.text(0));
+  }
+  std::erase_if(hits, [&](const step_run_row& s) { return !logging.contains(s.name); });
+  if (hits.empty()) return out;
+  const auto started = find_run(run);
+  if (!started) return out;
+  bool added = false;
+  for (const auto& s : hits) {
+    // The latest run before this one that computed this step with this key.
+    std::optional<lineage_row> maker;
+    for (auto& p : producers(*s.output)) {
+      if (p.status != "ran" || p.step != s.name || p.key != s.key || p.run == run || p.started > started->started)
+        continue;
+      if (!maker || p.started >= maker->started) maker = std::move(p);
+    }
+    if (!maker) continue;
+    auto reused = read_metrics(db_, maker->run, s.name, maker->run);
+    added = added || !reused.empty();
+    out.insert(out.end(), std::make_move_iterator(reused.begin()), std::make_move_iterator(reused.end()));
+  }
+  if (added) {
+    std::stable_sort(out.begin(), out.end(), [](const metric_row& a, const metric_row& b) {
+      return std::tie(a.name, a.step_number) < std::tie(b.name, b.step_number);
+    });
   }
   return out;
 }
@@ -604,7 +658,8 @@ void workspace_store::lineage_of(const digest& content, bool consumers, std::vec
                        .step = st.names[node],
                        .status = to_string(outcomes[node].status),
                        .started = r.started,
-                       .content = content});
+                       .content = content,
+                       .key = outcomes[node].key});
         continue;
       }
       for (std::uint32_t c = 0; c < st.inputs.size(); ++c) {
@@ -613,7 +668,8 @@ void workspace_store::lineage_of(const digest& content, bool consumers, std::vec
                        .step = st.names[c],
                        .status = to_string(outcomes[c].status),
                        .started = r.started,
-                       .content = std::nullopt});
+                       .content = std::nullopt,
+                       .key = outcomes[c].key});
       }
     }
   }

@@ -104,6 +104,10 @@ struct metric_row {
   double value = 0;
   std::int64_t step_number = 0;
   sys_time time{};
+  // Empty: logged by this run. Else the run whose step computed the value
+  // this run's step found in the cache: its metric, the step logging none
+  // when it hits.
+  std::string from_run{};
 };
 
 struct log_row {
@@ -142,6 +146,7 @@ struct lineage_row {
   std::string status;
   sys_time started{};
   std::optional<digest> content;
+  std::optional<digest> key{};  // the step run's cache key, when it had one
 };
 
 class workspace_store {
@@ -183,6 +188,10 @@ class workspace_store {
   [[nodiscard]] std::vector<step_run_row> step_runs(std::string_view run);
   // Each step's inputs from other steps, with the digests the run knew.
   [[nodiscard]] std::vector<step_input_row> step_inputs(std::string_view run);
+  // What the run's steps logged; then, for each step that hit the cache,
+  // what the step logged in the run that computed its value (the latest
+  // one before this run with the same cache key), `from_run` naming it.
+  // Ordered by name, step number, then as logged.
   [[nodiscard]] std::vector<metric_row> metrics(std::string_view run);
   // All of a run's lines, or one step's, in the order they were logged.
   [[nodiscard]] std::vector<log_row> logs(std::string_view run, std::string_view step = {});
