@@ -318,6 +318,66 @@ TEST(tracking, a_workspace_of_a_newer_schema_is_refused_naming_both_versions) {
   }
 }
 
+TEST(tracking, a_workspace_migrated_by_another_process_while_open_is_opened_again_not_written_in_the_old_schema) {
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  const auto options = recorded_in(dir.path());
+  const auto first = p.run(options);  // this process's connection is open now, and kept
+  ASSERT_TRUE(first.ok() && first.report().warnings.empty()) << first.report().summary();
+  // A newer penstock migrates the file meanwhile.
+  exec_sql(dir.path() / "runs.db", "CREATE TABLE future(x); PRAGMA user_version=99;");
+  const auto refused = p.run(options);
+  ASSERT_TRUE(refused.ok());
+  ASSERT_EQ(refused.report().warnings.size(), 1u) << refused.report().summary();
+  const std::string& w = refused.report().warnings[0];
+  EXPECT_NE(w.find("schema version 99"), std::string::npos) << w;
+  EXPECT_NE(w.find("(" + std::to_string(workspace_store::schema_version) + ")"), std::string::npos) << w;
+  // Back at this penstock's schema: recorded again, through a new connection.
+  exec_sql(dir.path() / "runs.db",
+           "DROP TABLE future; PRAGMA user_version=" + std::to_string(workspace_store::schema_version) + ";");
+  const auto again = p.run(options);
+  ASSERT_TRUE(again.ok() && again.report().warnings.empty()) << again.report().summary();
+  EXPECT_EQ(status_in_file(dir.path(), first.report().run_id), "succeeded");
+  EXPECT_EQ(sql_text(dir.path() / "runs.db", "SELECT count(*) FROM runs WHERE id = '" + refused.report().run_id + "'"),
+            "0");
+  EXPECT_EQ(status_in_file(dir.path(), again.report().run_id), "succeeded");
+}
+
+TEST(tracking, the_record_s_wal_is_checkpointed_while_runs_are_recorded_not_left_to_grow) {
+  // Runs' commits do not checkpoint (the writer's thread does, beside
+  // them) until the WAL is twice as long as SQLite lets it grow: it still
+  // starts over, again and again, while runs keep coming.
+  scratch_directory dir;
+  const auto [p, out] = make_training();
+  const auto options = recorded_in(dir.path());
+  constexpr int runs = 400;  // some 8 pages each: 3,000 pages in a WAL never checkpointed
+  for (int k = 0; k < runs; ++k) ASSERT_TRUE(p.run(options).ok());
+  const fs::path file = dir.path() / "runs.db";
+  EXPECT_EQ(sql_text(file, "SELECT count(*) FROM runs WHERE status = 'succeeded'"), std::to_string(runs));
+  // The frames in the WAL now (wal_checkpoint's second column), before
+  // this checkpoint; asked again while the writer's own checkpoint is on
+  // (the first column says busy).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  int log = -1;
+  std::string error;
+  for (int tries = 0; tries < 10'000 && log < 0; ++tries) {
+    sqlite3_stmt* q = nullptr;
+    const int prepared = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(PASSIVE)", -1, &q, nullptr);
+    const int stepped = prepared == SQLITE_OK ? sqlite3_step(q) : prepared;
+    if (stepped == SQLITE_ROW && sqlite3_column_int(q, 0) == 0) {
+      log = sqlite3_column_int(q, 1);
+    } else {
+      error = std::to_string(stepped) + ": " + sqlite3_errmsg(db);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    sqlite3_finalize(q);
+  }
+  sqlite3_close(db);
+  EXPECT_GE(log, 0) << error;
+  EXPECT_LT(log, 2500);  // at most some 2,000 pages and a run's
+}
+
 TEST(tracking, a_workspace_of_schema_1_is_migrated_and_keeps_its_runs_and_their_lineage) {
   scratch_directory dir;
   const auto [p, out] = make_training();

@@ -88,6 +88,8 @@
 
 #include <penstock/digest.hpp>
 
+#include "cache_error.hpp"
+
 namespace penstock::detail::r1 {
 
 // What a file's stat said when it was hashed (the file_stats table, schema 5).
@@ -114,7 +116,7 @@ struct known_file_digest {
 // blob file (schema 3).
 inline constexpr std::size_t cache_inline_max = std::size_t{64} << 10;
 
-// A failure of the store itself (the directory cannot be written, the index
+// cache_error (cache_error.hpp): a failure of the store itself (the directory cannot be written, the index
 // cannot be opened or is locked for too long, a disk error while writing,
 // memory exhausted). Corrupt cache content is never reported this way: see
 // cache_status. No function of cache_store lets another exception out but
@@ -122,10 +124,6 @@ inline constexpr std::size_t cache_inline_max = std::size_t{64} << 10;
 // exceptions of a caller's `destination` (get, get_parts), which pass
 // unchanged; a failure of another kind inside the store (std::bad_alloc,
 // std::system_error, ...) becomes a cache_error with the original nested.
-class cache_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 enum class cache_status : std::uint8_t {
   hit,             // the value, verified against its digest

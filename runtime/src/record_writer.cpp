@@ -281,6 +281,25 @@ void record_writer::work() {
       for (const auto& r : runs_)
         if (r->ended && !r->busy && r->file == last->file && batch.size() < max_behind) batch.push_back(r.get());
       write(lock, batch, true);
+    } else if (!checkpoints_.empty()) {
+      // Beside the runs' commits, which do not wait for it (WAL: a
+      // checkpoint and a writer go on at once).
+      const std::filesystem::path file = *checkpoints_.begin();
+      checkpoints_.erase(checkpoints_.begin());
+      lock.unlock();
+      std::string failure;
+      try {
+        workspace_store::checkpoint_wal(file);
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+      lock.lock();
+      // Once per file: the WAL only grows (readers read it all the same).
+      if (!failure.empty() && uncheckpointed_.insert(file).second) {
+        lock.unlock();
+        std::fprintf(stderr, "penstock: warning: the record's WAL is not checkpointed: %s\n", failure.c_str());
+        lock.lock();
+      }
     } else if (stopping_) {
       while (!unwritten_.empty()) tell_unwritten_since(lock, unwritten_.begin()->first);
       // What still runs as the process exits stays as it is: crashed, once its heartbeat is stale.
@@ -320,6 +339,7 @@ void record_writer::write(std::unique_lock<std::mutex>& lock, std::span<recordin
     writes.push_back(std::move(w));
   }
   std::string failure;
+  bool long_wal = false;
   if (std::any_of(writes.begin(), writes.end(), [](const one& w) { return w.tried; })) {
     lock.unlock();
     try {
@@ -343,11 +363,26 @@ void record_writer::write(std::unique_lock<std::mutex>& lock, std::span<recordin
                         .logs = w.logs,
                         .end = last ? &run.end : nullptr});
       }
-      store->write(rows);
+      try {
+        store->write(rows);
+      } catch (const workspace_store::schema_changed&) {
+        // Opened again (migrated, or refused if newer) and written once more.
+        auto fresh = workspace_store::shared_for_writing(writes.front().run->file);
+        for (auto& w : writes)
+          if (w.tried) w.run->store = fresh;
+        store = fresh.get();
+        store->write(rows);
+      }
+      long_wal = store->wal_is_long();
     } catch (const std::exception& e) {
       failure = e.what();
     }
     lock.lock();
+  }
+  if (long_wal) {
+    // Not on this thread: a checkpoint takes milliseconds, more than most runs' records.
+    checkpoints_.insert(writes.front().run->file);
+    wake_.notify_all();
   }
   // Runs whose own run no longer hears a warning (written behind) are
   // told on stderr together: one line for the batch, not one per run.

@@ -119,6 +119,8 @@ class record_writer {
   bool stopped_ = false;                            // the thread has ended
   std::size_t behind_ = 0;                          // runs that returned before their last write, not yet written
   std::map<std::string, unwritten> unwritten_;      // workspace file: its failure told on stderr
+  std::set<std::filesystem::path> checkpoints_;     // workspaces whose WAL is long: checkpointed by the writer
+  std::set<std::filesystem::path> uncheckpointed_;  // told on stderr that their checkpoint failed
   std::thread thread_;
 };
 

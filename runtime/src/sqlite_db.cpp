@@ -22,6 +22,12 @@ namespace {
 
 // SQLite's default automatic checkpoint: when a commit leaves this many pages in the WAL.
 constexpr int auto_checkpoint_pages = 1000;
+// With checkpoints deferred, a commit still checkpoints when the WAL has
+// grown to this: the owner's checkpoints, which run beside the commits,
+// do not restart the WAL while commits keep coming (a WAL starts over only
+// when a commit finds it all checkpointed), so they keep the tail short
+// and this one, which no commit of this connection can overlap, restarts it.
+constexpr int deferred_checkpoint_pages = 2 * auto_checkpoint_pages;
 // A WAL of at most this many pages (4 KiB each) is left in place when the
 // connection is closed (see use_wal).
 constexpr int short_wal_pages = 128;
@@ -181,18 +187,26 @@ void database::use_wal() {
       configured != SQLITE_OK) {
     fail(configured, "cannot configure the connection");
   }
-  // SQLite's automatic checkpoint (every 1,000 pages), plus a note of the
-  // WAL's length for the close.
+  // SQLite's automatic checkpoint (every 1,000 pages) unless deferred,
+  // plus a note of the WAL's length for the close.
   sqlite3_wal_hook(
       db_,
       [](void* self, sqlite3* connection, const char* name, int pages) {
-        static_cast<database*>(self)->wal_pages_ = pages;
-        if (pages >= auto_checkpoint_pages) {
+        auto* me = static_cast<database*>(self);
+        me->wal_pages_ = pages;
+        if (pages >= (me->deferred_checkpoints_ ? deferred_checkpoint_pages : auto_checkpoint_pages)) {
           sqlite3_wal_checkpoint_v2(connection, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
         }
         return SQLITE_OK;
       },
       this);
+}
+
+bool database::wal_is_long() const noexcept { return wal_pages_ >= auto_checkpoint_pages; }
+
+int database::checkpoint() noexcept {
+  if (db_ == nullptr) return SQLITE_MISUSE;
+  return sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
 }
 
 query database::prepare(const char* sql) {

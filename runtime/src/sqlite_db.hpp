@@ -104,6 +104,18 @@ class database {
   // NORMAL, SQLite's automatic checkpoint, and no checkpoint on close unless
   // the WAL is long (see the .cpp).
   void use_wal();
+  // From now on, the WAL hook no longer checkpoints after a commit that
+  // leaves a long WAL (until it is twice as long, see the .cpp): the owner
+  // checkpoints (see wal_is_long) on a connection of its own, off the
+  // committing thread (a checkpoint writes the WAL's pages into the file
+  // and syncs both: milliseconds).
+  void defer_checkpoints() noexcept { deferred_checkpoints_ = true; }
+  // The WAL, after this connection's last commit, is as long as SQLite
+  // would checkpoint it (1,000 pages).
+  [[nodiscard]] bool wal_is_long() const noexcept;
+  // A passive checkpoint of the WAL (whatever no reader still needs),
+  // through this connection; SQLite's result code.
+  int checkpoint() noexcept;
 
   [[nodiscard]] query prepare(const char* sql);
   // The rows of many keys with one statement: `sql` selects the rows whose
@@ -144,6 +156,7 @@ class database {
   std::chrono::milliseconds busy_timeout_{};
   std::unordered_map<const char*, sqlite3_stmt*> statements_;
   int wal_pages_ = 0;  // pages in the WAL after this connection's last commit
+  bool deferred_checkpoints_ = false;
 };
 
 enum class transaction_kind : std::uint8_t {

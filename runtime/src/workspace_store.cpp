@@ -149,23 +149,36 @@ std::shared_ptr<workspace_store> workspace_store::shared_for_writing(const fs::p
     const bool same = ::stat(file.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_dev) == store->device_ &&
                       static_cast<std::uint64_t>(st.st_ino) == store->inode_;
     // Another process may have migrated it (or a newer penstock may have):
-    // a connection is kept only while the schema is the one it opened.
+    // each write checks the schema in its transaction, and a connection
+    // that found it changed is opened again.
     bool current = false;
     if (same && store->db_.opened_here()) {
       // Under the store's own lock: a recorder of another run may be writing through it.
       const std::scoped_lock writing(store->write_mutex_);
-      try {
-        current = store->db_.user_version() == schema_version;
-      } catch (const cache_error&) {
-      }
+      current = !store->stale_;
     }
     if (!current) store.reset();
   }
   if (store == nullptr) {
     store = std::make_unique<workspace_store>(file);
     store->open_writable();
+    store->db_.defer_checkpoints();
+    store->shared_ = true;
   }
   return store;
+}
+
+bool workspace_store::wal_is_long() {
+  const std::scoped_lock lock(write_mutex_);
+  return db_.wal_is_long();
+}
+
+void workspace_store::checkpoint_wal(const fs::path& file) {
+  sqlite::database db(file, "workspace");
+  db.open(file.string(), SQLITE_OPEN_READWRITE, busy_timeout);
+  // Synced as the committing connections are (NORMAL: the checkpoint syncs the WAL, then the file).
+  db.exec("PRAGMA synchronous=NORMAL");
+  if (const int rc = db.checkpoint(); rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) db.fail(rc, "cannot checkpoint");
 }
 
 std::unique_ptr<workspace_store> workspace_store::open_for_writing(const fs::path& file) {
@@ -273,6 +286,14 @@ void workspace_store::write(const run_write& w) { write(std::span(&w, 1)); }
 void workspace_store::write(std::span<const run_write> writes) {
   const std::scoped_lock lock(write_mutex_);
   sqlite::transaction tx(db_, sqlite::transaction_kind::write);
+  // In the transaction, no other process can migrate the file meanwhile.
+  if (shared_) {
+    if (const auto version = db_.user_version(); version != schema_version) {
+      stale_ = true;
+      throw schema_changed(fmt::format("workspace {} changed from schema version {} to {} while open", file().string(),
+                                       schema_version, version));
+    }
+  }
   for (const auto& w : writes) apply(w);
   tx.commit();
 }

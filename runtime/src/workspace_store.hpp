@@ -19,6 +19,7 @@
 #include <penstock/digest.hpp>
 #include <penstock/run_report.hpp>
 
+#include "cache_error.hpp"
 #include "process_identity.hpp"
 #include "sqlite_db.hpp"
 #include "step_tables.hpp"
@@ -151,6 +152,14 @@ struct lineage_row {
 
 class workspace_store {
  public:
+  // A shared store's write found the file's schema changed (another
+  // process migrated it since it was opened): nothing was written, and the
+  // next shared_for_writing() opens it again.
+  class schema_changed : public cache_error {
+   public:
+    using cache_error::cache_error;
+  };
+
   static constexpr int schema_version = 2;
 
   // Opens (making it and its directory if needed) for recording runs.
@@ -164,6 +173,10 @@ class workspace_store {
   // path is no longer the one it opened (deleted, replaced) or after fork().
   // Its writes are serialized.
   static std::shared_ptr<workspace_store> shared_for_writing(const std::filesystem::path& file);
+  // A passive checkpoint of `file`'s WAL through a connection opened for
+  // it (and closed) here: it runs beside the commits of the shared store,
+  // which do not wait for it. cache_error if it cannot be opened.
+  static void checkpoint_wal(const std::filesystem::path& file);
   // Opens an existing workspace for queries (migrating an older schema when
   // it can be written). Throws cache_error when there is none at `file`, or
   // it cannot be read.
@@ -176,6 +189,10 @@ class workspace_store {
   void write(const run_write& w);
   // Several runs' writes in one transaction (one commit, whose cost is most of a short run's).
   void write(std::span<const run_write> writes);
+  // A shared store does not checkpoint its WAL as it commits; its last
+  // write left the WAL long enough to checkpoint (record_writer does it,
+  // with checkpoint_wal, on its own thread).
+  [[nodiscard]] bool wal_is_long();
   void set_exit_code(std::string_view run, int code);
 
   // Newest first.
@@ -226,6 +243,8 @@ class workspace_store {
   sqlite::database db_;
   process_identity me_;
   std::mutex write_mutex_;                // writes through a shared store
+  bool shared_ = false;                   // made by shared_for_writing: its writes check the schema
+  bool stale_ = false;                    // (under write_mutex_) a write found the schema changed
   std::uint64_t device_ = 0, inode_ = 0;  // of the file when opened
 };
 
