@@ -300,6 +300,15 @@ void workspace_store::write(std::span<const run_write> writes) {
 
 void workspace_store::apply(const run_write& w) {
   const std::string_view run = w.run;
+  const std::optional<std::int64_t> outcomes =
+      w.steps != nullptr ? std::optional(write_steps(run, *w.steps)) : std::nullopt;
+  const auto bind_timings = [&w](sqlite::query& q, int index) {
+    if (w.steps != nullptr) {
+      q.bind(index, bytes_of(w.steps->timings));
+    } else {
+      q.bind_null(index);
+    }
+  };
   if (w.begin != nullptr) {
     const run_row& r = *w.begin;
     const std::optional<std::int64_t> structure =
@@ -308,16 +317,22 @@ void workspace_store::apply(const run_write& w) {
         .bind(1, std::string_view(r.experiment))
         .bind(2, ns(r.started))
         .run();
-    db_.prepare(
-           "INSERT INTO runs(id, experiment, pipeline, structure, status, started, heartbeat, heartbeat_interval, "
-           "host, user, pid, pid_started, directory, git_commit, git_dirty, version, steps, structure_id) "
-           "VALUES(?1, (SELECT id FROM experiments WHERE name = ?2), ?3, ?4, ?5, ?6, ?17, ?7, ?8, ?9, ?10, ?11, ?12, "
-           "?13, ?14, ?15, ?16, ?18)")
-        .bind(1, run)
+    // A run that ends in its first write (most short runs) is written
+    // whole in one INSERT, its end too: not inserted, then rewritten.
+    const run_row* const e = w.end;
+    const std::int64_t now = ns(std::chrono::system_clock::now());
+    const std::int64_t ended = e != nullptr ? ns(e->ended.value_or(std::chrono::system_clock::now())) : now;
+    auto q = db_.prepare(
+        "INSERT INTO runs(id, experiment, pipeline, structure, status, started, heartbeat, heartbeat_interval, "
+        "host, user, pid, pid_started, directory, git_commit, git_dirty, version, steps, structure_id, ended, "
+        "computed, cached, failed, outcomes_id, timings) "
+        "VALUES(?1, (SELECT id FROM experiments WHERE name = ?2), ?3, ?4, ?5, ?6, ?17, ?7, ?8, ?9, ?10, ?11, ?12, "
+        "?13, ?14, ?15, ?16, ?18, ?19, ?20, ?21, ?22, ?23, ?24)");
+    q.bind(1, run)
         .bind(2, std::string_view(r.experiment))
         .bind(3, std::string_view(r.pipeline))
         .bind(4, std::string_view(r.structure))
-        .bind(5, std::string_view(r.status))
+        .bind(5, std::string_view(e != nullptr ? e->status : r.status))
         .bind(6, ns(r.started))
         .bind(7, static_cast<std::int64_t>(r.heartbeat_interval.count()))
         .bind(8, std::string_view(r.host))
@@ -328,10 +343,16 @@ void workspace_store::apply(const run_write& w) {
         .bind(13, std::string_view(r.git_commit))
         .bind(14, r.git_dirty ? std::optional<std::int64_t>(*r.git_dirty ? 1 : 0) : std::nullopt)
         .bind(15, std::string_view(r.version))
-        .bind(17, ns(std::chrono::system_clock::now()))  // its first heartbeat: now, not when it started
-        .bind(16, static_cast<std::int64_t>(r.steps))
+        .bind(16, static_cast<std::int64_t>(e != nullptr ? e->steps : r.steps))
+        .bind(17, e != nullptr ? ended : now)  // its first heartbeat: now, not when it started
         .bind(18, structure)
-        .run();
+        .bind(19, e != nullptr ? std::optional(ended) : std::nullopt)
+        .bind(20, static_cast<std::int64_t>(e != nullptr ? e->computed : 0))
+        .bind(21, static_cast<std::int64_t>(e != nullptr ? e->cached : 0))
+        .bind(22, static_cast<std::int64_t>(e != nullptr ? e->failed : 0))
+        .bind(23, outcomes);
+    bind_timings(q, 24);
+    q.run();
     for (const auto& [name, value] : w.params) {
       db_.prepare("INSERT OR REPLACE INTO params(run, name, value) VALUES(?1, ?2, ?3)")
           .bind(1, run)
@@ -340,8 +361,6 @@ void workspace_store::apply(const run_write& w) {
           .run();
     }
   }
-  const std::optional<std::int64_t> outcomes =
-      w.steps != nullptr ? std::optional(write_steps(run, *w.steps)) : std::nullopt;
   for (const auto& m : w.metrics) {
     db_.prepare("INSERT INTO metrics(run, step, name, value, step_number, time) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
         .bind(1, run)
@@ -361,18 +380,14 @@ void workspace_store::apply(const run_write& w) {
         .bind(5, std::string_view(l.line))
         .run();
   }
-  if (w.end != nullptr) {
+  if (w.end != nullptr && w.begin == nullptr) {
     // One UPDATE of the row for its end (a row rewritten with a 10,000-step
     // run's timings rewrites their overflow pages).
     const run_row& r = *w.end;
     auto q = db_.prepare(
         "UPDATE runs SET status = ?2, ended = ?3, heartbeat = ?3, steps = ?4, computed = ?5, cached = ?6, "
         "failed = ?7, outcomes_id = coalesce(?8, outcomes_id), timings = coalesce(?9, timings) WHERE id = ?1");
-    if (w.steps != nullptr) {
-      q.bind(9, bytes_of(w.steps->timings));
-    } else {
-      q.bind_null(9);
-    }
+    bind_timings(q, 9);
     q.bind(1, run)
         .bind(2, std::string_view(r.status))
         .bind(3, ns(r.ended.value_or(std::chrono::system_clock::now())))
@@ -382,7 +397,7 @@ void workspace_store::apply(const run_write& w) {
         .bind(7, static_cast<std::int64_t>(r.failed))
         .bind(8, outcomes)
         .run();
-  } else if (w.heartbeat) {
+  } else if (w.heartbeat && w.end == nullptr) {
     db_.prepare("UPDATE runs SET heartbeat = ?2 WHERE id = ?1").bind(1, run).bind(2, ns(*w.heartbeat)).run();
   }
 }
