@@ -33,12 +33,14 @@ run_recorder::run_recorder(std::filesystem::path file, const tracking_options& o
 run_recorder::~run_recorder() {
   if (record_ == nullptr) return;
   // The run threw past its steps: failed, not running (it would show as
-  // crashed, then), with what it logged so far.
+  // crashed, then), with what it logged so far; written before the
+  // exception leaves run() unless its runs are written behind (after
+  // run(), a caller may remove the directory the record would go in).
   run_row last;
   last.status = "failed";
   last.steps = record_->row.steps;
   last.ended = std::chrono::system_clock::now();
-  (void)writer_->end(*record_, std::nullopt, std::move(last), false);
+  (void)writer_->end(*record_, std::nullopt, std::move(last), !options_.write_behind);
 }
 
 void run_recorder::run_started(const run_start& run) {
