@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <system_error>
 #include <utility>
 
@@ -70,6 +72,89 @@ bool parse_metric(std::string_view rest, std::string& name, double& value, std::
   const auto [ptr, ec] = std::from_chars(more.data(), more.data() + more.size(), step);
   return ec == std::errc() && ptr == more.data() + more.size();
 }
+
+// The commands of a process that dies without ending them (kill -9, a
+// crash) would run on, reparented to init. A helper, `sh` started with
+// the first command, is told each command's process group as it starts
+// ("+ PGID") and is reaped ("- PGID"), on a socket that is its standard
+// input; at its end of file (this process ended, however) it kills every
+// group still listed. A group's leader is reaped only after its group was
+// killed, so a listed group's id is not reused meanwhile.
+class orphan_guard {
+ public:
+  static orphan_guard& instance() {
+    static auto* guard = new orphan_guard;  // never destroyed: commands may end as the process exits
+    return *guard;
+  }
+  void started(pid_t group) noexcept { tell('+', group); }
+  void ended(pid_t group) noexcept { tell('-', group); }
+
+ private:
+  void tell(char what, pid_t group) noexcept {
+    const std::scoped_lock lock(mutex_);
+    if (owner_ != ::getpid()) {  // first use here (or a child after fork(): its own helper)
+      owner_ = ::getpid();
+      fd_ = -1;
+      start();
+    }
+    if (fd_ < 0) return;
+    const std::string line = fmt::format("{} {}\n", what, group);
+    if (::send(fd_, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+      // The helper is gone (killed by hand): commands are no longer guarded.
+      close_fd(fd_);
+      int status = 0;
+      (void)::waitpid(helper_, &status, WNOHANG);
+    }
+  }
+
+  void start() noexcept {
+    static constexpr const char* script =
+        "trap '' INT TERM HUP; g=' '; "
+        "while read -r op p; do case $op in "
+        "+) g=\"$g$p \";; "
+        "-) n=' '; for q in $g; do [ \"$q\" = \"$p\" ] || n=\"$n$q \"; done; g=$n;; "
+        "esac; done; "
+        "for q in $g; do kill -s KILL -- \"-$q\" 2>/dev/null; done";
+    int pair[2] = {-1, -1};
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return;
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_adddup2(&actions, pair[1], 0);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    // A group of its own: a Ctrl-C to the terminal's group does not reach it.
+    sigset_t none;
+    sigset_t all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    char* argv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>(script),
+                    const_cast<char*>("penstock-orphan-guard"), nullptr};
+    char* envp[] = {nullptr};
+    pid_t pid = -1;
+    const int failed = ::posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    ::close(pair[1]);
+    if (failed != 0) {
+      ::close(pair[0]);
+      return;
+    }
+    fd_ = pair[0];
+    helper_ = pid;
+  }
+
+  std::mutex mutex_;
+  pid_t owner_ = 0;
+  int fd_ = -1;
+  pid_t helper_ = -1;
+};
 
 }  // namespace
 
@@ -239,6 +324,7 @@ bool process_supervisor::start(job& j) {
     return false;
   }
   j.pid = pid;
+  orphan_guard::instance().started(pid);
   j.outcome.started = true;
   j.pipe[1] = out[0];
   j.pipe[2] = err[0];
@@ -319,6 +405,7 @@ void process_supervisor::finish(job& j) {
   int status = 0;
   while (::waitpid(j.pid, &status, 0) < 0 && errno == EINTR) {
   }
+  orphan_guard::instance().ended(j.pid);
   for (int k = 1; k <= 2; ++k) {
     read_output(j, k, true);
     if (!j.partial[static_cast<std::size_t>(k)].empty()) {
