@@ -74,49 +74,67 @@ bool parse_metric(std::string_view rest, std::string& name, double& value, std::
 }
 
 // The commands of a process that dies without ending them (kill -9, a
-// crash) would run on, reparented to init. A helper, `sh` started with
-// the first command, is told each command's process group as it starts
-// ("+ PGID") and is reaped ("- PGID"), on a socket that is its standard
-// input; at its end of file (this process ended, however) it kills every
-// group still listed. A group's leader is reaped only after its group was
-// killed, so a listed group's id is not reused meanwhile.
+// crash) would run on, reparented to init. A helper, `sh` started with the
+// first command, waits for the end of file of its standard input, a
+// socket this process never writes to (so it is never woken before); then
+// (this process ended, however) it kills every process group listed in a
+// file of this process's: one fixed-width slot per running command, its
+// group written into a free slot as it starts and blanked once it is
+// reaped (a write of one slot: whole or not at all, even under kill -9). A
+// group's leader is reaped only after its group was killed, so a listed
+// group's id is not reused meanwhile.
 class orphan_guard {
  public:
   static orphan_guard& instance() {
     static auto* guard = new orphan_guard;  // never destroyed: commands may end as the process exits
     return *guard;
   }
-  void started(pid_t group) noexcept { tell('+', group); }
-  void ended(pid_t group) noexcept { tell('-', group); }
+  void started(pid_t group) noexcept {
+    const std::scoped_lock lock(mutex_);
+    if (owner_ != ::getpid()) start();  // first use here (or a child after fork(): its own helper)
+    if (file_ < 0) return;
+    std::size_t slot = 0;
+    while (slot < slots_.size() && slots_[slot] != 0) ++slot;
+    if (slot == slots_.size()) slots_.push_back(0);
+    slots_[slot] = group;
+    write_slot(slot, fmt::format("{:>{}}\n", group, slot_width - 1));
+  }
+  void ended(pid_t group) noexcept {
+    const std::scoped_lock lock(mutex_);
+    if (owner_ != ::getpid() || file_ < 0) return;
+    const auto it = std::find(slots_.begin(), slots_.end(), group);
+    if (it == slots_.end()) return;
+    *it = 0;
+    write_slot(static_cast<std::size_t>(it - slots_.begin()), std::string(slot_width - 1, ' ') + "\n");
+  }
 
  private:
-  void tell(char what, pid_t group) noexcept {
-    const std::scoped_lock lock(mutex_);
-    if (owner_ != ::getpid()) {  // first use here (or a child after fork(): its own helper)
-      owner_ = ::getpid();
-      fd_ = -1;
-      start();
-    }
-    if (fd_ < 0) return;
-    const std::string line = fmt::format("{} {}\n", what, group);
-    if (::send(fd_, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
-      // The helper is gone (killed by hand): commands are no longer guarded.
-      close_fd(fd_);
-      int status = 0;
-      (void)::waitpid(helper_, &status, WNOHANG);
+  static constexpr std::size_t slot_width = 12;  // "%11d\n"
+
+  void write_slot(std::size_t slot, const std::string& text) noexcept {
+    if (::pwrite(file_, text.data(), text.size(), static_cast<off_t>(slot * slot_width)) !=
+        static_cast<ssize_t>(text.size())) {
+      close_fd(file_);  // commands are no longer guarded (a full disk)
     }
   }
 
   void start() noexcept {
+    owner_ = ::getpid();
+    file_ = -1;
+    slots_.clear();
+    const char* dir = std::getenv("TMPDIR");
+    std::string path = fmt::format("{}/penstock-commands-XXXXXX", dir != nullptr && *dir != '\0' ? dir : "/tmp");
+    const int file = ::mkostemp(path.data(), O_CLOEXEC);
+    if (file < 0) return;
     static constexpr const char* script =
-        "trap '' INT TERM HUP; g=' '; "
-        "while read -r op p; do case $op in "
-        "+) g=\"$g$p \";; "
-        "-) n=' '; for q in $g; do [ \"$q\" = \"$p\" ] || n=\"$n$q \"; done; g=$n;; "
-        "esac; done; "
-        "for q in $g; do kill -s KILL -- \"-$q\" 2>/dev/null; done";
+        "trap '' INT TERM HUP; while read -r _; do :; done; "
+        "while read -r g; do [ -n \"$g\" ] && kill -s KILL -- \"-$g\" 2>/dev/null; done < \"$0\"; rm -f \"$0\"";
     int pair[2] = {-1, -1};
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return;
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+      ::close(file);
+      ::unlink(path.c_str());
+      return;
+    }
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&actions);
@@ -134,8 +152,7 @@ class orphan_guard {
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
-    char* argv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>(script),
-                    const_cast<char*>("penstock-orphan-guard"), nullptr};
+    char* argv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>(script), path.data(), nullptr};
     char* envp[] = {nullptr};
     pid_t pid = -1;
     const int failed = ::posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, envp);
@@ -144,16 +161,19 @@ class orphan_guard {
     ::close(pair[1]);
     if (failed != 0) {
       ::close(pair[0]);
+      ::close(file);
+      ::unlink(path.c_str());
       return;
     }
-    fd_ = pair[0];
-    helper_ = pid;
+    socket_ = pair[0];  // kept open, never written: its end of file is this process's end
+    file_ = file;
   }
 
   std::mutex mutex_;
   pid_t owner_ = 0;
-  int fd_ = -1;
-  pid_t helper_ = -1;
+  int file_ = -1;
+  int socket_ = -1;
+  std::vector<pid_t> slots_;  // the group in each slot of the file; 0: free
 };
 
 }  // namespace
