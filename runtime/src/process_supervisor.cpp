@@ -73,6 +73,21 @@ bool parse_metric(std::string_view rest, std::string& name, double& value, std::
   return ec == std::errc() && ptr == more.data() + more.size();
 }
 
+// Its own process group (so that a signal reaches all it started, and a
+// Ctrl-C to the terminal's group does not reach it), no blocked signals
+// and every signal at its default (the caller may ignore SIGPIPE or
+// handle SIGINT).
+void in_own_group_with_default_signals(posix_spawnattr_t& attr) noexcept {
+  sigset_t none;
+  sigset_t all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+}
+
 // The commands of a process that dies without ending them (kill -9, a
 // crash) would run on, reparented to init. A helper, `sh` started with the
 // first command, waits for the end of file of its standard input, a
@@ -143,15 +158,7 @@ class orphan_guard {
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    // A group of its own: a Ctrl-C to the terminal's group does not reach it.
-    sigset_t none;
-    sigset_t all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
+    in_own_group_with_default_signals(attr);
     char* argv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>(script), path.data(), nullptr};
     char* envp[] = {nullptr};
     pid_t pid = -1;
@@ -309,17 +316,7 @@ bool process_supervisor::start(job& j) {
   posix_spawn_file_actions_adddup2(&actions, err[1], 2);
   posix_spawn_file_actions_addchdir_np(&actions, r.directory.c_str());
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  // Its own process group (so that a signal reaches all it started), no
-  // blocked signals and every signal at its default (the caller may
-  // ignore SIGPIPE or handle SIGINT).
-  sigset_t none;
-  sigset_t all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
+  in_own_group_with_default_signals(attr);
 
   std::vector<char*> argv;
   argv.reserve(r.argv.size() + 1);
